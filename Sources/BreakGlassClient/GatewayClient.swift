@@ -1,0 +1,203 @@
+import AsyncHTTPClient
+import BreakGlassCore
+import Foundation
+import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
+import NIOSSL
+
+/// Talks to a breakglass gateway over TLS (1.2 minimum), trusting the given CA or the system roots.
+public struct GatewayClient: Sendable {
+    public let baseURL: String
+    private let client: HTTPClient
+    private let timeout: TimeAmount
+
+    /// `gateway` is `https://HOST:PORT`; `caFile` is a PEM bundle to trust instead of the system roots.
+    public init(gateway: String, caFile: String?, timeout: Duration = .seconds(30)) throws(ClientError) {
+        var base = gateway
+        while base.hasSuffix("/") { base.removeLast() }
+        guard base.lowercased().hasPrefix("https://"), base.count > "https://".count else {
+            throw ClientError(
+                code: "invalid_gateway", message: "gateway \"\(gateway)\" must be an https:// URL, e.g. https://127.0.0.1:8443")
+        }
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        if let caFile {
+            do {
+                let roots = try NIOSSLCertificate.fromPEMFile(caFile)
+                guard !roots.isEmpty else { throw ClientError(code: "invalid_ca", message: "\(caFile) holds no certificate") }
+                tls.trustRoots = .certificates(roots)
+            } catch let error as ClientError {
+                throw error
+            } catch {
+                throw ClientError(code: "invalid_ca", message: "cannot read CA file \(caFile): \(error)")
+            }
+        }
+        var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
+        configuration.timeout = .init(connect: .seconds(10), read: .seconds(Int64(timeout.totalSeconds)))
+        configuration.redirectConfiguration = .disallow
+        self.baseURL = base
+        self.client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        self.timeout = .seconds(Int64(timeout.totalSeconds))
+    }
+
+    /// Closes the connection pool.
+    public func shutdown() async {
+        try? await client.shutdown()
+    }
+
+    /// Runs `body`, then shuts the client down whatever happened.
+    public func withShutdown<T: Sendable>(
+        _ body: (GatewayClient) async throws(ClientError) -> T
+    ) async -> Result<T, ClientError> {
+        let result: Result<T, ClientError>
+        do {
+            result = .success(try await body(self))
+        } catch {
+            result = .failure(error)
+        }
+        await shutdown()
+        return result
+    }
+
+    /// `POST /v1/grants`: logs in and asks for a grant.
+    public func requestGrant(_ login: GrantLogin) async throws(ClientError) -> IssuedGrant {
+        var body: [String: String] = [
+            "user": login.user, "password": login.password, "pathway": login.pathway, "reason": login.reason,
+        ]
+        body["otp"] = login.oneTimeCode
+        body["ticket"] = login.ticket
+        body["duration"] = login.duration
+        let data: Data
+        do {
+            data = try JSONSerialization.data(withJSONObject: body)
+        } catch {
+            throw ClientError(code: "invalid_request", message: "cannot encode the request: \(error)")
+        }
+        var request = HTTPClientRequest(url: baseURL + "/v1/grants")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(data: data))
+        return try await send(request, expecting: 201)
+    }
+
+    /// `GET /v1/grants/current`: what the gateway says about a token.
+    public func currentGrant(token: String) async throws(ClientError) -> GrantStatus {
+        var request = HTTPClientRequest(url: baseURL + "/v1/grants/current")
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        return try await send(request, expecting: 200)
+    }
+
+    private func send<Result: Decodable>(_ request: HTTPClientRequest, expecting status: UInt) async throws(ClientError) -> Result {
+        let response: HTTPClientResponse
+        let body: ByteBuffer
+        do {
+            response = try await client.execute(request, timeout: timeout)
+            body = try await response.body.collect(upTo: 1 << 20)
+        } catch {
+            throw ClientError(code: "unreachable", message: "cannot reach \(baseURL): \(Self.describe(error))")
+        }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        guard response.status.code == status else {
+            if let problem = try? decoder.decode(APIErrorBody.self, from: body) {
+                throw ClientError(code: problem.error.code, message: problem.error.message, httpStatus: Int(response.status.code))
+            }
+            throw ClientError(
+                code: "unexpected_response", message: "the gateway answered \(response.status)", httpStatus: Int(response.status.code))
+        }
+        do {
+            return try decoder.decode(Result.self, from: body)
+        } catch {
+            throw ClientError(code: "unexpected_response", message: "the gateway's answer could not be read: \(error)")
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let ssl = error as? NIOSSLError { return "TLS failed (\(ssl)); is --ca / BREAKGLASS_CA the gateway's CA?" }
+        if let client = error as? HTTPClientError { return "\(client)" }
+        return "\(error)"
+    }
+
+    struct APIErrorBody: Decodable {
+        struct Detail: Decodable {
+            let code: String
+            let message: String
+        }
+
+        let error: Detail
+    }
+}
+
+/// What `login` sends.
+public struct GrantLogin: Sendable {
+    public var user: String
+    public var password: String
+    public var oneTimeCode: String?
+    public var pathway: String
+    public var reason: String
+    public var ticket: String?
+    public var duration: String?
+
+    public init(user: String, password: String, oneTimeCode: String?, pathway: String, reason: String, ticket: String?, duration: String?) {
+        self.user = user
+        self.password = password
+        self.oneTimeCode = oneTimeCode
+        self.pathway = pathway
+        self.reason = reason
+        self.ticket = ticket
+        self.duration = duration
+    }
+}
+
+/// A grant the gateway issued.
+public struct IssuedGrant: Codable, Sendable, Equatable {
+    public var token: String
+    public var session: String
+    public var pathway: String
+    public var user: String
+    public var reason: String?
+    public var ticket: String?
+    public var issuedAt: Date
+    public var expiresAt: Date
+
+    enum CodingKeys: String, CodingKey {
+        case token, session, pathway, user, reason, ticket
+        case issuedAt = "issued_at"
+        case expiresAt = "expires_at"
+    }
+}
+
+/// The gateway's view of a grant token.
+public struct GrantStatus: Codable, Sendable, Equatable {
+    public var session: String
+    public var pathway: String
+    public var user: String
+    public var reason: String
+    public var ticket: String?
+    public var issuedAt: Date
+    public var expiresAt: Date
+    public var expiresInSeconds: Int
+
+    enum CodingKeys: String, CodingKey {
+        case session, pathway, user, reason, ticket
+        case issuedAt = "issued_at"
+        case expiresAt = "expires_at"
+        case expiresInSeconds = "expires_in_seconds"
+    }
+}
+
+/// A client-side failure: an API error code from the gateway, or a local one.
+public struct ClientError: Error, Sendable, CustomStringConvertible {
+    public var code: String
+    public var message: String
+    public var httpStatus: Int?
+
+    public init(code: String, message: String, httpStatus: Int? = nil) {
+        self.code = code
+        self.message = message
+        self.httpStatus = httpStatus
+    }
+
+    public var description: String { "\(message) [\(code)]" }
+}

@@ -1,0 +1,19 @@
+import BreakGlassCore
+import Foundation
+
+/// A policy that passed validation, with where it came from.
+public struct LoadedPolicy: Sendable {
+    public var policy: Policy
+    /// Absolute path of the policy file.
+    public var file: String
+    /// Hex SHA-256 of the file's bytes as read.
+    public var sha256: String
+    public var loadedAt: Date
+
+    public init(policy: Policy, file: String, sha256: String, loadedAt: Date) {
+        self.policy = policy
+        self.file = file
+        self.sha256 = sha256
+        self.loadedAt = loadedAt
+    }
+}

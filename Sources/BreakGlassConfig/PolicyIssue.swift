@@ -1,0 +1,39 @@
+/// One problem found in a policy file, with its place.
+public struct PolicyIssue: Sendable, Equatable, CustomStringConvertible {
+    public var file: String
+    /// 1-based line, 0 when the problem has no place in the file.
+    public var line: Int
+    /// 1-based column, 0 when unknown.
+    public var column: Int
+    /// The key path, e.g. `pathways.status-api.max_duration` ("" for the whole file).
+    public var keyPath: String
+    public var message: String
+
+    public init(file: String, line: Int, column: Int, keyPath: String, message: String) {
+        self.file = file
+        self.line = line
+        self.column = column
+        self.keyPath = keyPath
+        self.message = message
+    }
+
+    /// `file:line:column: key.path: message`
+    public var description: String {
+        let place = line > 0 ? "\(file):\(line):\(column)" : file
+        return keyPath.isEmpty ? "\(place): \(message)" : "\(place): \(keyPath): \(message)"
+    }
+}
+
+/// Every problem found in a policy file; the policy was not accepted.
+public struct PolicyValidationError: Error, Sendable, CustomStringConvertible {
+    public var issues: [PolicyIssue]
+
+    public init(issues: [PolicyIssue]) {
+        self.issues = issues
+    }
+
+    public var description: String {
+        let count = issues.count == 1 ? "1 error" : "\(issues.count) errors"
+        return "policy rejected, \(count):\n" + issues.map { "  \($0)" }.joined(separator: "\n")
+    }
+}

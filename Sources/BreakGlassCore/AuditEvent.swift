@@ -1,0 +1,85 @@
+import Foundation
+
+/// One audited fact. Events hold no secrets: never a password, one-time code, token or key.
+public struct AuditEvent: Sendable, Equatable {
+    /// The event type, e.g. `grant.issued` (an open set).
+    public struct Kind: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        public static let gatewayStarted = Kind(rawValue: "gateway.started")
+        public static let gatewayStopped = Kind(rawValue: "gateway.stopped")
+        public static let policyLoaded = Kind(rawValue: "policy.loaded")
+        public static let policyRejected = Kind(rawValue: "policy.rejected")
+        public static let grantIssued = Kind(rawValue: "grant.issued")
+        public static let grantDenied = Kind(rawValue: "grant.denied")
+    }
+
+    public var kind: Kind
+    public var time: Date
+    /// Event fields by name; values are strings, integers or lists of strings.
+    public var fields: [String: AuditValue]
+
+    public init(kind: Kind, time: Date, fields: [String: AuditValue] = [:]) {
+        self.kind = kind
+        self.time = time
+        self.fields = fields
+    }
+
+    /// A grant was issued; `tokenSHA256` is the hex SHA-256 of the token, never the token itself.
+    public static func grantIssued(_ grant: Grant, tokenSHA256: String) -> AuditEvent {
+        var fields: [String: AuditValue] = [
+            "session": .string(grant.session),
+            "user": .string(grant.user),
+            "pathway": .string(grant.pathway),
+            "reason": .string(grant.reason),
+            "issued_at": .time(grant.issuedAt),
+            "expires_at": .time(grant.expiresAt),
+            "amr": .strings(grant.amr),
+            "token_sha256": .string(tokenSHA256),
+        ]
+        fields["ticket"] = grant.ticket.map(AuditValue.string)
+        fields["source"] = grant.source.map(AuditValue.string)
+        return AuditEvent(kind: .grantIssued, time: grant.issuedAt, fields: fields)
+    }
+
+    /// A grant request was refused.
+    public static func grantDenied(
+        time: Date,
+        user: String?,
+        source: String?,
+        pathway: String?,
+        reason: String?,
+        ticket: String?,
+        error: BreakGlassError
+    ) -> AuditEvent {
+        var fields: [String: AuditValue] = [
+            "code": .string(error.code.rawValue),
+            "message": .string(error.message),
+        ]
+        fields["user"] = user.map(AuditValue.string)
+        fields["source"] = source.map(AuditValue.string)
+        fields["pathway"] = pathway.map(AuditValue.string)
+        fields["reason"] = reason.map(AuditValue.string)
+        fields["ticket"] = ticket.map(AuditValue.string)
+        return AuditEvent(kind: .grantDenied, time: time, fields: fields)
+    }
+}
+
+/// A value in an audit event.
+public enum AuditValue: Sendable, Equatable, CustomStringConvertible {
+    case string(String)
+    case integer(Int64)
+    case strings([String])
+    case time(Date)
+
+    public var description: String {
+        switch self {
+        case .string(let value): value
+        case .integer(let value): String(value)
+        case .strings(let values): values.joined(separator: ",")
+        case .time(let date): date.formatted(.iso8601)
+        }
+    }
+}

@@ -1,0 +1,118 @@
+/// The `gateway:` section of a policy.
+public struct GatewaySettings: Sendable, Equatable {
+    /// The gateway's identity: token issuer and audit log origin.
+    public var id: String
+    public var listen: ListenAddress
+    /// Absolute path of the PEM certificate chain.
+    public var tlsCertificate: String
+    /// Absolute path of the PEM private key for TLS.
+    public var tlsPrivateKey: String
+    /// Absolute path of the Ed25519 token signing key (PEM PKCS#8).
+    public var tokenKey: String
+    public var pam: PAMSettings
+    public var lockout: LockoutPolicy
+
+    public init(
+        id: String,
+        listen: ListenAddress,
+        tlsCertificate: String,
+        tlsPrivateKey: String,
+        tokenKey: String,
+        pam: PAMSettings,
+        lockout: LockoutPolicy
+    ) {
+        self.id = id
+        self.listen = listen
+        self.tlsCertificate = tlsCertificate
+        self.tlsPrivateKey = tlsPrivateKey
+        self.tokenKey = tokenKey
+        self.pam = pam
+        self.lockout = lockout
+    }
+}
+
+/// Where the gateway listens.
+public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `HOST:PORT` or `[IPV6]:PORT`; port 0 asks the system for a free port.
+    public init?(_ text: String) {
+        let host: Substring
+        let portText: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { return nil }
+            host = text[text.index(after: text.startIndex)..<close]
+            let after = text[text.index(after: close)...]
+            guard after.hasPrefix(":") else { return nil }
+            portText = after.dropFirst()
+        } else {
+            guard let colon = text.lastIndex(of: ":"), !text[..<colon].contains(":") else { return nil }
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+        }
+        guard !host.isEmpty, !portText.isEmpty, portText.count <= 5, portText.allSatisfy({ $0.isASCII && $0.isNumber }),
+            let port = Int(portText), port <= 65535
+        else { return nil }
+        self.host = String(host)
+        self.port = port
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// The `gateway.pam:` section.
+public struct PAMSettings: Sendable, Equatable {
+    /// The PAM service name (the file name in the confdir).
+    public var service: String
+    /// Absolute path of a private PAM configuration folder; nil uses the system's /etc/pam.d.
+    public var confdir: String?
+    /// How long every failed login takes at least, so that failures look alike in time.
+    public var failureDelay: Duration
+    /// PAM worker threads (and so concurrent PAM conversations).
+    public var threads: Int
+    /// Logins allowed to wait for a worker before new ones get `unavailable`.
+    public var maxPending: Int
+
+    public init(
+        service: String,
+        confdir: String?,
+        failureDelay: Duration = .seconds(1),
+        threads: Int = 4,
+        maxPending: Int = 64
+    ) {
+        self.service = service
+        self.confdir = confdir
+        self.failureDelay = failureDelay
+        self.threads = threads
+        self.maxPending = maxPending
+    }
+}
+
+/// The `gateway.lockout:` section: failed-login limits per user and per source address.
+public struct LockoutPolicy: Sendable, Equatable {
+    /// Failures of one user within `window` that lock that user.
+    public var failures: Int
+    public var window: Duration
+    /// How long a lock lasts.
+    public var duration: Duration
+    /// Failures from one source address within `window` that lock that address.
+    public var sourceFailures: Int
+
+    public init(
+        failures: Int = 5,
+        window: Duration = .seconds(300),
+        duration: Duration = .seconds(900),
+        sourceFailures: Int = 50
+    ) {
+        self.failures = failures
+        self.window = window
+        self.duration = duration
+        self.sourceFailures = sourceFailures
+    }
+}

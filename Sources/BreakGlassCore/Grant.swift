@@ -1,0 +1,52 @@
+import Foundation
+
+/// An issued emergency grant: who, where, why, and until when.
+public struct Grant: Sendable, Equatable, Codable {
+    /// The session id (the token's `jti`): 128 random bits, hex.
+    public var session: String
+    public var user: String
+    public var pathway: String
+    public var reason: String
+    public var ticket: String?
+    public var issuedAt: Date
+    public var expiresAt: Date
+    /// Authentication methods used (`pwd`, `otp`).
+    public var amr: [String]
+    /// The client address the grant was requested from.
+    public var source: String?
+
+    public init(
+        session: String,
+        user: String,
+        pathway: String,
+        reason: String,
+        ticket: String?,
+        issuedAt: Date,
+        expiresAt: Date,
+        amr: [String],
+        source: String?
+    ) {
+        self.session = session
+        self.user = user
+        self.pathway = pathway
+        self.reason = reason
+        self.ticket = ticket
+        self.issuedAt = issuedAt
+        self.expiresAt = expiresAt
+        self.amr = amr
+        self.source = source
+    }
+
+    /// A new random 128-bit session id in lowercase hex.
+    public static func newSessionID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let high = generator.next() as UInt64
+        let low = generator.next() as UInt64
+        return hex(high) + hex(low)
+    }
+
+    private static func hex(_ value: UInt64) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+}

@@ -1,0 +1,104 @@
+import Foundation
+
+/// A named internal service that emergency access can be granted to.
+public struct Pathway: Sendable, Equatable {
+    /// How traffic reaches the upstream.
+    public enum Kind: String, Sendable, CaseIterable {
+        /// HTTP reverse proxy.
+        case http
+        /// TCP tunnel over HTTP CONNECT.
+        case tcp
+    }
+
+    public var name: String
+    public var kind: Kind
+    public var upstream: Upstream
+    public var allowUsers: Set<String>
+    public var allowGroups: Set<String>
+    public var defaultDuration: Duration
+    public var maxDuration: Duration
+    /// When set, grants need a ticket matching this pattern.
+    public var requireTicket: TicketPattern?
+    /// When set, grants and traffic are accepted only from these blocks.
+    public var sourceCIDRs: [CIDRBlock]?
+
+    public init(
+        name: String,
+        kind: Kind,
+        upstream: Upstream,
+        allowUsers: Set<String>,
+        allowGroups: Set<String>,
+        defaultDuration: Duration,
+        maxDuration: Duration,
+        requireTicket: TicketPattern? = nil,
+        sourceCIDRs: [CIDRBlock]? = nil
+    ) {
+        self.name = name
+        self.kind = kind
+        self.upstream = upstream
+        self.allowUsers = allowUsers
+        self.allowGroups = allowGroups
+        self.defaultDuration = defaultDuration
+        self.maxDuration = maxDuration
+        self.requireTicket = requireTicket
+        self.sourceCIDRs = sourceCIDRs
+    }
+}
+
+/// Where a pathway's traffic goes: `http://host:port`, `https://host:port` or `tcp://host:port` / `host:port`.
+public struct Upstream: Sendable, Equatable, CustomStringConvertible {
+    public enum Scheme: String, Sendable {
+        case http, https, tcp
+    }
+
+    public var scheme: Scheme
+    public var host: String
+    public var port: Int
+    /// Path prefix for HTTP upstreams ("" when none).
+    public var basePath: String
+
+    public init(scheme: Scheme, host: String, port: Int, basePath: String = "") {
+        self.scheme = scheme
+        self.host = host
+        self.port = port
+        self.basePath = basePath
+    }
+
+    /// Parses an upstream for a pathway kind; nil with no usable host and port.
+    public init?(_ text: String, kind: Pathway.Kind) {
+        var rest = Substring(text)
+        let scheme: Scheme
+        if let range = rest.range(of: "://") {
+            guard let parsed = Scheme(rawValue: String(rest[..<range.lowerBound]).lowercased()) else { return nil }
+            scheme = parsed
+            rest = rest[range.upperBound...]
+        } else {
+            guard kind == .tcp else { return nil }
+            scheme = .tcp
+        }
+        switch (kind, scheme) {
+        case (.http, .http), (.http, .https), (.tcp, .tcp): break
+        default: return nil
+        }
+        let authority = rest.prefix(while: { $0 != "/" && $0 != "?" && $0 != "#" })
+        let path = rest.dropFirst(authority.count)
+        guard !path.contains("?"), !path.contains("#"), scheme != .tcp || path.isEmpty || path == "/" else { return nil }
+        if let address = ListenAddress(String(authority)) {
+            self.init(scheme: scheme, host: address.host, port: address.port, basePath: Self.trimmed(path))
+        } else if scheme != .tcp, !authority.isEmpty, !authority.contains(":"), !authority.contains("@") {
+            self.init(scheme: scheme, host: String(authority), port: scheme == .https ? 443 : 80, basePath: Self.trimmed(path))
+        } else {
+            return nil
+        }
+        guard port > 0, host.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else { return nil }
+    }
+
+    private static func trimmed(_ path: Substring) -> String {
+        path.hasSuffix("/") ? String(path.dropLast()) : String(path)
+    }
+
+    public var description: String {
+        let authority = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        return "\(scheme.rawValue)://\(authority)\(basePath)"
+    }
+}

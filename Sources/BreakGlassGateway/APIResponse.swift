@@ -1,0 +1,47 @@
+import BreakGlassCore
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// A complete API response: status, extra headers and a JSON body.
+public struct APIResponse: Sendable {
+    public var status: HTTPResponseStatus
+    public var headers: [(String, String)]
+    public var body: ByteBuffer
+
+    public init(status: HTTPResponseStatus, headers: [(String, String)] = [], body: ByteBuffer) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    /// A JSON response from an encodable value (keys sorted, dates in ISO 8601).
+    public static func json(_ status: HTTPResponseStatus, _ value: some Encodable, headers: [(String, String)] = []) -> APIResponse {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.dateEncodingStrategy = .iso8601
+        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        return APIResponse(status: status, headers: headers, body: ByteBuffer(bytes: data))
+    }
+
+    /// The JSON error shape `{"error": {"code": ..., "message": ...}}`.
+    public static func error(_ error: BreakGlassError) -> APIResponse {
+        var headers: [(String, String)] = []
+        if let retry = error.retryAfterSeconds { headers.append(("Retry-After", String(max(1, retry)))) }
+        if error.code == .invalidToken { headers.append(("WWW-Authenticate", "Bearer error=\"invalid_token\"")) }
+        return .json(
+            HTTPResponseStatus(statusCode: error.code.httpStatus),
+            ErrorBody(error: .init(code: error.code.rawValue, message: error.message)),
+            headers: headers
+        )
+    }
+
+    struct ErrorBody: Encodable {
+        struct Detail: Encodable {
+            let code: String
+            let message: String
+        }
+
+        let error: Detail
+    }
+}

@@ -1,0 +1,36 @@
+import BreakGlassCore
+import NIOCore
+import NIOHTTP1
+
+/// Maps API requests to the grant service.
+public struct APIRouter: Sendable {
+    let grants: GrantService
+
+    public init(grants: GrantService) {
+        self.grants = grants
+    }
+
+    public func route(_ request: APIRequest) async -> APIResponse {
+        switch request.path {
+        case "/v1/grants":
+            guard request.method == .POST else { return Self.methodNotAllowed(request, allowed: "POST") }
+            return await grants.requestGrant(body: request.body, source: request.source)
+        case "/v1/grants/current":
+            guard request.method == .GET else { return Self.methodNotAllowed(request, allowed: "GET") }
+            return await grants.currentGrant(authorization: request.headers.first(name: "authorization"))
+        case "/.well-known/jwks.json":
+            guard request.method == .GET else { return Self.methodNotAllowed(request, allowed: "GET") }
+            return grants.jwks()
+        default:
+            return .error(BreakGlassError(.notFound, "no route \(request.path.prefix(200))"))
+        }
+    }
+
+    static func methodNotAllowed(_ request: APIRequest, allowed: String) -> APIResponse {
+        var response = APIResponse.error(
+            BreakGlassError(.methodNotAllowed, "\(request.method) is not allowed on \(request.path); use \(allowed)")
+        )
+        response.headers.append(("Allow", allowed))
+        return response
+    }
+}

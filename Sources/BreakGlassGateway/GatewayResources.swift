@@ -1,0 +1,47 @@
+import BreakGlassConfig
+import BreakGlassCore
+import BreakGlassTokens
+import NIOSSL
+
+/// What the gateway builds from a policy's files: the TLS context and the token authority.
+public struct GatewayResources: Sendable {
+    public let tlsContext: NIOSSLContext
+    public let tokens: TokenAuthority
+
+    /// Loads the certificate, TLS key and token key that the policy names; problems name the policy key.
+    public static func load(_ loaded: LoadedPolicy) async throws(PolicyValidationError) -> GatewayResources {
+        let gateway = loaded.policy.gateway
+        var issues: [PolicyIssue] = []
+        func issue(_ keyPath: String, _ message: String) {
+            issues.append(PolicyIssue(file: loaded.file, line: 0, column: 0, keyPath: keyPath, message: message))
+        }
+        var context: NIOSSLContext?
+        do {
+            let chain = try NIOSSLCertificate.fromPEMFile(gateway.tlsCertificate).map { NIOSSLCertificateSource.certificate($0) }
+            if chain.isEmpty { issue("gateway.tls.certificate", "\(gateway.tlsCertificate) holds no certificate") }
+            do {
+                let pem = try KeyFile.readPrivate(path: gateway.tlsPrivateKey)
+                let key = try NIOSSLPrivateKey(bytes: Array(pem.utf8), format: .pem)
+                var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+                configuration.minimumTLSVersion = .tlsv12
+                configuration.maximumTLSVersion = .tlsv13
+                configuration.applicationProtocols = ["http/1.1"]
+                if !chain.isEmpty { context = try NIOSSLContext(configuration: configuration) }
+            } catch let error as KeyFileError {
+                issue("gateway.tls.private_key", error.description)
+            } catch {
+                issue("gateway.tls.private_key", "\(gateway.tlsPrivateKey) does not load or does not match the certificate: \(error)")
+            }
+        } catch {
+            issue("gateway.tls.certificate", "\(gateway.tlsCertificate) is not a PEM certificate chain: \(error)")
+        }
+        var key: TokenSigningKey?
+        do {
+            key = try TokenSigningKey.load(path: gateway.tokenKey)
+        } catch {
+            issue("gateway.token_key", error.description)
+        }
+        guard issues.isEmpty, let context, let key else { throw PolicyValidationError(issues: issues) }
+        return GatewayResources(tlsContext: context, tokens: await TokenAuthority(issuer: gateway.id, key: key))
+    }
+}

@@ -1,0 +1,83 @@
+import BreakGlassCore
+import Logging
+import NIOCore
+import NIOExtras
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+
+/// The TLS listener: accepts connections, terminates TLS 1.2+/HTTP/1.1 and serves the API.
+public final class GatewayServer: Sendable {
+    private let channel: any Channel
+    private let quiesce: ServerQuiescingHelper
+    private let logger: Logger
+
+    /// The address the listener is bound to (useful with port 0).
+    public var localAddress: SocketAddress? { channel.localAddress }
+
+    private init(channel: any Channel, quiesce: ServerQuiescingHelper, logger: Logger) {
+        self.channel = channel
+        self.quiesce = quiesce
+        self.logger = logger
+    }
+
+    /// Binds the listener on `address`; each new connection uses the grant service's current TLS context.
+    public static func start(
+        host: String,
+        port: Int,
+        grants: GrantService,
+        limits: HTTPLimits = HTTPLimits(),
+        group: any EventLoopGroup,
+        logger: Logger
+    ) async throws -> GatewayServer {
+        let quiesce = ServerQuiescingHelper(group: group)
+        let router = APIRouter(grants: grants)
+        let idle = TimeAmount.nanoseconds(Int64(limits.idleTimeout.totalMilliseconds) * 1_000_000)
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
+                }
+            }
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.allowRemoteHalfClosure, value: false)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(IdleStateHandler(readTimeout: idle))
+                    try sync.addHandler(NIOSSLServerHandler(context: grants.tlsContext))
+                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
+                    try sync.addHandler(IdleConnectionCloser())
+                    try sync.addHandler(APIChannelHandler(router: router, limits: limits))
+                }
+            }
+            .bind(host: host, port: port)
+            .get()
+        logger.notice("gateway listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+        return GatewayServer(channel: channel, quiesce: quiesce, logger: logger)
+    }
+
+    /// Stops accepting, lets requests in progress finish, then closes every connection.
+    public func shutdown() async {
+        let promise = channel.eventLoop.makePromise(of: Void.self)
+        quiesce.initiateShutdown(promise: promise)
+        try? await promise.futureResult.get()
+        logger.notice("gateway stopped listening")
+    }
+}
+
+/// Closes a connection on its idle timeout.
+final class IdleConnectionCloser: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+}

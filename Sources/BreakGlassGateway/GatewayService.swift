@@ -1,0 +1,90 @@
+import BreakGlassConfig
+import BreakGlassCore
+import BreakGlassPAM
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import UnixSignals
+
+/// The whole gateway as a long-running service: listener, PAM workers, and policy reload on SIGHUP.
+public final class GatewayService: Service, Sendable {
+    public let grants: GrantService
+    private let pam: PAMAuthenticator
+    private let audit: any AuditSink
+    private let group: any EventLoopGroup
+    private let limits: HTTPLimits
+    private let logger: Logger
+    private let onListening: @Sendable (SocketAddress?) -> Void
+
+    /// Loads the policy and everything it names; throws every problem found when anything is invalid.
+    public init(
+        policyPath: String,
+        audit: any AuditSink,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        limits: HTTPLimits = HTTPLimits(),
+        clock: any WallClock = SystemWallClock(),
+        logger: Logger,
+        onListening: @escaping @Sendable (SocketAddress?) -> Void = { _ in }
+    ) async throws(PolicyValidationError) {
+        let store = try PolicyStore(path: policyPath, now: clock.now())
+        let loaded = store.current
+        let resources = try await GatewayResources.load(loaded)
+        let settings = loaded.policy.gateway.pam
+        self.pam = PAMAuthenticator(
+            service: settings.service,
+            confdir: settings.confdir,
+            threads: settings.threads,
+            maxPending: settings.maxPending,
+            logger: logger
+        )
+        self.grants = GrantService(store: store, resources: resources, pam: pam, audit: audit, clock: clock, logger: logger)
+        self.audit = audit
+        self.group = group
+        self.limits = limits
+        self.logger = logger
+        self.onListening = onListening
+    }
+
+    /// Serves until graceful shutdown (SIGTERM/SIGINT through the service group), reloading on SIGHUP.
+    public func run() async throws {
+        let loaded = grants.store.current
+        let listen = loaded.policy.gateway.listen
+        try await audit.record(
+            AuditEvent(
+                kind: .policyLoaded, time: loaded.loadedAt, fields: ["file": .string(loaded.file), "sha256": .string(loaded.sha256)])
+        )
+        let server = try await GatewayServer.start(
+            host: listen.host,
+            port: listen.port,
+            grants: grants,
+            limits: limits,
+            group: group,
+            logger: logger
+        )
+        try await audit.record(
+            AuditEvent(
+                kind: .gatewayStarted,
+                time: loaded.loadedAt,
+                fields: ["gateway": .string(loaded.policy.gateway.id), "listen": .string("\(server.localAddress.map { "\($0)" } ?? "?")")]
+            )
+        )
+        onListening(server.localAddress)
+        await withTaskGroup(of: Void.self) { tasks in
+            tasks.addTask {
+                let hangups = await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown()
+                for await _ in hangups {
+                    self.logger.notice("SIGHUP: reloading policy")
+                    _ = await self.grants.reload()
+                }
+            }
+            try? await gracefulShutdown()
+            tasks.cancelAll()
+        }
+        logger.notice("shutting down: finishing requests in progress")
+        await server.shutdown()
+        await pam.shutdown()
+        try? await audit.record(AuditEvent(kind: .gatewayStopped, time: .now, fields: ["gateway": .string(loaded.policy.gateway.id)]))
+    }
+}

@@ -1,0 +1,281 @@
+import BreakGlassConfig
+import BreakGlassCore
+import BreakGlassPAM
+import BreakGlassTokens
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOSSL
+import Synchronization
+
+/// The grant flow: validate → lockout → PAM → policy → sign → audit (durable) → answer.
+///
+/// Every decision, issued or denied, goes to the audit sink; a grant is answered only after its
+/// `grant.issued` event is recorded.
+public final class GrantService: Sendable {
+    private struct Runtime {
+        var resources: GatewayResources
+        var lockout: LockoutTracker
+    }
+
+    public let store: PolicyStore
+    private let runtime: Mutex<Runtime>
+    private let pam: PAMAuthenticator
+    private let audit: any AuditSink
+    private let clock: any WallClock
+    private let logger: Logger
+
+    public init(
+        store: PolicyStore,
+        resources: GatewayResources,
+        pam: PAMAuthenticator,
+        audit: any AuditSink,
+        clock: any WallClock = SystemWallClock(),
+        logger: Logger
+    ) {
+        self.store = store
+        self.runtime = Mutex(Runtime(resources: resources, lockout: LockoutTracker(policy: store.current.policy.gateway.lockout)))
+        self.pam = pam
+        self.audit = audit
+        self.clock = clock
+        self.logger = logger
+    }
+
+    /// The TLS context for new connections.
+    public var tlsContext: NIOSSLContext { runtime.withLock { $0.resources.tlsContext } }
+
+    /// The token authority in force.
+    public var tokens: TokenAuthority { runtime.withLock { $0.resources.tokens } }
+
+    // MARK: routes
+
+    /// `POST /v1/grants`.
+    public func requestGrant(body: ByteBuffer, source: IPAddress?) async -> APIResponse {
+        let started = ContinuousClock.now
+        let sourceText = source.map { "\($0)" }
+        let input: GrantRequestBody
+        do {
+            input = try GrantRequestBody.decode(body)
+        } catch {
+            return await deny(error, user: nil, source: sourceText, pathway: nil, reason: nil, ticket: nil)
+        }
+        let loaded = store.current
+        let gateway = loaded.policy.gateway
+        var duration: Duration?
+        if let text = input.duration {
+            guard let parsed = Duration(policyText: text) else {
+                let error = BreakGlassError(.invalidRequest, "duration \"\(text)\" is not a duration (write e.g. 15m or 1h)")
+                return await deny(error, input: input, source: sourceText)
+            }
+            duration = parsed
+        }
+        let request = GrantRequest(
+            user: input.user,
+            pathway: input.pathway,
+            reason: input.reason,
+            ticket: input.ticket,
+            duration: duration,
+            source: source
+        )
+        if let problem = request.shapeError() {
+            return await deny(problem, input: input, source: sourceText)
+        }
+        if input.password.isEmpty || input.password.utf8.count > GrantRequest.Limits.secretLength
+            || (input.otp?.utf8.count ?? 0) > GrantRequest.Limits.secretLength
+            || input.password.utf8.contains(0) || (input.otp?.utf8.contains(0) ?? false)
+        {
+            return await deny(
+                BreakGlassError(.invalidRequest, "password and otp must be non-empty text of at most 1024 bytes"), input: input,
+                source: sourceText)
+        }
+        let lockoutKey = sourceText ?? "unknown"
+        let status = runtime.withLock { $0.lockout.status(user: request.user, source: lockoutKey, now: .now) }
+        if case .locked(let retryAfter, _) = status {
+            return await deny(lockedOut(retryAfter), input: input, source: sourceText)
+        }
+
+        let pamStarted = ContinuousClock.now
+        let outcome: PAMAuthenticator.Outcome
+        do {
+            outcome = try await pam.authenticate(
+                user: request.user, password: input.password, oneTimeCode: input.otp, remoteHost: sourceText)
+        } catch {
+            return await deny(error, input: input, source: sourceText)
+        }
+        let pamTime = pamStarted.duration(to: .now)
+        let amr: [String]
+        switch outcome {
+        case .authenticated(let methods):
+            amr = methods
+            runtime.withLock { $0.lockout.recordSuccess(user: request.user) }
+        case .refused(let detail):
+            logger.info("login refused", metadata: ["user": "\(request.user)", "source": "\(lockoutKey)", "pam": "\(detail)"])
+            let after = runtime.withLock { $0.lockout.recordFailure(user: request.user, source: lockoutKey, now: .now) }
+            if case .locked(_, let scope) = after {
+                logger.warning(
+                    "lockout engaged", metadata: ["scope": "\(scope.rawValue)", "user": "\(request.user)", "source": "\(lockoutKey)"])
+            }
+            try? await Task.sleep(until: started.advanced(by: gateway.pam.failureDelay), clock: .continuous)
+            let error = BreakGlassError(.authenticationFailed, "authentication failed: the user, password or one-time code is wrong")
+            return await deny(error, input: input, source: sourceText)
+        case .broken(let detail):
+            logger.error("PAM stack failed", metadata: ["service": "\(pam.service)", "pam": "\(detail)"])
+            let error = BreakGlassError(
+                .unavailable, "the authentication service is not working; the gateway operator must check the PAM stack",
+                retryAfterSeconds: 5)
+            return await deny(error, input: input, source: sourceText)
+        }
+
+        let terms: GrantTerms
+        switch loaded.policy.decide(request) {
+        case .deny(let error):
+            return await deny(error, input: input, source: sourceText)
+        case .allow(let allowed):
+            terms = allowed
+        }
+        let issuedAt = clock.now()
+        let grant = Grant(
+            session: Grant.newSessionID(),
+            user: terms.user,
+            pathway: terms.pathway,
+            reason: terms.reason,
+            ticket: terms.ticket,
+            issuedAt: issuedAt,
+            expiresAt: issuedAt.addingTimeInterval(TimeInterval(terms.duration.totalMilliseconds) / 1000),
+            amr: amr,
+            source: sourceText
+        )
+        let token: String
+        do {
+            token = try await tokens.issue(grant)
+        } catch {
+            logger.error("token signing failed", metadata: ["error": "\(error)"])
+            return await deny(BreakGlassError(.unavailable, "the gateway could not sign a token"), input: input, source: sourceText)
+        }
+        do {
+            try await audit.record(.grantIssued(grant, tokenSHA256: TokenAuthority.tokenHash(token)))
+        } catch {
+            logger.critical("audit failed; grant withheld", metadata: ["session": "\(grant.session)", "error": "\(error)"])
+            return .error(
+                BreakGlassError(
+                    .auditUnavailable, "the audit log cannot record this grant, so it is not issued (no audit, no access)",
+                    retryAfterSeconds: 5))
+        }
+        logger.notice(
+            "grant issued",
+            metadata: [
+                "session": "\(grant.session)", "user": "\(grant.user)", "pathway": "\(grant.pathway)",
+                "expires_at": "\(AuditValue.time(grant.expiresAt))",
+            ])
+        let total = started.duration(to: .now)
+        let timing = "pam;dur=\(Self.milliseconds(pamTime)), total;dur=\(Self.milliseconds(total))"
+        return .json(
+            .created, GrantResponseBody(grant: grant, token: token), headers: [("Server-Timing", timing), ("Cache-Control", "no-store")])
+    }
+
+    /// `GET /v1/grants/current`: the grant that the bearer token describes.
+    public func currentGrant(authorization: String?) async -> APIResponse {
+        guard let authorization, let token = Self.bearerToken(authorization) else {
+            return .error(BreakGlassError(.invalidToken, "send the grant token as Authorization: Bearer TOKEN"))
+        }
+        do {
+            let claims = try await tokens.verify(token, audience: nil, now: clock.now())
+            let grant = TokenAuthority.grant(from: claims)
+            return .json(.ok, CurrentGrantBody(grant: grant, now: clock.now()), headers: [("Cache-Control", "no-store")])
+        } catch {
+            return .error(error)
+        }
+    }
+
+    /// `GET /.well-known/jwks.json`.
+    public func jwks() -> APIResponse {
+        APIResponse(status: .ok, headers: [("Cache-Control", "max-age=300")], body: ByteBuffer(bytes: tokens.jwksJSON))
+    }
+
+    // MARK: reload
+
+    /// Reloads the policy file and its keys; a bad file or key keeps the last known good policy.
+    public func reload() async -> PolicyStore.ReloadOutcome {
+        let previous = store.current
+        let outcome = await store.reload(now: clock.now()) { loaded throws(PolicyValidationError) in
+            let resources = try await GatewayResources.load(loaded)
+            self.runtime.withLock {
+                $0.resources = resources
+                $0.lockout.update(policy: loaded.policy.gateway.lockout)
+            }
+        }
+        switch outcome {
+        case .loaded(let loaded):
+            if loaded.policy.gateway.listen != previous.policy.gateway.listen || loaded.policy.gateway.pam != previous.policy.gateway.pam {
+                logger.warning("gateway.listen and gateway.pam changes take effect at the next restart")
+            }
+            logger.notice(
+                "policy reloaded",
+                metadata: ["file": "\(loaded.file)", "sha256": "\(loaded.sha256)", "pathways": "\(loaded.policy.pathways.count)"])
+            try? await audit.record(
+                AuditEvent(
+                    kind: .policyLoaded, time: clock.now(), fields: ["file": .string(loaded.file), "sha256": .string(loaded.sha256)]))
+        case .rejected(let error, let keeping):
+            logger.error(
+                "POLICY RELOAD REJECTED: the last known good policy stays in force",
+                metadata: ["file": "\(store.path)", "in_force_sha256": "\(keeping.sha256)", "errors": "\(error.issues.map(\.description))"]
+            )
+            try? await audit.record(
+                AuditEvent(
+                    kind: .policyRejected,
+                    time: clock.now(),
+                    fields: [
+                        "file": .string(store.path), "errors": .strings(error.issues.map(\.description)),
+                        "in_force_sha256": .string(keeping.sha256),
+                    ]
+                )
+            )
+        }
+        return outcome
+    }
+
+    // MARK: helpers
+
+    private func deny(_ error: BreakGlassError, input: GrantRequestBody, source: String?) async -> APIResponse {
+        await deny(error, user: input.user, source: source, pathway: input.pathway, reason: input.reason, ticket: input.ticket)
+    }
+
+    private func deny(
+        _ error: BreakGlassError, user: String?, source: String?, pathway: String?, reason: String?, ticket: String?
+    ) async -> APIResponse {
+        let event = AuditEvent.grantDenied(
+            time: clock.now(),
+            user: user.map { String($0.prefix(GrantRequest.Limits.userLength)) },
+            source: source,
+            pathway: pathway.map { String($0.prefix(GrantRequest.Limits.pathwayLength)) },
+            reason: reason.map { String($0.prefix(GrantRequest.Limits.reasonLength)) },
+            ticket: ticket.map { String($0.prefix(GrantRequest.Limits.ticketLength)) },
+            error: error
+        )
+        do {
+            try await audit.record(event)
+        } catch {
+            logger.critical("audit failed for a denial", metadata: ["error": "\(error)"])
+        }
+        return .error(error)
+    }
+
+    private func lockedOut(_ retryAfter: Duration) -> BreakGlassError {
+        let seconds = Int(retryAfter.totalSeconds) + 1
+        return BreakGlassError(.lockedOut, "too many failed logins; try again in \(seconds) s", retryAfterSeconds: seconds)
+    }
+
+    static func bearerToken(_ header: String) -> String? {
+        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+        let token = parts[1].trimmingCharacters(in: .whitespaces)
+        return token.isEmpty ? nil : token
+    }
+
+    static func milliseconds(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
+        let value = Double(seconds) * 1000 + Double(attoseconds) / 1e15
+        return String(format: "%.3f", value)
+    }
+}

@@ -1,0 +1,17 @@
+import BreakGlassCore
+import Logging
+
+/// An audit sink that writes each event as a structured log line. It keeps no durable record.
+public struct LoggingAuditSink: AuditSink {
+    private let logger: Logger
+
+    public init(logger: Logger) {
+        self.logger = logger
+    }
+
+    public func record(_ event: AuditEvent) async throws {
+        var metadata: Logger.Metadata = ["audit.event": "\(event.kind)", "audit.time": "\(AuditValue.time(event.time))"]
+        for (key, value) in event.fields { metadata["audit.\(key)"] = "\(value)" }
+        logger.notice("audit", metadata: metadata)
+    }
+}

@@ -1,0 +1,123 @@
+import Crypto
+import CryptoExtras
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// The gateway's Ed25519 token key with its key id (the RFC 7638 JWK thumbprint).
+public struct TokenSigningKey: Sendable {
+    public let privateKey: Curve25519.Signing.PrivateKey
+    /// The `kid` put in token headers and the JWKS.
+    public let keyID: String
+
+    public init(privateKey: Curve25519.Signing.PrivateKey) {
+        self.privateKey = privateKey
+        self.keyID = Self.thumbprint(of: privateKey.publicKey)
+    }
+
+    /// A fresh random key.
+    public static func generate() -> TokenSigningKey {
+        TokenSigningKey(privateKey: Curve25519.Signing.PrivateKey())
+    }
+
+    /// Loads a PEM PKCS#8 Ed25519 private key, refusing files readable by group or others.
+    public static func load(path: String) throws(KeyFileError) -> TokenSigningKey {
+        let pem = try KeyFile.readPrivate(path: path)
+        do {
+            return TokenSigningKey(privateKey: try Curve25519.Signing.PrivateKey(pemRepresentation: pem))
+        } catch {
+            throw KeyFileError(path: path, problem: "is not an Ed25519 private key in PEM PKCS#8 form (\(error))")
+        }
+    }
+
+    /// The key as PEM PKCS#8.
+    public var pemRepresentation: String { privateKey.pemRepresentation }
+
+    /// The public key as base64url (the JWK `x`).
+    public var publicKeyBase64URL: String { Base64URL.encode(privateKey.publicKey.rawRepresentation) }
+
+    /// The public JWK of this key.
+    public var publicJWK: [String: String] {
+        ["kty": "OKP", "crv": "Ed25519", "x": publicKeyBase64URL, "kid": keyID, "alg": "EdDSA", "use": "sig"]
+    }
+
+    /// RFC 7638 thumbprint: SHA-256 over the canonical required members, base64url.
+    public static func thumbprint(of publicKey: Curve25519.Signing.PublicKey) -> String {
+        let x = Base64URL.encode(publicKey.rawRepresentation)
+        let canonical = "{\"crv\":\"Ed25519\",\"kty\":\"OKP\",\"x\":\"\(x)\"}"
+        return Base64URL.encode(Data(SHA256.hash(data: Data(canonical.utf8))))
+    }
+}
+
+/// A key file that is missing, unsafe or malformed.
+public struct KeyFileError: Error, Sendable, CustomStringConvertible {
+    public var path: String
+    public var problem: String
+
+    public init(path: String, problem: String) {
+        self.path = path
+        self.problem = problem
+    }
+
+    public var description: String { "\(path) \(problem)" }
+}
+
+/// Reading and writing private key files with safe permissions.
+public enum KeyFile {
+    /// Largest key file read.
+    static let maximumSize = 64 * 1024
+
+    /// Reads a private key file after checking that only its owner can read or write it.
+    public static func readPrivate(path: String) throws(KeyFileError) -> String {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw KeyFileError(path: path, problem: "cannot be read: \(String(cString: strerror(errno)))")
+        }
+        guard (info.st_mode & S_IFMT) == S_IFREG else { throw KeyFileError(path: path, problem: "is not a regular file") }
+        guard (info.st_mode & 0o077) == 0 else {
+            throw KeyFileError(
+                path: path,
+                problem:
+                    "has mode \(String(info.st_mode & 0o777, radix: 8)): a private key must not be readable or writable by group or others (chmod 600)"
+            )
+        }
+        guard info.st_size <= maximumSize else { throw KeyFileError(path: path, problem: "is larger than \(maximumSize) bytes") }
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw KeyFileError(path: path, problem: "cannot be read as text")
+        }
+        return text
+    }
+
+    /// Writes a new private file with mode 0600; refuses to overwrite an existing file unless `replace`.
+    public static func writePrivate(_ contents: String, to path: String, replace: Bool = false) throws(KeyFileError) {
+        let flags = O_WRONLY | O_CREAT | O_CLOEXEC | (replace ? O_TRUNC : O_EXCL)
+        let fd = open(path, flags, 0o600)
+        guard fd >= 0 else {
+            let reason = errno == EEXIST ? "already exists (refusing to overwrite a key)" : String(cString: strerror(errno))
+            throw KeyFileError(path: path, problem: reason)
+        }
+        defer { close(fd) }
+        guard fchmod(fd, 0o600) == 0 else {
+            throw KeyFileError(path: path, problem: "cannot be made private: \(String(cString: strerror(errno)))")
+        }
+        let bytes = Array(contents.utf8)
+        var written = 0
+        while written < bytes.count {
+            let result = bytes[written...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if result < 0 {
+                if errno == EINTR { continue }
+                throw KeyFileError(path: path, problem: "cannot be written: \(String(cString: strerror(errno)))")
+            }
+            written += result
+        }
+        guard fsync(fd) == 0 else {
+            throw KeyFileError(path: path, problem: "cannot be flushed to disk: \(String(cString: strerror(errno)))")
+        }
+    }
+}
