@@ -7,6 +7,10 @@ let strictSettings: [SwiftSetting] = [
     .treatAllWarnings(as: .error),
 ]
 
+let testSettings: [SwiftSetting] = [
+    .treatAllWarnings(as: .error)
+]
+
 let package = Package(
     name: "breakglass",
     platforms: [.macOS(.v15)],
@@ -146,7 +150,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Tests/BreakGlassTestSupport",
-            swiftSettings: strictSettings
+            swiftSettings: testSettings
         ),
         .testTarget(
             name: "BreakGlassTests",
@@ -168,7 +172,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
-            swiftSettings: strictSettings
+            swiftSettings: testSettings
         ),
     ]
 )

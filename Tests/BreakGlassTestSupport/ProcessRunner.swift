@@ -1,0 +1,79 @@
+import Foundation
+
+/// Runs a program to completion with optional standard input and collects its output.
+public enum ProcessRunner {
+    public struct Result: Sendable {
+        public var status: Int32
+        public var stdout: String
+        public var stderr: String
+    }
+
+    /// Runs `executable` with `arguments`; a program still running after `timeout` is killed.
+    public static func run(
+        _ executable: String,
+        _ arguments: [String],
+        stdin: String? = nil,
+        environment: [String: String]? = nil,
+        timeout: Duration = .seconds(60)
+    ) async throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if let environment {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
+        let output = Pipe()
+        let errors = Pipe()
+        let input = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        process.standardInput = input
+        try process.run()
+        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+        try input.fileHandleForWriting.close()
+        let outputTask = Task.detached { output.fileHandleForReading.readDataToEndOfFile() }
+        let errorTask = Task.detached { errors.fileHandleForReading.readDataToEndOfFile() }
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while process.isRunning {
+            if ContinuousClock.now > deadline {
+                process.terminate()
+                break
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        process.waitUntilExit()
+        return Result(
+            status: process.terminationStatus,
+            stdout: String(decoding: await outputTask.value, as: UTF8.self),
+            stderr: String(decoding: await errorTask.value, as: UTF8.self)
+        )
+    }
+
+    /// Where a program is on PATH, or nil.
+    public static func which(_ name: String) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        for folder in path.split(separator: ":") {
+            let candidate = "\(folder)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
+
+    /// The built `breakglass` executable, next to the test bundle.
+    public static func breakglassExecutable() throws -> String {
+        let me = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        var folder = (me as NSString).deletingLastPathComponent
+        for _ in 0..<4 {
+            let candidate = folder + "/breakglass"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            folder = (folder as NSString).deletingLastPathComponent
+        }
+        throw TestSupportError("the breakglass executable was not found beside \(me); run swift build first")
+    }
+}
+
+/// A failure in test setup, with a message for people.
+public struct TestSupportError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

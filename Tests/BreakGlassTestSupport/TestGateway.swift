@@ -1,0 +1,125 @@
+import BreakGlassCore
+import BreakGlassGateway
+import Foundation
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// A real gateway for tests: fresh certificates and keys, a real PAM stack, a policy file, a TLS
+/// listener on 127.0.0.1 with a free port, and an in-memory audit sink.
+public final class TestGateway: Sendable {
+    public let directory: TestDirectory
+    public let pki: TestPKI
+    public let pam: PAMTestStack
+    public let audit: MemoryAuditSink
+    public let policyPath: String
+    public let service: GatewayService
+    public let port: Int
+    private let group: ServiceGroup
+    private let runner: Task<Void, any Error>
+
+    /// The gateway's base URL, e.g. `https://127.0.0.1:40123`.
+    public var baseURL: String { "https://127.0.0.1:\(port)" }
+
+    /// The default pathways and groups for tests.
+    public static let defaultPolicyBody = """
+        groups:
+          sre: [alice, bob]
+        pathways:
+          status-api:
+            kind: http
+            upstream: http://127.0.0.1:9001
+            allow: { users: [carol], groups: [sre] }
+            default_duration: 15m
+            max_duration: 1h
+            require_ticket: "^INC-[0-9]+$"
+          grafana:
+            kind: http
+            upstream: http://127.0.0.1:9002
+            allow: { users: [alice, bob, carol, dave] }
+            default_duration: 10m
+            max_duration: 30m
+          office-only:
+            kind: tcp
+            upstream: 127.0.0.1:5432
+            allow: { users: [alice, bob, carol, dave] }
+            source_cidrs: [10.0.0.0/8]
+
+        """
+
+    /// Starts a gateway. `users` maps user names to passwords for the PAM stack.
+    public init(
+        users: [String: String] = ["alice": "alice-password", "bob": "bob-password", "carol": "carol-password", "dave": "dave-password"],
+        lockout: String = "{ failures: 5, window: 5m, duration: 15m, source_failures: 50 }",
+        failureDelay: String = "50ms",
+        policyBody: String = TestGateway.defaultPolicyBody,
+        clock: any WallClock = SystemWallClock()
+    ) async throws {
+        let directory = try TestDirectory("breakglass-gateway")
+        let pki = try TestPKI(in: directory)
+        let pam = try await PAMTestStack(in: directory, users: users)
+        let policy = """
+            gateway:
+              id: test-gateway
+              listen: 127.0.0.1:0
+              tls: { certificate: tls/server.pem, private_key: tls/server-key.pem }
+              token_key: token-key.pem
+              pam: { service: \(pam.service), confdir: pam/pam.d, failure_delay: \(failureDelay) }
+              lockout: \(lockout)
+
+            """ + policyBody
+        let policyPath = try directory.write("policy.yaml", policy)
+        let audit = MemoryAuditSink()
+        var logger = Logger(label: "test-gateway")
+        logger.logLevel = .warning
+        let (addresses, continuation) = AsyncStream.makeStream(of: SocketAddress?.self)
+        let service = try await GatewayService(policyPath: policyPath, audit: audit, clock: clock, logger: logger) { address in
+            continuation.yield(address)
+            continuation.finish()
+        }
+        let group = ServiceGroup(services: [service], logger: logger)
+        let runner = Task { try await group.run() }
+        var bound: Int?
+        for await address in addresses {
+            bound = address?.port
+        }
+        guard let bound else {
+            runner.cancel()
+            throw TestSupportError("the test gateway did not start listening")
+        }
+        self.directory = directory
+        self.pki = pki
+        self.pam = pam
+        self.audit = audit
+        self.policyPath = policyPath
+        self.service = service
+        self.port = bound
+        self.group = group
+        self.runner = runner
+    }
+
+    /// Stops the gateway gracefully and removes its folder.
+    public func stop() async {
+        await group.triggerGracefulShutdown()
+        _ = try? await runner.value
+        directory.remove()
+    }
+
+    /// A JSON body for `POST /v1/grants`.
+    public static func grantBody(
+        user: String,
+        password: String,
+        otp: String?,
+        pathway: String,
+        reason: String = "test outage",
+        ticket: String? = nil,
+        duration: String? = nil
+    ) -> String {
+        var object: [String: String] = ["user": user, "password": password, "pathway": pathway, "reason": reason]
+        object["otp"] = otp
+        object["ticket"] = ticket
+        object["duration"] = duration
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
+        return String(decoding: data, as: UTF8.self)
+    }
+}

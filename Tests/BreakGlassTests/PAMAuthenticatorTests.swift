@@ -1,0 +1,79 @@
+import BreakGlassPAM
+import BreakGlassTestSupport
+import Foundation
+import Logging
+import Testing
+
+@Suite struct PAMAuthenticatorTests {
+    static func authenticator(_ stack: PAMTestStack) -> PAMAuthenticator {
+        PAMAuthenticator(service: stack.service, confdir: stack.confdir, threads: 2, maxPending: 8, logger: Logger(label: "test"))
+    }
+
+    @Test func passwordAndCodeThroughPrivateConfdir() async throws {
+        let directory = try TestDirectory("pam")
+        defer { directory.remove() }
+        let stack = try await PAMTestStack(in: directory, users: ["alice": "correct horse", "bob": "battery staple"])
+        let pam = Self.authenticator(stack)
+        defer { Task { await pam.shutdown() } }
+
+        let code = try await stack.code("alice")
+        let good = try await pam.authenticate(user: "alice", password: "correct horse", oneTimeCode: code, remoteHost: "127.0.0.1")
+        #expect(good == .authenticated(amr: ["pwd", "otp", "mfa"]))
+
+        // The same code again is refused: pam_oath only accepts codes newer than the last one.
+        let reused = try await pam.authenticate(user: "alice", password: "correct horse", oneTimeCode: code, remoteHost: nil)
+        guard case .refused = reused else {
+            Issue.record("a reused code was accepted: \(reused)")
+            return
+        }
+
+        let wrongPassword = try await pam.authenticate(user: "bob", password: "nope", oneTimeCode: try await stack.code("bob"), remoteHost: nil)
+        guard case .refused = wrongPassword else {
+            Issue.record("a wrong password was accepted: \(wrongPassword)")
+            return
+        }
+
+        let wrongCode = try await pam.authenticate(user: "bob", password: "battery staple", oneTimeCode: "000000", remoteHost: nil)
+        guard case .refused = wrongCode else {
+            Issue.record("a wrong code was accepted: \(wrongCode)")
+            return
+        }
+
+        let unknown = try await pam.authenticate(user: "mallory", password: "x", oneTimeCode: "123456", remoteHost: nil)
+        guard case .refused = unknown else {
+            Issue.record("an unknown user was accepted: \(unknown)")
+            return
+        }
+
+        // No code given while the stack asks for one: the conversation fails closed.
+        let noCode = try await pam.authenticate(user: "bob", password: "battery staple", oneTimeCode: nil, remoteHost: nil)
+        guard case .refused(let detail) = noCode else {
+            Issue.record("a login without a code was accepted: \(noCode)")
+            return
+        }
+        #expect(detail.contains("asked for a one-time code and none was given"))
+    }
+
+    @Test func brokenStackIsReportedAsBroken() async throws {
+        let directory = try TestDirectory("pam-broken")
+        defer { directory.remove() }
+        try directory.write("pam.d/broken", "auth required pam_does_not_exist.so\naccount required pam_permit.so\n")
+        try directory.write("pam.d/other", "auth required pam_deny.so\n")
+        let pam = PAMAuthenticator(service: "broken", confdir: directory.file("pam.d"), threads: 1, maxPending: 1, logger: Logger(label: "t"))
+        defer { Task { await pam.shutdown() } }
+        let outcome = try await pam.authenticate(user: "alice", password: "x", oneTimeCode: "1", remoteHost: nil)
+        switch outcome {
+        case .broken, .refused: break
+        case .authenticated: Issue.record("a stack with a missing module authenticated")
+        }
+        // A confdir without the service and without `other` cannot start a transaction at all.
+        let empty = try TestDirectory("pam-empty")
+        defer { empty.remove() }
+        let none = PAMAuthenticator(service: "breakglass", confdir: empty.path, threads: 1, maxPending: 1, logger: Logger(label: "t"))
+        defer { Task { await none.shutdown() } }
+        guard case .broken = try await none.authenticate(user: "alice", password: "x", oneTimeCode: nil, remoteHost: nil) else {
+            Issue.record("an empty confdir was not reported as broken")
+            return
+        }
+    }
+}
