@@ -50,7 +50,9 @@ public struct PAMTestStack: Sendable {
     /// The user's TOTP code, `steps` 30-second steps from now, from `oathtool`.
     public func code(_ user: String, steps: Int = 0) async throws -> String {
         guard let secret = users[user]?.secret else { throw TestSupportError("no test user \(user)") }
-        guard let oathtool = ProcessRunner.which("oathtool") else { throw TestSupportError("oathtool is not installed (Scripts/test installs it)") }
+        guard let oathtool = ProcessRunner.which("oathtool") else {
+            throw TestSupportError("oathtool is not installed (Scripts/test installs it)")
+        }
         var arguments = ["--totp"]
         if steps != 0 { arguments += ["-N", "now + \(steps * 30) seconds"] }
         let result = try await ProcessRunner.run(oathtool, arguments + [secret])

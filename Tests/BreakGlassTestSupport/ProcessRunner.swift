@@ -28,25 +28,37 @@ public enum ProcessRunner {
         process.standardOutput = output
         process.standardError = errors
         process.standardInput = input
+        let exited = AsyncStream.makeStream(of: Void.self)
+        process.terminationHandler = { _ in
+            exited.continuation.yield()
+            exited.continuation.finish()
+        }
         try process.run()
+        // Pipes are drained on their own threads: a blocking read on the cooperative pool would starve
+        // every other task in the test process (including the gateway that the program may be talking to).
+        async let outputData = readAll(output.fileHandleForReading)
+        async let errorData = readAll(errors.fileHandleForReading)
         if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
         try input.fileHandleForWriting.close()
-        let outputTask = Task.detached { output.fileHandleForReading.readDataToEndOfFile() }
-        let errorTask = Task.detached { errors.fileHandleForReading.readDataToEndOfFile() }
-        let deadline = ContinuousClock.now.advanced(by: timeout)
-        while process.isRunning {
-            if ContinuousClock.now > deadline {
-                process.terminate()
-                break
-            }
-            try await Task.sleep(for: .milliseconds(20))
+        let timer = Task {
+            try await Task.sleep(for: timeout)
+            process.terminate()
         }
-        process.waitUntilExit()
+        for await _ in exited.stream {}
+        timer.cancel()
         return Result(
             status: process.terminationStatus,
-            stdout: String(decoding: await outputTask.value, as: UTF8.self),
-            stderr: String(decoding: await errorTask.value, as: UTF8.self)
+            stdout: String(decoding: await outputData, as: UTF8.self),
+            stderr: String(decoding: await errorData, as: UTF8.self)
         )
+    }
+
+    static func readAll(_ handle: FileHandle) async -> Data {
+        await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(returning: handle.readDataToEndOfFile())
+            }
+        }
     }
 
     /// Where a program is on PATH, or nil.

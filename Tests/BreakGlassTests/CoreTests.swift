@@ -88,7 +88,9 @@ import Testing
         let decision = try Self.policy().decide(
             GrantRequest(user: "alice", pathway: "status-api", reason: "db down", ticket: "INC-1", source: Self.local)
         )
-        #expect(decision == .allow(GrantTerms(user: "alice", pathway: "status-api", reason: "db down", ticket: "INC-1", duration: .seconds(900))))
+        #expect(
+            decision
+                == .allow(GrantTerms(user: "alice", pathway: "status-api", reason: "db down", ticket: "INC-1", duration: .seconds(900))))
     }
 
     @Test func allowsListedUser() throws {

@@ -76,7 +76,8 @@ import Testing
             #expect(claims.amr == ["pwd", "otp", "mfa"])
             #expect(claims.jti.value == json["session"] as? String)
 
-            let current = try await client.request(.GET, gateway.baseURL + "/v1/grants/current", headers: [("Authorization", "Bearer \(token)")])
+            let current = try await client.request(
+                .GET, gateway.baseURL + "/v1/grants/current", headers: [("Authorization", "Bearer \(token)")])
             #expect(current.status == 200)
             #expect(current.json["session"] as? String == json["session"] as? String)
             #expect((current.json["expires_in_seconds"] as? Int ?? 0) > 1700)
@@ -203,12 +204,14 @@ import Testing
             let noRoute = try await client.request(.GET, gateway.baseURL + "/admin")
             #expect(noRoute.status == 404)
             #expect(noRoute.errorCode == "not_found")
-            let bigHeaders = try await client.request(.GET, gateway.baseURL + "/v1/grants/current", headers: [("X-Filler", String(repeating: "a", count: 20_000))])
+            let bigHeaders = try await client.request(
+                .GET, gateway.baseURL + "/v1/grants/current", headers: [("X-Filler", String(repeating: "a", count: 20_000))])
             #expect(bigHeaders.status == 431)
             let noToken = try await client.request(.GET, gateway.baseURL + "/v1/grants/current")
             #expect(noToken.status == 401)
             #expect(noToken.errorCode == "invalid_token")
-            let badToken = try await client.request(.GET, gateway.baseURL + "/v1/grants/current", headers: [("Authorization", "Bearer a.b.c")])
+            let badToken = try await client.request(
+                .GET, gateway.baseURL + "/v1/grants/current", headers: [("Authorization", "Bearer a.b.c")])
             #expect(badToken.errorCode == "invalid_token")
         }
     }
@@ -242,8 +245,11 @@ import Testing
             // The old policy still grants.
             #expect(try await grant(gateway, client, user: "bob").status == 201)
             // A good new policy takes effect.
-            try original.replacingOccurrences(of: "allow: { users: [alice, bob, carol, dave] }\n    default_duration: 10m", with: "allow: { users: [carol] }\n    default_duration: 10m")
-                .write(toFile: gateway.policyPath, atomically: true, encoding: .utf8)
+            try original.replacingOccurrences(
+                of: "allow: { users: [alice, bob, carol, dave] }\n    default_duration: 10m",
+                with: "allow: { users: [carol] }\n    default_duration: 10m"
+            )
+            .write(toFile: gateway.policyPath, atomically: true, encoding: .utf8)
             guard case .loaded = await gateway.service.grants.reload() else {
                 Issue.record("a good policy was refused")
                 return

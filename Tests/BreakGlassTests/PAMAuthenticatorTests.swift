@@ -27,7 +27,8 @@ import Testing
             return
         }
 
-        let wrongPassword = try await pam.authenticate(user: "bob", password: "nope", oneTimeCode: try await stack.code("bob"), remoteHost: nil)
+        let wrongPassword = try await pam.authenticate(
+            user: "bob", password: "nope", oneTimeCode: try await stack.code("bob"), remoteHost: nil)
         guard case .refused = wrongPassword else {
             Issue.record("a wrong password was accepted: \(wrongPassword)")
             return
@@ -59,7 +60,8 @@ import Testing
         defer { directory.remove() }
         try directory.write("pam.d/broken", "auth required pam_does_not_exist.so\naccount required pam_permit.so\n")
         try directory.write("pam.d/other", "auth required pam_deny.so\n")
-        let pam = PAMAuthenticator(service: "broken", confdir: directory.file("pam.d"), threads: 1, maxPending: 1, logger: Logger(label: "t"))
+        let pam = PAMAuthenticator(
+            service: "broken", confdir: directory.file("pam.d"), threads: 1, maxPending: 1, logger: Logger(label: "t"))
         defer { Task { await pam.shutdown() } }
         let outcome = try await pam.authenticate(user: "alice", password: "x", oneTimeCode: "1", remoteHost: nil)
         switch outcome {

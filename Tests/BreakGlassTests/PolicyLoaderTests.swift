@@ -44,7 +44,9 @@ import Testing
 
     func load(_ text: String, in directory: TestDirectory) throws(PolicyValidationError) -> LoadedPolicy {
         guard let path = try? directory.write("policy.yaml", text) else {
-            throw PolicyValidationError(issues: [PolicyIssue(file: "policy.yaml", line: 0, column: 0, keyPath: "", message: "test could not write")])
+            throw PolicyValidationError(issues: [
+                PolicyIssue(file: "policy.yaml", line: 0, column: 0, keyPath: "", message: "test could not write")
+            ])
         }
         return try PolicyLoader.load(path: path)
     }
@@ -85,7 +87,9 @@ import Testing
         #expect(issue.line == 16)
         #expect(issue.column == 19)
         #expect(issue.keyPath == "pathways.status-api.max_duration")
-        #expect(issue.description.hasSuffix("policy.yaml:16:19: pathways.status-api.max_duration: \"2x\" is not a duration (write e.g. 30s, 15m, 1h, 1h30m)"))
+        #expect(
+            issue.description.hasSuffix(
+                "policy.yaml:16:19: pathways.status-api.max_duration: \"2x\" is not a duration (write e.g. 30s, 15m, 1h, 1h30m)"))
     }
 
     @Test func unknownKeyIsRejectedWithHint() throws {
