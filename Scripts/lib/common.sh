@@ -15,7 +15,12 @@ ensure_packages() {
 }
 
 # The packages the gateway and its tests need.
-BREAKGLASS_PACKAGES=(libpam0g-dev libpam-pwdfile libpam-oath oathtool openssl curl python3)
+BREAKGLASS_PACKAGES=(pkg-config libpam0g-dev libpam-pwdfile libpam-oath oathtool openssl curl)
+
+# python3 runs the demo upstream and the benchmark client; any python3 on PATH will do.
+ensure_python() {
+  command -v python3 >/dev/null 2>&1 || ensure_packages python3
+}
 
 repo_root() {
   cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd

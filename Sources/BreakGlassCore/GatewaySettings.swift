@@ -74,7 +74,8 @@ public struct PAMSettings: Sendable, Equatable {
     public var confdir: String?
     /// How long every failed login takes at least, so that failures look alike in time.
     public var failureDelay: Duration
-    /// PAM worker threads (and so concurrent PAM conversations).
+    /// PAM worker threads (and so concurrent PAM conversations). One by default: some modules are not
+    /// safe to run concurrently in one process (pam_oath with a shared users file loses updates).
     public var threads: Int
     /// Logins allowed to wait for a worker before new ones get `unavailable`.
     public var maxPending: Int
@@ -83,7 +84,7 @@ public struct PAMSettings: Sendable, Equatable {
         service: String,
         confdir: String?,
         failureDelay: Duration = .seconds(1),
-        threads: Int = 4,
+        threads: Int = 1,
         maxPending: Int = 64
     ) {
         self.service = service

@@ -57,37 +57,10 @@ struct GrantRequestBody: Decodable {
     }
 }
 
-/// The JSON body of a `201` from `POST /v1/grants`.
-struct GrantResponseBody: Encodable {
-    let token: String
-    let session: String
-    let pathway: String
-    let user: String
-    let reason: String
-    let ticket: String?
-    let issuedAt: Date
-    let expiresAt: Date
-
-    init(grant: Grant, token: String) {
-        self.token = token
-        self.session = grant.session
-        self.pathway = grant.pathway
-        self.user = grant.user
-        self.reason = grant.reason
-        self.ticket = grant.ticket
-        self.issuedAt = grant.issuedAt
-        self.expiresAt = grant.expiresAt
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case token, session, pathway, user, reason, ticket
-        case issuedAt = "issued_at"
-        case expiresAt = "expires_at"
-    }
-}
-
-/// The JSON body of `GET /v1/grants/current`.
-struct CurrentGrantBody: Encodable {
+/// A grant as the API shows it: the `201` of `POST /v1/grants` (with the token) and
+/// `GET /v1/grants/current` (without).
+struct GrantBody: Encodable {
+    let token: String?
     let session: String
     let pathway: String
     let user: String
@@ -98,7 +71,8 @@ struct CurrentGrantBody: Encodable {
     let expiresAt: Date
     let expiresInSeconds: Int
 
-    init(grant: Grant, now: Date) {
+    init(grant: Grant, token: String?, now: Date) {
+        self.token = token
         self.session = grant.session
         self.pathway = grant.pathway
         self.user = grant.user
@@ -111,7 +85,7 @@ struct CurrentGrantBody: Encodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case session, pathway, user, reason, ticket, amr
+        case token, session, pathway, user, reason, ticket, amr
         case issuedAt = "issued_at"
         case expiresAt = "expires_at"
         case expiresInSeconds = "expires_in_seconds"

@@ -95,17 +95,19 @@ public final class GrantService: Sendable {
             return await deny(lockedOut(retryAfter), input: input, source: sourceText)
         }
 
-        let pamStarted = ContinuousClock.now
-        let outcome: PAMAuthenticator.Outcome
+        let pamResult: PAMAuthenticator.Attempt
         do {
-            outcome = try await pam.authenticate(
-                user: request.user, password: input.password, oneTimeCode: input.otp, remoteHost: sourceText)
+            pamResult = try await pam.authenticate(
+                user: request.user,
+                password: input.password,
+                oneTimeCode: input.otp,
+                remoteHost: sourceText
+            )
         } catch {
             return await deny(error, input: input, source: sourceText)
         }
-        let pamTime = pamStarted.duration(to: .now)
         let amr: [String]
-        switch outcome {
+        switch pamResult.outcome {
         case .authenticated(let methods):
             amr = methods
             runtime.withLock { $0.lockout.recordSuccess(user: request.user) }
@@ -169,9 +171,14 @@ public final class GrantService: Sendable {
                 "expires_at": "\(AuditValue.time(grant.expiresAt))",
             ])
         let total = started.duration(to: .now)
-        let timing = "pam;dur=\(Self.milliseconds(pamTime)), total;dur=\(Self.milliseconds(total))"
+        let timing = [
+            "pam;dur=\(Self.milliseconds(pamResult.ran))",
+            "pamwait;dur=\(Self.milliseconds(pamResult.waited))",
+            "total;dur=\(Self.milliseconds(total))",
+        ].joined(separator: ", ")
         return .json(
-            .created, GrantResponseBody(grant: grant, token: token), headers: [("Server-Timing", timing), ("Cache-Control", "no-store")])
+            .created, GrantBody(grant: grant, token: token, now: issuedAt),
+            headers: [("Server-Timing", timing), ("Cache-Control", "no-store")])
     }
 
     /// `GET /v1/grants/current`: the grant that the bearer token describes.
@@ -182,7 +189,7 @@ public final class GrantService: Sendable {
         do {
             let claims = try await tokens.verify(token, audience: nil, now: clock.now())
             let grant = TokenAuthority.grant(from: claims)
-            return .json(.ok, CurrentGrantBody(grant: grant, now: clock.now()), headers: [("Cache-Control", "no-store")])
+            return .json(.ok, GrantBody(grant: grant, token: nil, now: clock.now()), headers: [("Cache-Control", "no-store")])
         } catch {
             return .error(error)
         }

@@ -17,6 +17,13 @@ public final class PAMAuthenticator: Sendable {
         case broken(detail: String)
     }
 
+    /// An outcome with where the time went: waiting for a worker, and inside the PAM modules.
+    public struct Attempt: Sendable {
+        public var outcome: Outcome
+        public var waited: Duration
+        public var ran: Duration
+    }
+
     public let service: String
     public let confdir: String?
     private let pool: NIOThreadPool
@@ -47,7 +54,7 @@ public final class PAMAuthenticator: Sendable {
         password: String,
         oneTimeCode: String?,
         remoteHost: String?
-    ) async throws(BreakGlassError) -> Outcome {
+    ) async throws(BreakGlassError) -> Attempt {
         let admitted = inFlight.add(1, ordering: .relaxed).newValue <= capacity
         defer { inFlight.subtract(1, ordering: .relaxed) }
         guard admitted else {
@@ -55,10 +62,19 @@ public final class PAMAuthenticator: Sendable {
         }
         let service = self.service
         let confdir = self.confdir
+        let submitted = ContinuousClock.now
         do {
-            return try await pool.runIfActive {
-                Self.run(
-                    service: service, confdir: confdir, user: user, password: password, oneTimeCode: oneTimeCode, remoteHost: remoteHost)
+            return try await pool.runIfActive { () -> Attempt in
+                let started = ContinuousClock.now
+                let outcome = Self.run(
+                    service: service,
+                    confdir: confdir,
+                    user: user,
+                    password: password,
+                    oneTimeCode: oneTimeCode,
+                    remoteHost: remoteHost
+                )
+                return Attempt(outcome: outcome, waited: submitted.duration(to: started), ran: started.duration(to: .now))
             }
         } catch {
             throw BreakGlassError(.unavailable, "the authentication service is shutting down")

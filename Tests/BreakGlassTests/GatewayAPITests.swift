@@ -112,6 +112,19 @@ import Testing
         }
     }
 
+    @Test func concurrentLoginsOfDifferentUsersAllSucceed() async throws {
+        try await withGateway { gateway, client in
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for user in ["alice", "bob", "carol", "dave"] {
+                    group.addTask { try await grant(gateway, client, user: user).status }
+                }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+            #expect(statuses == [201, 201, 201, 201])
+            #expect(gateway.audit.events(.grantIssued).count == 4)
+        }
+    }
+
     @Test func reusedCodeIsRefused() async throws {
         try await withGateway { gateway, client in
             let code = try await gateway.pam.code("dave")

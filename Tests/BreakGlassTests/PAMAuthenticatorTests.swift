@@ -17,37 +17,38 @@ import Testing
         defer { Task { await pam.shutdown() } }
 
         let code = try await stack.code("alice")
-        let good = try await pam.authenticate(user: "alice", password: "correct horse", oneTimeCode: code, remoteHost: "127.0.0.1")
+        let good = try await pam.authenticate(user: "alice", password: "correct horse", oneTimeCode: code, remoteHost: "127.0.0.1").outcome
         #expect(good == .authenticated(amr: ["pwd", "otp", "mfa"]))
 
         // The same code again is refused: pam_oath only accepts codes newer than the last one.
-        let reused = try await pam.authenticate(user: "alice", password: "correct horse", oneTimeCode: code, remoteHost: nil)
+        let reused = try await pam.authenticate(user: "alice", password: "correct horse", oneTimeCode: code, remoteHost: nil).outcome
         guard case .refused = reused else {
             Issue.record("a reused code was accepted: \(reused)")
             return
         }
 
         let wrongPassword = try await pam.authenticate(
-            user: "bob", password: "nope", oneTimeCode: try await stack.code("bob"), remoteHost: nil)
+            user: "bob", password: "nope", oneTimeCode: try await stack.code("bob"), remoteHost: nil
+        ).outcome
         guard case .refused = wrongPassword else {
             Issue.record("a wrong password was accepted: \(wrongPassword)")
             return
         }
 
-        let wrongCode = try await pam.authenticate(user: "bob", password: "battery staple", oneTimeCode: "000000", remoteHost: nil)
+        let wrongCode = try await pam.authenticate(user: "bob", password: "battery staple", oneTimeCode: "000000", remoteHost: nil).outcome
         guard case .refused = wrongCode else {
             Issue.record("a wrong code was accepted: \(wrongCode)")
             return
         }
 
-        let unknown = try await pam.authenticate(user: "mallory", password: "x", oneTimeCode: "123456", remoteHost: nil)
+        let unknown = try await pam.authenticate(user: "mallory", password: "x", oneTimeCode: "123456", remoteHost: nil).outcome
         guard case .refused = unknown else {
             Issue.record("an unknown user was accepted: \(unknown)")
             return
         }
 
         // No code given while the stack asks for one: the conversation fails closed.
-        let noCode = try await pam.authenticate(user: "bob", password: "battery staple", oneTimeCode: nil, remoteHost: nil)
+        let noCode = try await pam.authenticate(user: "bob", password: "battery staple", oneTimeCode: nil, remoteHost: nil).outcome
         guard case .refused(let detail) = noCode else {
             Issue.record("a login without a code was accepted: \(noCode)")
             return
@@ -63,7 +64,7 @@ import Testing
         let pam = PAMAuthenticator(
             service: "broken", confdir: directory.file("pam.d"), threads: 1, maxPending: 1, logger: Logger(label: "t"))
         defer { Task { await pam.shutdown() } }
-        let outcome = try await pam.authenticate(user: "alice", password: "x", oneTimeCode: "1", remoteHost: nil)
+        let outcome = try await pam.authenticate(user: "alice", password: "x", oneTimeCode: "1", remoteHost: nil).outcome
         switch outcome {
         case .broken, .refused: break
         case .authenticated: Issue.record("a stack with a missing module authenticated")
@@ -73,7 +74,7 @@ import Testing
         defer { empty.remove() }
         let none = PAMAuthenticator(service: "breakglass", confdir: empty.path, threads: 1, maxPending: 1, logger: Logger(label: "t"))
         defer { Task { await none.shutdown() } }
-        guard case .broken = try await none.authenticate(user: "alice", password: "x", oneTimeCode: nil, remoteHost: nil) else {
+        guard case .broken = try await none.authenticate(user: "alice", password: "x", oneTimeCode: nil, remoteHost: nil).outcome else {
             Issue.record("an empty confdir was not reported as broken")
             return
         }
