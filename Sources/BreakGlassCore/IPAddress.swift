@@ -37,6 +37,12 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The key failed logins are counted under: the address for IPv4, its /64 block for IPv6.
+    public var lockoutKey: String {
+        guard !isIPv4, let block = IPAddress(bytes: Array(bytes.prefix(8)) + Array(repeating: 0, count: 8)) else { return description }
+        return "\(block)/64"
+    }
+
     /// True for an IPv4 address.
     public var isIPv4: Bool { bytes.count == 4 }
 

@@ -16,6 +16,9 @@ public struct LockoutTracker: Sendable {
     private struct Entry {
         var failures: [ContinuousClock.Instant] = []
         var lockedUntil: ContinuousClock.Instant?
+        /// Attempts admitted and not yet finished; they count toward the limit, so that parallel
+        /// guesses cannot overrun it.
+        var inFlight = 0
     }
 
     public private(set) var policy: LockoutPolicy
@@ -44,17 +47,55 @@ public struct LockoutTracker: Sendable {
         return .open
     }
 
-    /// Counts a failed login; returns the status after it.
+    /// Admits an attempt when neither the user nor the source is locked and the failures so far plus
+    /// the attempts in progress stay under each limit. An admitted attempt must be finished with
+    /// `recordFailure` or `recordSuccess`.
+    public mutating func admit(user: String, source: String, now: ContinuousClock.Instant) -> Status {
+        let current = status(user: user, source: source, now: now)
+        guard current == .open else { return current }
+        let windowStart = now.advanced(by: .zero - policy.window)
+        func busy(_ entry: Entry?, _ limit: Int) -> Bool {
+            guard let entry else { return false }
+            return entry.failures.filter { $0 >= windowStart }.count + entry.inFlight >= limit
+        }
+        if busy(users[user], policy.failures) { return .locked(retryAfter: .seconds(1), scope: .user) }
+        if busy(sources[source], policy.sourceFailures) { return .locked(retryAfter: .seconds(1), scope: .source) }
+        if users[user] == nil && users.count >= maximumEntries / 2 {
+            Self.prune(&users, policy: policy, now: now, keep: maximumEntries / 2)
+        }
+        if sources[source] == nil && sources.count >= maximumEntries / 2 {
+            Self.prune(&sources, policy: policy, now: now, keep: maximumEntries / 2)
+        }
+        users[user, default: Entry()].inFlight += 1
+        sources[source, default: Entry()].inFlight += 1
+        return .open
+    }
+
+    /// Counts a failed login (finishing an admitted attempt, if any); returns the status after it.
     @discardableResult
     public mutating func recordFailure(user: String, source: String, now: ContinuousClock.Instant) -> Status {
+        Self.finish(&users, key: user)
+        Self.finish(&sources, key: source)
         Self.fail(&users, key: user, limit: policy.failures, policy: policy, now: now, maximum: maximumEntries)
         Self.fail(&sources, key: source, limit: policy.sourceFailures, policy: policy, now: now, maximum: maximumEntries)
         return status(user: user, source: source, now: now)
     }
 
-    /// Forgets the user's failures after a successful login (the source's count stays).
-    public mutating func recordSuccess(user: String) {
-        if users[user]?.lockedUntil == nil { users[user] = nil }
+    /// Finishes an attempt that ended without a verdict (PAM broken, gateway busy).
+    public mutating func recordAbandoned(user: String, source: String) {
+        Self.finish(&users, key: user)
+        Self.finish(&sources, key: source)
+    }
+
+    /// Finishes an admitted attempt and forgets the user's failures (the source's count stays).
+    public mutating func recordSuccess(user: String, source: String) {
+        Self.finish(&users, key: user)
+        Self.finish(&sources, key: source)
+        if let entry = users[user], entry.lockedUntil == nil, entry.inFlight == 0 { users[user] = nil }
+    }
+
+    private static func finish(_ table: inout [String: Entry], key: String) {
+        if let count = table[key]?.inFlight, count > 0 { table[key]?.inFlight = count - 1 }
     }
 
     /// Number of users and sources tracked (for tests and metrics).
@@ -85,10 +126,10 @@ public struct LockoutTracker: Sendable {
     private static func prune(_ table: inout [String: Entry], policy: LockoutPolicy, now: ContinuousClock.Instant, keep: Int) {
         let windowStart = now.advanced(by: .zero - policy.window)
         table = table.filter { _, entry in
-            (entry.lockedUntil.map { $0 > now } ?? false) || entry.failures.contains { $0 >= windowStart }
+            (entry.lockedUntil.map { $0 > now } ?? false) || entry.failures.contains { $0 >= windowStart } || entry.inFlight > 0
         }
         if table.count >= keep {
-            for key in table.keys.filter({ table[$0]?.lockedUntil == nil }).prefix(table.count - keep + 1) {
+            for key in table.keys.filter({ table[$0]?.lockedUntil == nil && table[$0]?.inFlight == 0 }).prefix(table.count - keep + 1) {
                 table[key] = nil
             }
         }

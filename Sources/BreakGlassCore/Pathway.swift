@@ -81,6 +81,7 @@ public struct Upstream: Sendable, Equatable, CustomStringConvertible {
         default: return nil
         }
         let authority = rest.prefix(while: { $0 != "/" && $0 != "?" && $0 != "#" })
+        guard !authority.contains("@") else { return nil }
         let path = rest.dropFirst(authority.count)
         guard !path.contains("?"), !path.contains("#"), scheme != .tcp || path.isEmpty || path == "/" else { return nil }
         if let address = ListenAddress(String(authority)) {

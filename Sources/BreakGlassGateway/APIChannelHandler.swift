@@ -1,5 +1,6 @@
 import BreakGlassCore
 import NIOCore
+import NIOExtras
 import NIOHTTP1
 
 /// Reads one bounded API request at a time, hands it to the router off the event loop, and writes
@@ -93,7 +94,22 @@ final class APIChannelHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    /// Closes the connection on its idle timeout, unless a request is being answered.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is IdleStateHandler.IdleStateEvent else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        switch state {
+        case .idle, .discarding: context.close(promise: nil)
+        case .receiving, .responding: break
+        }
+    }
+
     private func respond(context: ChannelHandlerContext, head: HTTPRequestHead, response: APIResponse, keepAlive: Bool) {
+        // Back to idle before writing: the pipelining handler delivers the next request as soon as it
+        // sees this response's end.
+        if case .responding = state { state = .idle }
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "application/json")
         headers.add(name: "Content-Length", value: String(response.body.readableBytes))
@@ -105,7 +121,6 @@ final class APIChannelHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.write(wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
         let written = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
-        if case .responding = state { state = .idle }
         if !keepAlive {
             let channel = context.channel
             written.futureResult.whenComplete { _ in channel.close(promise: nil) }

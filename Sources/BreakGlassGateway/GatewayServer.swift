@@ -49,7 +49,6 @@ public final class GatewayServer: Sendable {
                     try sync.addHandler(IdleStateHandler(readTimeout: idle))
                     try sync.addHandler(NIOSSLServerHandler(context: grants.tlsContext))
                     try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
-                    try sync.addHandler(IdleConnectionCloser())
                     try sync.addHandler(APIChannelHandler(router: router, limits: limits))
                 }
             }
@@ -65,19 +64,5 @@ public final class GatewayServer: Sendable {
         quiesce.initiateShutdown(promise: promise)
         try? await promise.futureResult.get()
         logger.notice("gateway stopped listening")
-    }
-}
-
-/// Closes a connection on its idle timeout.
-final class IdleConnectionCloser: ChannelInboundHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias InboundOut = HTTPServerRequestPart
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent {
-            context.close(promise: nil)
-        } else {
-            context.fireUserInboundEventTriggered(event)
-        }
     }
 }

@@ -65,7 +65,7 @@ public final class GrantService: Sendable {
         var duration: Duration?
         if let text = input.duration {
             guard let parsed = Duration(policyText: text) else {
-                let error = BreakGlassError(.invalidRequest, "duration \"\(text)\" is not a duration (write e.g. 15m or 1h)")
+                let error = BreakGlassError(.invalidRequest, "duration \"\(text.prefix(40))\" is not a duration (write e.g. 15m or 1h)")
                 return await deny(error, input: input, source: sourceText)
             }
             duration = parsed
@@ -89,8 +89,9 @@ public final class GrantService: Sendable {
                 BreakGlassError(.invalidRequest, "password and otp must be non-empty text of at most 1024 bytes"), input: input,
                 source: sourceText)
         }
-        let lockoutKey = sourceText ?? "unknown"
-        let status = runtime.withLock { $0.lockout.status(user: request.user, source: lockoutKey, now: .now) }
+        // IPv6 clients are counted per /64, the block one host usually controls.
+        let lockoutKey = source?.lockoutKey ?? "unknown"
+        let status = runtime.withLock { $0.lockout.admit(user: request.user, source: lockoutKey, now: .now) }
         if case .locked(let retryAfter, _) = status {
             return await deny(lockedOut(retryAfter), input: input, source: sourceText)
         }
@@ -104,13 +105,14 @@ public final class GrantService: Sendable {
                 remoteHost: sourceText
             )
         } catch {
+            runtime.withLock { $0.lockout.recordAbandoned(user: request.user, source: lockoutKey) }
             return await deny(error, input: input, source: sourceText)
         }
         let amr: [String]
         switch pamResult.outcome {
         case .authenticated(let methods):
             amr = methods
-            runtime.withLock { $0.lockout.recordSuccess(user: request.user) }
+            runtime.withLock { $0.lockout.recordSuccess(user: request.user, source: lockoutKey) }
         case .refused(let detail):
             logger.info("login refused", metadata: ["user": "\(request.user)", "source": "\(lockoutKey)", "pam": "\(detail)"])
             let after = runtime.withLock { $0.lockout.recordFailure(user: request.user, source: lockoutKey, now: .now) }
@@ -122,6 +124,7 @@ public final class GrantService: Sendable {
             let error = BreakGlassError(.authenticationFailed, "authentication failed: the user, password or one-time code is wrong")
             return await deny(error, input: input, source: sourceText)
         case .broken(let detail):
+            runtime.withLock { $0.lockout.recordAbandoned(user: request.user, source: lockoutKey) }
             logger.error("PAM stack failed", metadata: ["service": "\(pam.service)", "pam": "\(detail)"])
             let error = BreakGlassError(
                 .unavailable, "the authentication service is not working; the gateway operator must check the PAM stack",

@@ -122,7 +122,7 @@ public final class PAMAuthenticator: Sendable {
         }
         let refusal = conversation.refusal.map { "; \($0)" } ?? ""
         switch status {
-        case PAM_ABORT, PAM_BUF_ERR, PAM_SYSTEM_ERR, PAM_OPEN_ERR, PAM_SYMBOL_ERR, PAM_SERVICE_ERR:
+        case PAM_ABORT, PAM_BUF_ERR, PAM_SYSTEM_ERR, PAM_OPEN_ERR, PAM_SYMBOL_ERR, PAM_SERVICE_ERR, PAM_AUTHINFO_UNAVAIL:
             return .broken(detail: detail + refusal)
         default:
             return .refused(detail: detail + refusal)

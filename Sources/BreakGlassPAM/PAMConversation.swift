@@ -28,15 +28,16 @@ final class PAMConversation {
     func answer(style: Int32, prompt: String) -> String?? {
         switch style {
         case PAM_PROMPT_ECHO_OFF:
-            secretsGiven += 1
             switch secretsGiven {
-            case 1:
+            case 0:
+                secretsGiven = 1
                 return .some(password)
-            case 2:
+            case 1:
                 guard let oneTimeCode else {
                     refusal = "the PAM stack asked for a one-time code and none was given"
                     return nil
                 }
+                secretsGiven = 2
                 return .some(oneTimeCode)
             default:
                 refusal = "the PAM stack asked for more than two secrets"

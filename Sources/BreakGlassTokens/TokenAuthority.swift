@@ -3,7 +3,8 @@ import Crypto
 import Foundation
 import JWTKit
 
-/// Issues and verifies grant tokens: EdDSA (Ed25519) JWTs pinned to one key, one issuer and one audience.
+/// Issues and verifies grant tokens: EdDSA (Ed25519) JWTs pinned to one key and one issuer; each token
+/// names one pathway as its audience, which `verify` checks when given one.
 public struct TokenAuthority: Sendable {
     /// Clock skew tolerated on `exp`, `nbf` and `iat`.
     public static let maximumSkew: TimeInterval = 30

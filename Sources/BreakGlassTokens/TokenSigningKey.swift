@@ -73,13 +73,22 @@ public enum KeyFile {
     /// Largest key file read.
     static let maximumSize = 64 * 1024
 
-    /// Reads a private key file after checking that only its owner can read or write it.
+    /// Reads a private key file after checking, on the opened file itself, that it is a regular file
+    /// owned by this process's user or root, and that only its owner can read or write it.
     public static func readPrivate(path: String) throws(KeyFileError) -> String {
-        var info = stat()
-        guard stat(path, &info) == 0 else {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
             throw KeyFileError(path: path, problem: "cannot be read: \(String(cString: strerror(errno)))")
         }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+            throw KeyFileError(path: path, problem: "cannot be examined: \(String(cString: strerror(errno)))")
+        }
         guard (info.st_mode & S_IFMT) == S_IFREG else { throw KeyFileError(path: path, problem: "is not a regular file") }
+        guard info.st_uid == geteuid() || info.st_uid == 0 else {
+            throw KeyFileError(path: path, problem: "is owned by uid \(info.st_uid): a private key must belong to this user or root")
+        }
         guard (info.st_mode & 0o077) == 0 else {
             throw KeyFileError(
                 path: path,
@@ -88,16 +97,35 @@ public enum KeyFile {
             )
         }
         guard info.st_size <= maximumSize else { throw KeyFileError(path: path, problem: "is larger than \(maximumSize) bytes") }
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw KeyFileError(path: path, problem: "cannot be read as text")
+        var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
+        var filled = 0
+        while filled < bytes.count {
+            let count = bytes[filled...].withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { throw KeyFileError(path: path, problem: "cannot be read: \(String(cString: strerror(errno)))") }
+            filled += count
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw KeyFileError(path: path, problem: "is not text")
         }
         return text
     }
 
     /// Writes a new private file with mode 0600; refuses to overwrite an existing file unless `replace`.
     public static func writePrivate(_ contents: String, to path: String, replace: Bool = false) throws(KeyFileError) {
-        let flags = O_WRONLY | O_CREAT | O_CLOEXEC | (replace ? O_TRUNC : O_EXCL)
-        let fd = open(path, flags, 0o600)
+        guard replace else { return try writeNew(contents, to: path) }
+        // Replace through a new file and a rename, so the old key stays whole until the new one is on disk.
+        let temporary = path + ".new-\(getpid())"
+        unlink(temporary)
+        try writeNew(contents, to: temporary)
+        guard rename(temporary, path) == 0 else {
+            unlink(temporary)
+            throw KeyFileError(path: path, problem: "cannot be replaced: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    private static func writeNew(_ contents: String, to path: String) throws(KeyFileError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             let reason = errno == EEXIST ? "already exists (refusing to overwrite a key)" : String(cString: strerror(errno))
             throw KeyFileError(path: path, problem: reason)

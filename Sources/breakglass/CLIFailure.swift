@@ -30,7 +30,7 @@ struct FileHandleWriter {
     func write(_ text: String) {
         var bytes = Array(text.utf8)[...]
         while !bytes.isEmpty {
-            let count = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            let count = bytes.withUnsafeBytes { systemWrite(fd, $0.baseAddress, $0.count) }
             if count <= 0 { return }
             bytes = bytes.dropFirst(count)
         }
@@ -47,4 +47,9 @@ extension AsyncParsableCommand {
             throw ExitCode(failure.exitCode)
         }
     }
+}
+
+/// The C library's write(2), named apart from `FileHandleWriter.write`.
+private func systemWrite(_ fd: Int32, _ buffer: UnsafeRawPointer?, _ count: Int) -> Int {
+    write(fd, buffer, count)
 }

@@ -29,7 +29,8 @@ struct ServeCommand: AsyncParsableCommand {
             let level = logLevel
             LoggingSystem.bootstrap { label in
                 var handler = StreamLogHandler.standardError(label: label)
-                handler.logLevel = level
+                // Audit events are never filtered out by --log-level.
+                handler.logLevel = label == "breakglass.audit" ? .trace : level
                 return handler
             }
             let logger = Logger(label: "breakglass")

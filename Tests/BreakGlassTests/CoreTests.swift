@@ -183,9 +183,24 @@ import Testing
         let now = ContinuousClock.now
         tracker.recordFailure(user: "carol", source: "s", now: now)
         tracker.recordFailure(user: "carol", source: "s", now: now)
-        tracker.recordSuccess(user: "carol")
+        tracker.recordSuccess(user: "carol", source: "s")
         tracker.recordFailure(user: "carol", source: "s", now: now)
         #expect(tracker.status(user: "carol", source: "t", now: now) == .open)
+    }
+
+    @Test func attemptsInProgressCountTowardTheLimit() {
+        var tracker = LockoutTracker(policy: policy)
+        let now = ContinuousClock.now
+        for _ in 0..<3 { #expect(tracker.admit(user: "eve", source: "s", now: now) == .open) }
+        guard case .locked(_, let scope) = tracker.admit(user: "eve", source: "s", now: now) else {
+            Issue.record("a fourth parallel attempt was admitted with a limit of three")
+            return
+        }
+        #expect(scope == .user)
+        tracker.recordSuccess(user: "eve", source: "s")
+        #expect(tracker.admit(user: "eve", source: "s", now: now) == .open)
+        #expect(IPAddress("2001:db8:1:2:3:4:5:6")?.lockoutKey == "2001:db8:1:2::/64")
+        #expect(IPAddress("192.0.2.7")?.lockoutKey == "192.0.2.7")
     }
 
     @Test func memoryIsBounded() {

@@ -60,6 +60,22 @@ import Testing
         #expect(modern.stdout.contains("Verify return code: 0 (ok)"))
     }
 
+    @Test func pipelinedRequestsOnOneConnectionAreAllAnswered() async throws {
+        let openssl = try #require(ProcessRunner.which("openssl"), "openssl is installed by Scripts/test")
+        let gateway = try await TestGateway()
+        defer { Task { await gateway.stop() } }
+        let request = "GET /.well-known/jwks.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        let last = "GET /v1/nothing HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        let result = try await ProcessRunner.run(
+            openssl,
+            ["s_client", "-quiet", "-ign_eof", "-connect", "127.0.0.1:\(gateway.port)", "-CAfile", gateway.pki.caPath],
+            stdin: request + request + last,
+            timeout: .seconds(20)
+        )
+        #expect(result.stdout.components(separatedBy: "HTTP/1.1 200 OK").count == 3, "\(result.stdout)")
+        #expect(result.stdout.contains("HTTP/1.1 404 Not Found"))
+    }
+
     @Test func curlWithTheDevCA() async throws {
         let curl = try #require(ProcessRunner.which("curl"), "curl is installed by Scripts/test")
         let gateway = try await TestGateway()
