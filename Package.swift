@@ -88,12 +88,23 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "BreakGlassAudit",
+            dependencies: [
+                "BreakGlassCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "BreakGlassGateway",
             dependencies: [
                 "BreakGlassCore",
                 "BreakGlassConfig",
                 "BreakGlassPAM",
                 "BreakGlassTokens",
+                "BreakGlassAudit",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -126,6 +137,7 @@ let package = Package(
                 "BreakGlassCerts",
                 "BreakGlassGateway",
                 "BreakGlassClient",
+                "BreakGlassAudit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -143,6 +155,7 @@ let package = Package(
                 "BreakGlassConfig",
                 "BreakGlassGateway",
                 "BreakGlassTokens",
+                "BreakGlassAudit",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -163,6 +176,7 @@ let package = Package(
                 "BreakGlassGateway",
                 "BreakGlassClient",
                 "BreakGlassTestSupport",
+                "BreakGlassAudit",
                 "breakglass",
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "NIOCore", package: "swift-nio"),

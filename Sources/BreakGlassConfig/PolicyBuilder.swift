@@ -16,7 +16,8 @@ struct PolicyBuilder {
     let baseDirectory: String
 
     static let topKeys = ["gateway", "groups", "pathways"]
-    static let gatewayKeys = ["id", "listen", "tls", "token_key", "pam", "lockout"]
+    static let gatewayKeys = ["id", "listen", "tls", "token_key", "pam", "lockout", "audit"]
+    static let auditKeys = ["directory", "key", "mirrors", "checkpoint_hook", "reserve", "warn_free", "segment_size"]
     static let tlsKeys = ["certificate", "private_key"]
     static let pamKeys = ["service", "confdir", "failure_delay", "threads", "max_pending"]
     static let lockoutKeys = ["failures", "window", "duration", "source_failures"]
@@ -83,7 +84,8 @@ struct PolicyBuilder {
         if let lockoutNode = map["lockout"] {
             lockout = lockoutPolicy(lockoutNode, map.path("lockout"))
         }
-        guard let id, let listen, let certificate, let tlsKey, let tokenKey, let pam, let lockout else { return nil }
+        let audit = map.required("audit", &reader).flatMap { auditSettings($0, map.path("audit")) }
+        guard let id, let listen, let certificate, let tlsKey, let tokenKey, let pam, let lockout, let audit else { return nil }
         return GatewaySettings(
             id: id,
             listen: listen,
@@ -91,8 +93,79 @@ struct PolicyBuilder {
             tlsPrivateKey: tlsKey,
             tokenKey: tokenKey,
             pam: pam,
-            lockout: lockout
+            lockout: lockout,
+            audit: audit
         )
+    }
+
+    mutating func auditSettings(_ node: Node, _ path: String) -> AuditSettings? {
+        guard let map = reader.mapping(node, path, allowed: Self.auditKeys) else { return nil }
+        var valid = true
+        var directory: String?
+        if let directoryNode = map.required("directory", &reader), let text = reader.nonEmptyString(directoryNode, map.path("directory")) {
+            let absolute = PolicyLoader.absolutePath(text, relativeTo: baseDirectory)
+            var isFolder: ObjCBool = false
+            if FileManager.default.fileExists(atPath: absolute, isDirectory: &isFolder), !isFolder.boolValue {
+                reader.report(directoryNode, map.path("directory"), "\(absolute) exists and is not a folder")
+            } else {
+                directory = absolute
+            }
+        }
+        let key = map.required("key", &reader).flatMap { file($0, map.path("key"), privateKey: true) }
+        var settings = AuditSettings(directory: directory ?? "", key: key ?? "")
+        if let mirrorsNode = map["mirrors"] {
+            settings.mirrors = (reader.stringList(mirrorsNode, map.path("mirrors")) ?? []).map {
+                PolicyLoader.absolutePath($0.0, relativeTo: baseDirectory)
+            }
+            if let directory, settings.mirrors.contains(directory) {
+                reader.report(mirrorsNode, map.path("mirrors"), "a mirror must not be the log folder itself")
+                valid = false
+            }
+        }
+        if let hookNode = map["checkpoint_hook"] {
+            let command: [String]
+            if case .scalar = hookNode {
+                command = reader.nonEmptyString(hookNode, map.path("checkpoint_hook")).map { [$0] } ?? []
+            } else {
+                command = (reader.stringList(hookNode, map.path("checkpoint_hook")) ?? []).map(\.0)
+            }
+            if let program = command.first {
+                let absolute = PolicyLoader.absolutePath(program, relativeTo: baseDirectory)
+                if FileManager.default.isExecutableFile(atPath: absolute) {
+                    settings.checkpointHook = [absolute] + command.dropFirst()
+                } else {
+                    reader.report(hookNode, map.path("checkpoint_hook"), "\(absolute) is not an executable program")
+                    valid = false
+                }
+            } else {
+                reader.report(hookNode, map.path("checkpoint_hook"), "must name a program")
+                valid = false
+            }
+        }
+        for (key, keyPath, range) in [
+            ("reserve", \AuditSettings.reserve, (64 << 10)...(1 << 30)),
+            ("warn_free", \AuditSettings.warnFree, 0...(1 << 50)),
+            ("segment_size", \AuditSettings.segmentSize, (1 << 20)...(4 << 30)),
+        ] {
+            guard let sizeNode = map[key] else { continue }
+            guard let text = reader.string(sizeNode, map.path(key)), let value = ByteSize.parse(text) else {
+                reader.report(sizeNode, map.path(key), "is not a size (write e.g. 4MiB, 64MiB, 1GiB)")
+                valid = false
+                continue
+            }
+            guard range.contains(value) else {
+                reader.report(sizeNode, map.path(key), "must be between \(range.lowerBound) and \(range.upperBound) bytes")
+                valid = false
+                continue
+            }
+            settings[keyPath: keyPath] = value
+        }
+        if settings.reserve * 4 > settings.segmentSize {
+            reader.report(node, map.path("reserve"), "must be at most a quarter of segment_size")
+            valid = false
+        }
+        guard valid, directory != nil, key != nil else { return nil }
+        return settings
     }
 
     mutating func pamSettings(_ node: Node, _ path: String) -> PAMSettings? {

@@ -14,6 +14,10 @@ public struct AuditEvent: Sendable, Equatable {
         public static let policyRejected = Kind(rawValue: "policy.rejected")
         public static let grantIssued = Kind(rawValue: "grant.issued")
         public static let grantDenied = Kind(rawValue: "grant.denied")
+        public static let grantReleased = Kind(rawValue: "grant.released")
+        public static let grantRevoked = Kind(rawValue: "grant.revoked")
+        public static let grantExpired = Kind(rawValue: "grant.expired")
+        public static let auditRecovered = Kind(rawValue: "audit.recovered")
     }
 
     public var kind: Kind

@@ -56,3 +56,26 @@ extension String {
         return slice
     }
 }
+
+/// Byte sizes as policies write them: `4096`, `512KiB`, `64MiB`, `1GiB` (also KB/MB/GB as powers of 1000).
+public enum ByteSize {
+    /// Parses a size; nil when it is not one or overflows.
+    public static func parse(_ text: String) -> Int? {
+        let trimmed = String(text.trimmingSpaces())
+        let units: [(String, Int)] = [
+            ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40), ("KB", 1000), ("MB", 1_000_000),
+            ("GB", 1_000_000_000), ("B", 1),
+        ]
+        var number = Substring(trimmed)
+        var multiplier = 1
+        if let unit = units.first(where: { trimmed.hasSuffix($0.0) }) {
+            number = number.dropLast(unit.0.count)
+            multiplier = unit.1
+        }
+        guard !number.isEmpty, number.count <= 15, number.allSatisfy({ $0.isASCII && $0.isNumber }), let value = Int(number) else {
+            return nil
+        }
+        let (product, overflow) = value.multipliedReportingOverflow(by: multiplier)
+        return overflow ? nil : product
+    }
+}

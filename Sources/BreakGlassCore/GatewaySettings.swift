@@ -11,6 +11,8 @@ public struct GatewaySettings: Sendable, Equatable {
     public var tokenKey: String
     public var pam: PAMSettings
     public var lockout: LockoutPolicy
+    /// Where and how the audit log is kept; nil only in tests that inject their own sink.
+    public var audit: AuditSettings?
 
     public init(
         id: String,
@@ -19,7 +21,8 @@ public struct GatewaySettings: Sendable, Equatable {
         tlsPrivateKey: String,
         tokenKey: String,
         pam: PAMSettings,
-        lockout: LockoutPolicy
+        lockout: LockoutPolicy,
+        audit: AuditSettings? = nil
     ) {
         self.id = id
         self.listen = listen
@@ -28,6 +31,43 @@ public struct GatewaySettings: Sendable, Equatable {
         self.tokenKey = tokenKey
         self.pam = pam
         self.lockout = lockout
+        self.audit = audit
+    }
+}
+
+/// The `gateway.audit:` section.
+public struct AuditSettings: Sendable, Equatable {
+    /// Absolute path of the log folder (made when missing).
+    public var directory: String
+    /// Absolute path of the Ed25519 checkpoint signing key (PEM PKCS#8), separate from the token key.
+    public var key: String
+    /// Folders that receive every new checkpoint.
+    public var mirrors: [String]
+    /// A command (argv) that receives every new checkpoint on standard input.
+    public var checkpointHook: [String]?
+    /// Space kept for denials and alarms when the disk fills (bytes).
+    public var reserve: Int
+    /// Free space below which the log reports itself degraded (bytes).
+    public var warnFree: Int
+    /// Size segment files are preallocated to (bytes).
+    public var segmentSize: Int
+
+    public init(
+        directory: String,
+        key: String,
+        mirrors: [String] = [],
+        checkpointHook: [String]? = nil,
+        reserve: Int = 1 << 20,
+        warnFree: Int = 1 << 30,
+        segmentSize: Int = 64 << 20
+    ) {
+        self.directory = directory
+        self.key = key
+        self.mirrors = mirrors
+        self.checkpointHook = checkpointHook
+        self.reserve = reserve
+        self.warnFree = warnFree
+        self.segmentSize = segmentSize
     }
 }
 

@@ -1,3 +1,4 @@
+import BreakGlassAudit
 import BreakGlassConfig
 import BreakGlassCore
 import BreakGlassTokens
@@ -40,6 +41,13 @@ public struct GatewayResources: Sendable {
             key = try TokenSigningKey.load(path: gateway.tokenKey)
         } catch {
             issue("gateway.token_key", error.description)
+        }
+        if let audit = gateway.audit {
+            do {
+                _ = try AuditLog.loadSigner(settings: audit, origin: gateway.id)
+            } catch {
+                issue("gateway.audit.key", error.message)
+            }
         }
         guard issues.isEmpty, let context, let key else { throw PolicyValidationError(issues: issues) }
         return GatewayResources(tlsContext: context, tokens: await TokenAuthority(issuer: gateway.id, key: key))

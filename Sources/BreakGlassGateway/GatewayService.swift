@@ -1,3 +1,4 @@
+import BreakGlassAudit
 import BreakGlassConfig
 import BreakGlassCore
 import BreakGlassPAM
@@ -13,15 +14,18 @@ public final class GatewayService: Service, Sendable {
     public let grants: GrantService
     private let pam: PAMAuthenticator
     private let audit: any AuditSink
+    /// The durable log this service opened itself (and closes when it stops).
+    public let auditLog: AuditLog?
     private let group: any EventLoopGroup
     private let limits: HTTPLimits
     private let logger: Logger
     private let onListening: @Sendable (SocketAddress?) -> Void
 
     /// Loads the policy and everything it names; throws every problem found when anything is invalid.
+    /// Without an `audit` sink, the durable log of the policy's `gateway.audit` section is opened.
     public init(
         policyPath: String,
-        audit: any AuditSink,
+        audit: (any AuditSink)? = nil,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         limits: HTTPLimits = HTTPLimits(),
         clock: any WallClock = SystemWallClock(),
@@ -31,6 +35,28 @@ public final class GatewayService: Service, Sendable {
         let store = try PolicyStore(path: policyPath, now: clock.now())
         let loaded = store.current
         let resources = try await GatewayResources.load(loaded)
+        let sink: any AuditSink
+        if let audit {
+            sink = audit
+            self.auditLog = nil
+        } else {
+            guard let settings = loaded.policy.gateway.audit else {
+                throw PolicyValidationError(issues: [
+                    PolicyIssue(file: loaded.file, line: 0, column: 0, keyPath: "gateway.audit", message: "is required")
+                ])
+            }
+            do {
+                let log = try AuditLog.open(settings: settings, origin: loaded.policy.gateway.id, logger: logger)
+                sink = log
+                self.auditLog = log
+            } catch {
+                throw PolicyValidationError(issues: [
+                    PolicyIssue(
+                        file: loaded.file, line: 0, column: 0, keyPath: "gateway.audit",
+                        message: "the audit log cannot be opened: \(error.message)")
+                ])
+            }
+        }
         let settings = loaded.policy.gateway.pam
         self.pam = PAMAuthenticator(
             service: settings.service,
@@ -39,8 +65,8 @@ public final class GatewayService: Service, Sendable {
             maxPending: settings.maxPending,
             logger: logger
         )
-        self.grants = GrantService(store: store, resources: resources, pam: pam, audit: audit, clock: clock, logger: logger)
-        self.audit = audit
+        self.grants = GrantService(store: store, resources: resources, pam: pam, audit: sink, clock: clock, logger: logger)
+        self.audit = sink
         self.group = group
         self.limits = limits
         self.logger = logger
@@ -86,5 +112,6 @@ public final class GatewayService: Service, Sendable {
         await server.shutdown()
         await pam.shutdown()
         try? await audit.record(AuditEvent(kind: .gatewayStopped, time: .now, fields: ["gateway": .string(loaded.policy.gateway.id)]))
+        await auditLog?.close()
     }
 }

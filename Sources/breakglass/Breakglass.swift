@@ -12,7 +12,7 @@ struct Breakglass: AsyncParsableCommand {
             """,
         subcommands: [
             LoginCommand.self, TokenCommand.self, StatusCommand.self, ServeCommand.self, PolicyCommand.self,
-            KeysCommand.self, CertsCommand.self,
+            AuditCommand.self, KeysCommand.self, CertsCommand.self,
         ]
     )
 }

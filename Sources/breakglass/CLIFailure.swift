@@ -26,6 +26,7 @@ enum Console {
 struct FileHandleWriter {
     let fd: Int32
     static let standardError = FileHandleWriter(fd: 2)
+    static let standardOutput = FileHandleWriter(fd: 1)
 
     func write(_ text: String) {
         var bytes = Array(text.utf8)[...]

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BreakGlassCerts
+import BreakGlassCore
 import BreakGlassTokens
 import CryptoExtras
 import Foundation

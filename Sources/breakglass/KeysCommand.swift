@@ -1,4 +1,5 @@
 import ArgumentParser
+import BreakGlassCore
 import BreakGlassTokens
 
 struct KeysCommand: AsyncParsableCommand {

@@ -29,8 +29,7 @@ struct ServeCommand: AsyncParsableCommand {
             let level = logLevel
             LoggingSystem.bootstrap { label in
                 var handler = StreamLogHandler.standardError(label: label)
-                // Audit events are never filtered out by --log-level.
-                handler.logLevel = label == "breakglass.audit" ? .trace : level
+                handler.logLevel = level
                 return handler
             }
             let logger = Logger(label: "breakglass")
@@ -40,12 +39,7 @@ struct ServeCommand: AsyncParsableCommand {
             let group: MultiThreadedEventLoopGroup = threads.map { MultiThreadedEventLoopGroup(numberOfThreads: $0) } ?? .singleton
             let gateway: GatewayService
             do {
-                gateway = try await GatewayService(
-                    policyPath: config,
-                    audit: LoggingAuditSink(logger: Logger(label: "breakglass.audit")),
-                    group: group,
-                    logger: logger
-                )
+                gateway = try await GatewayService(policyPath: config, group: group, logger: logger)
             } catch {
                 throw CLIFailure(message: "refusing to start: \(error)")
             }
@@ -56,7 +50,11 @@ struct ServeCommand: AsyncParsableCommand {
                     logger: logger
                 )
             )
-            try await services.run()
+            do {
+                try await services.run()
+            } catch {
+                throw CLIFailure(message: "the gateway stopped: \(error)")
+            }
         }
     }
 }

@@ -66,6 +66,7 @@ public final class TestGateway: Sendable {
               token_key: token-key.pem
               pam: { service: \(pam.service), confdir: pam/pam.d, failure_delay: \(failureDelay) }
               lockout: \(lockout)
+              audit: { directory: audit, key: audit-key.pem }
 
             """ + policyBody
         let policyPath = try directory.write("policy.yaml", policy)

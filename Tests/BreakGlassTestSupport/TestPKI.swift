@@ -1,4 +1,5 @@
 import BreakGlassCerts
+import BreakGlassCore
 import BreakGlassTokens
 import Foundation
 
@@ -10,6 +11,7 @@ public struct TestPKI: Sendable {
     public let privateKeyPath: String
     public let tokenKeyPath: String
     public let tokenKey: TokenSigningKey
+    public let auditKeyPath: String
 
     public init(in directory: TestDirectory, validity: Duration = .seconds(30 * 86_400)) throws {
         let authority = try DevCertificateAuthority.generate()
@@ -21,5 +23,7 @@ public struct TestPKI: Sendable {
         tokenKey = TokenSigningKey.generate()
         tokenKeyPath = directory.file("token-key.pem")
         try KeyFile.writePrivate(tokenKey.pemRepresentation, to: tokenKeyPath)
+        auditKeyPath = directory.file("audit-key.pem")
+        try KeyFile.writePrivate(TokenSigningKey.generate().pemRepresentation, to: auditKeyPath)
     }
 }

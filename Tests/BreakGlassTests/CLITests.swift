@@ -77,7 +77,7 @@ import Testing
         let bad = try await ProcessRunner.run(binary, ["policy", "check", path])
         #expect(bad.status == 1)
         #expect(bad.stderr.contains("policy rejected, 2 errors"))
-        #expect(bad.stderr.contains("broken.yaml:23:19: pathways.grafana.max_duration: \"2x\" is not a duration"))
+        #expect(bad.stderr.contains("broken.yaml:24:19: pathways.grafana.max_duration: \"2x\" is not a duration"))
         #expect(bad.stderr.contains("pathways.office-only.kind: \"udp\" is not a pathway kind (http or tcp)"))
     }
 
@@ -89,6 +89,8 @@ import Testing
         #expect(certs.status == 0, "\(certs.stderr)")
         let keys = try await ProcessRunner.run(binary, ["keys", "generate", "--out", directory.file("token-key.pem")])
         #expect(keys.status == 0, "\(keys.stderr)")
+        let auditKey = try await ProcessRunner.run(binary, ["keys", "generate", "--out", directory.file("audit-key.pem")])
+        #expect(auditKey.status == 0, "\(auditKey.stderr)")
         let pam = try await PAMTestStack(in: directory, users: ["alice": "alice-pw", "bob": "bob-pw"])
         let port = try await Self.freePort()
         let policy = """
@@ -98,6 +100,7 @@ import Testing
               tls: { certificate: tls/server.pem, private_key: tls/server-key.pem }
               token_key: token-key.pem
               pam: { service: breakglass, confdir: pam/pam.d, failure_delay: 50ms }
+              audit: { directory: audit, key: audit-key.pem }
             pathways:
               grafana:
                 kind: http
@@ -156,7 +159,11 @@ import Testing
         for _ in 0..<100 where server.isRunning { try await Task.sleep(for: .milliseconds(50)) }
         #expect(!server.isRunning)
         #expect(server.terminationStatus == 0)
-        try await Self.waitForLog(logPath, "gateway.stopped")
+        try await Self.waitForLog(logPath, "gateway stopped listening")
+        let verify = try await ProcessRunner.run(binary, ["audit", "verify", directory.file("audit")])
+        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+        let sessions = try await ProcessRunner.run(binary, ["audit", "sessions", directory.file("audit"), "--json"])
+        #expect(sessions.stdout.contains("\"pathway\":\"new-door\""), "\(sessions.stdout)")
     }
 
     @Test func serveRefusesToStartWithoutAValidPolicy() async throws {

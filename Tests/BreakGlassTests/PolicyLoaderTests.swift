@@ -11,6 +11,7 @@ import Testing
         try directory.write("tls/server.pem", "certificate")
         try directory.write("tls/server-key.pem", "key", mode: 0o600)
         try directory.write("token-key.pem", "key", mode: 0o600)
+        try directory.write("audit-key.pem", "key", mode: 0o600)
         try directory.write("pam.d/breakglass", "auth required pam_deny.so\n")
         try directory.write("pam.d/other", "auth required pam_deny.so\n")
         return directory
@@ -24,6 +25,7 @@ import Testing
           token_key: token-key.pem
           pam: { service: breakglass, confdir: pam.d }
           lockout: { failures: 5, window: 5m, duration: 15m, source_failures: 50 }
+          audit: { directory: audit, key: audit-key.pem, mirrors: [mirror], reserve: 2MiB }
         groups:
           sre-oncall: [alice, bob]
         pathways:
@@ -77,6 +79,9 @@ import Testing
         #expect(policy.pathways["db"]?.defaultDuration == .seconds(900))
         #expect(policy.groups["sre-oncall"] == ["alice", "bob"])
         #expect(loaded.sha256.count == 64)
+        #expect(policy.gateway.audit?.directory == directory.file("audit"))
+        #expect(policy.gateway.audit?.mirrors == [directory.file("mirror")])
+        #expect(policy.gateway.audit?.reserve == 2 << 20)
     }
 
     @Test func badDurationNamesLineColumnAndKeyPath() throws {
@@ -84,18 +89,18 @@ import Testing
         let found = try issues(text)
         #expect(found.count == 1)
         let issue = try #require(found.first)
-        #expect(issue.line == 16)
+        #expect(issue.line == 17)
         #expect(issue.column == 19)
         #expect(issue.keyPath == "pathways.status-api.max_duration")
         #expect(
             issue.description.hasSuffix(
-                "policy.yaml:16:19: pathways.status-api.max_duration: \"2x\" is not a duration (write e.g. 30s, 15m, 1h, 1h30m)"))
+                "policy.yaml:17:19: pathways.status-api.max_duration: \"2x\" is not a duration (write e.g. 30s, 15m, 1h, 1h30m)"))
     }
 
     @Test func unknownKeyIsRejectedWithHint() throws {
         let text = Self.valid.replacingOccurrences(of: "    default_duration: 15m", with: "    default_duraton: 15m")
         let issue = try #require(try issues(text).first)
-        #expect(issue.line == 15)
+        #expect(issue.line == 16)
         #expect(issue.keyPath == "pathways.status-api.default_duraton")
         #expect(issue.message.contains("unknown key (did you mean \"default_duration\"?)"))
     }
@@ -115,6 +120,16 @@ import Testing
         #expect(found.count >= 4)
         #expect(found.allSatisfy { $0.line > 0 })
         #expect(found.map(\.line) == found.map(\.line).sorted())
+    }
+
+    @Test func auditSectionIsChecked() throws {
+        let text = Self.valid.replacingOccurrences(of: "reserve: 2MiB", with: "reserve: lots")
+        let issue = try #require(try issues(text).first)
+        #expect(issue.keyPath == "gateway.audit.reserve")
+        #expect(issue.message == "is not a size (write e.g. 4MiB, 64MiB, 1GiB)")
+        let missing = Self.valid.replacingOccurrences(
+            of: "  audit: { directory: audit, key: audit-key.pem, mirrors: [mirror], reserve: 2MiB }\n", with: "")
+        #expect(try issues(missing).contains { $0.keyPath == "gateway.audit" && $0.message == "is required" })
     }
 
     @Test func missingRequiredKeys() throws {

@@ -1,0 +1,441 @@
+import BreakGlassCore
+import Foundation
+import Logging
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// The durable, tamper-evident audit log: append-only segments with CRC-framed canonical records, a
+/// single writer thread with group commit (one write and one fdatasync per batch; callers resume
+/// only when their event is durable), an RFC 6962 tree over the records, and signed C2SP checkpoints.
+///
+/// After any write or flush error the writer stops for good and every later append fails: the
+/// gateway then refuses access (no audit, no access).
+public final class AuditLog: AuditSink, @unchecked Sendable {
+    // Mutable state lives behind `condition` (queue, flags, health) or belongs to the writer thread
+    // alone (files, tree, sequence); that split is what makes the class safe to share.
+
+    /// How the log is doing.
+    public enum Health: Sendable, Equatable {
+        case ok
+        /// Writing, with a warning (low free space, a mirror failing).
+        case degraded(String)
+        /// Stopped; nothing more can be recorded.
+        case failed(String)
+    }
+
+    private struct Pending {
+        var event: AuditEvent
+        var continuation: CheckedContinuation<Int, any Error>
+    }
+
+    public let directory: String
+    public let origin: String
+    public let signer: NoteSigner
+    public let options: AuditLogOptions
+    private let logger: Logger
+    private let condition = NSCondition()
+
+    // Guarded by `condition`.
+    private var queue: [Pending] = []
+    private var checkpointWaiters: [CheckedContinuation<String, any Error>] = []
+    private var closing = false
+    private var stopped: AuditLogError?
+    private var warning: String?
+    private var inReserve = false
+    private var durableSize = 0
+    private var writerDone: CheckedContinuation<Void, Never>?
+    private var writerFinished = false
+
+    // Writer thread only (and `open` before the thread starts).
+    private var tree = AppendOnlyTree()
+    private var segmentIndex = 0
+    private var segmentFD: Int32 = -1
+    private var segmentEnd = 0
+    private var historyFD: Int32 = -1
+    private var lastCheckpointSize = -1
+    private var lastCheckpointTime = ContinuousClock.now
+
+    /// What recovery did when the log was opened.
+    public private(set) var recoveredBytes = 0
+
+    private init(directory: String, origin: String, signer: NoteSigner, options: AuditLogOptions, logger: Logger) {
+        self.directory = directory
+        self.origin = origin
+        self.signer = signer
+        self.options = options
+        self.logger = logger
+    }
+
+    /// Opens (or creates) the log in `directory`, recovering a torn tail and checking the latest
+    /// checkpoint; any other damage refuses to open with the segment and offset.
+    public static func open(
+        directory: String,
+        origin: String,
+        signer: NoteSigner,
+        options: AuditLogOptions = AuditLogOptions(),
+        logger: Logger
+    ) throws(AuditLogError) -> AuditLog {
+        let log = AuditLog(directory: directory, origin: origin, signer: signer, options: options, logger: logger)
+        try log.recover()
+        let thread = Thread { log.writerLoop() }
+        thread.name = "breakglass-audit-writer"
+        thread.start()
+        if log.recoveredBytes > 0 {
+            log.enqueueDetached(
+                AuditEvent(kind: .auditRecovered, time: Date(), fields: ["truncated_bytes": .integer(Int64(log.recoveredBytes))])
+            )
+        }
+        return log
+    }
+
+    // MARK: AuditSink
+
+    public func record(_ event: AuditEvent) async throws {
+        _ = try await append(event)
+    }
+
+    /// Appends an event and returns its sequence number once it is durable.
+    public func append(_ event: AuditEvent) async throws -> Int {
+        try await withCheckedThrowingContinuation { continuation in
+            condition.lock()
+            if let stopped {
+                condition.unlock()
+                continuation.resume(throwing: AuditUnavailableError(reason: stopped.message))
+                return
+            }
+            if closing {
+                condition.unlock()
+                continuation.resume(throwing: AuditUnavailableError(reason: "the audit log is closing"))
+                return
+            }
+            if inReserve && Self.needsSpace(event.kind) {
+                condition.unlock()
+                continuation.resume(throwing: AuditUnavailableError(reason: "the audit disk is full; only denials and alarms are recorded"))
+                return
+            }
+            guard queue.count < options.maximumPending else {
+                condition.unlock()
+                continuation.resume(throwing: AuditUnavailableError(reason: "the audit writer is behind (\(queue.count) events waiting)"))
+                return
+            }
+            queue.append(Pending(event: event, continuation: continuation))
+            condition.signal()
+            condition.unlock()
+        }
+    }
+
+    /// Signs and publishes a checkpoint covering everything durable now; returns the signed note.
+    public func checkpoint() async throws -> String {
+        try await withCheckedThrowingContinuation { continuation in
+            condition.lock()
+            if let stopped {
+                condition.unlock()
+                continuation.resume(throwing: stopped)
+                return
+            }
+            checkpointWaiters.append(continuation)
+            condition.signal()
+            condition.unlock()
+        }
+    }
+
+    /// Writes what is queued, signs a last checkpoint and stops the writer.
+    public func close() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            condition.lock()
+            if writerFinished {
+                condition.unlock()
+                continuation.resume()
+                return
+            }
+            closing = true
+            writerDone = continuation
+            condition.signal()
+            condition.unlock()
+        }
+    }
+
+    public var health: Health {
+        condition.lock()
+        defer { condition.unlock() }
+        if let stopped { return .failed(stopped.message) }
+        if inReserve { return .degraded("the audit disk is full: grants are refused, denials still recorded") }
+        if let warning { return .degraded(warning) }
+        return .ok
+    }
+
+    /// Number of durable records.
+    public var size: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return durableSize
+    }
+
+    /// Events that need free space beyond the reserve: everything that gives access.
+    static func needsSpace(_ kind: AuditEvent.Kind) -> Bool {
+        kind == .grantIssued
+    }
+
+    // MARK: recovery
+
+    private func recover() throws(AuditLogError) {
+        try FileIO.makeDirectory(directory)
+        try FileIO.makeDirectory(AuditLogReader.segmentsFolder(directory))
+        let contents = try AuditLogReader.read(directory: directory)
+        for entry in contents.entries {
+            guard entry.record.gateway == origin else {
+                throw AuditLogError(
+                    .corrupt,
+                    "segment \(entry.segment) offset \(entry.offset): record \(entry.record.sequence) belongs to log \(entry.record.gateway), not \(origin)"
+                )
+            }
+            tree.append(leafHash: MerkleTree.leafHash(entry.bytes))
+        }
+        if let latest = try AuditLogReader.latestCheckpoint(directory: directory) {
+            guard let note = SignedNote(text: latest), let checkpoint = Checkpoint(body: note.body) else {
+                throw AuditLogError(.badCheckpoint, "\(directory)/checkpoint is not a signed checkpoint")
+            }
+            guard note.isSigned(by: signer.verifier), checkpoint.origin == origin else {
+                throw AuditLogError(
+                    .badCheckpoint, "\(directory)/checkpoint is not signed by this log's key (\(signer.verifier.keyString))")
+            }
+            guard checkpoint.size <= tree.size else {
+                throw AuditLogError(
+                    .rollback,
+                    "the log holds \(tree.size) records but its latest checkpoint covers \(checkpoint.size): records were lost (rollback or truncation)"
+                )
+            }
+            guard MerkleTree.root(tree.leaves.prefix(checkpoint.size)) == checkpoint.root else {
+                throw AuditLogError(
+                    .corrupt, "the first \(checkpoint.size) records do not match the latest signed checkpoint: the log was altered")
+            }
+            lastCheckpointSize = checkpoint.size
+        }
+        let segments = AuditLogReader.segmentsFolder(directory)
+        if let last = contents.lastSegment {
+            segmentIndex = last.index
+            let path = segments + "/" + SegmentFormat.fileName(index: last.index)
+            segmentFD = FileIO.openFile(path, O_RDWR | O_CLOEXEC)
+            guard segmentFD >= 0 else { throw FileIO.failure("cannot open", path) }
+            segmentEnd = last.end
+            if let torn = contents.tornTail {
+                try FileIO.write(segmentFD, [UInt8](repeating: 0, count: torn.bytes), at: torn.offset, path: path)
+                try FileIO.syncData(segmentFD, path: path)
+                recoveredBytes = torn.bytes
+                logger.warning(
+                    "audit log: torn tail cleared",
+                    metadata: ["segment": "\(torn.segment)", "offset": "\(torn.offset)", "bytes": "\(torn.bytes)"]
+                )
+            }
+        } else {
+            try startSegment(index: 1, firstSequence: 0)
+        }
+        let historyPath = directory + "/checkpoints.log"
+        historyFD = FileIO.openFile(historyPath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        guard historyFD >= 0 else { throw FileIO.failure("cannot open", historyPath) }
+        try FileIO.syncDirectory(directory)
+        try FileIO.replaceAtomically(directory + "/audit-key.pub", with: Array((signer.verifier.keyString + "\n").utf8))
+        durableSize = tree.size
+        logger.notice("audit log open", metadata: ["directory": "\(directory)", "records": "\(tree.size)", "segment": "\(segmentIndex)"])
+    }
+
+    /// Creates, preallocates and syncs a new segment, then syncs the folder.
+    private func startSegment(index: Int, firstSequence: Int) throws(AuditLogError) {
+        let folder = AuditLogReader.segmentsFolder(directory)
+        let path = folder + "/" + SegmentFormat.fileName(index: index)
+        let fd = FileIO.openFile(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FileIO.failure("cannot create segment", path) }
+        let allocated = posix_fallocate(fd, 0, off_t(options.segmentSize))
+        guard allocated == 0 || allocated == EOPNOTSUPP || allocated == EINVAL else {
+            FileIO.closeFile(fd)
+            unlink(path)
+            errno = allocated
+            throw FileIO.failure("cannot preallocate segment", path)
+        }
+        do throws(AuditLogError) {
+            try FileIO.write(fd, SegmentFormat.header(firstSequence: firstSequence), at: 0, path: path)
+            guard fsync(fd) == 0 else { throw FileIO.failure("cannot flush", path) }
+            try FileIO.syncDirectory(folder)
+        } catch {
+            FileIO.closeFile(fd)
+            throw error
+        }
+        if segmentFD >= 0 { FileIO.closeFile(segmentFD) }
+        segmentFD = fd
+        segmentIndex = index
+        segmentEnd = SegmentFormat.headerSize
+        if let free = FileIO.freeBytes(folder), free < options.warnFreeBytes {
+            setWarning("only \(free >> 20) MiB free for the audit log")
+        }
+    }
+
+    // MARK: writer thread
+
+    private func writerLoop() {
+        while true {
+            condition.lock()
+            while queue.isEmpty && checkpointWaiters.isEmpty && !closing && !checkpointDue() {
+                if durableSize > lastCheckpointSize {
+                    _ = condition.wait(until: Date().addingTimeInterval(Self.seconds(options.checkpointInterval)))
+                } else {
+                    condition.wait()
+                }
+            }
+            let batch = Array(queue.prefix(options.maximumBatch))
+            queue.removeFirst(batch.count)
+            let waiters = checkpointWaiters
+            checkpointWaiters = []
+            let finishing = closing && queue.isEmpty
+            let failure = stopped
+            condition.unlock()
+
+            if let failure {
+                for pending in batch { pending.continuation.resume(throwing: AuditUnavailableError(reason: failure.message)) }
+                for waiter in waiters { waiter.resume(throwing: failure) }
+                if finishing { break } else { continue }
+            }
+            do {
+                try write(batch)
+                if !waiters.isEmpty || finishing || checkpointDue() {
+                    let note = try publishCheckpoint()
+                    for waiter in waiters { waiter.resume(returning: note) }
+                }
+            } catch {
+                stop(error)
+                for waiter in waiters { waiter.resume(throwing: error) }
+            }
+            if finishing { break }
+        }
+        if segmentFD >= 0 { FileIO.closeFile(segmentFD) }
+        if historyFD >= 0 { FileIO.closeFile(historyFD) }
+        condition.lock()
+        writerFinished = true
+        let done = writerDone
+        writerDone = nil
+        condition.unlock()
+        done?.resume()
+    }
+
+    private func checkpointDue() -> Bool {
+        durableSize > lastCheckpointSize && lastCheckpointTime.duration(to: .now) >= options.checkpointInterval
+    }
+
+    /// Encodes, frames, writes and flushes a batch; resumes each caller with its sequence number.
+    private func write(_ batch: [Pending]) throws(AuditLogError) {
+        guard !batch.isEmpty else { return }
+        var accepted: [(pending: Pending, bytes: [UInt8])] = []
+        var sequence = tree.size
+        for pending in batch {
+            do {
+                let bytes = try AuditRecord(sequence: sequence, gateway: origin, event: pending.event).encoded()
+                accepted.append((pending, bytes))
+                sequence += 1
+            } catch {
+                pending.continuation.resume(throwing: AuditUnavailableError(reason: "\(error)"))
+            }
+        }
+        guard !accepted.isEmpty else { return }
+        var frames: [UInt8] = []
+        for item in accepted { frames += SegmentFormat.frame(item.bytes) }
+        do {
+            if segmentEnd + frames.count > options.segmentSize - options.reserve {
+                try rotate(firstSequence: tree.size, needed: frames.count)
+            }
+            let path = AuditLogReader.segmentsFolder(directory) + "/" + SegmentFormat.fileName(index: segmentIndex)
+            try FileIO.write(segmentFD, frames, at: segmentEnd, path: path)
+            try FileIO.syncData(segmentFD, path: path)
+        } catch {
+            for item in accepted { item.pending.continuation.resume(throwing: AuditUnavailableError(reason: error.message)) }
+            throw error
+        }
+        segmentEnd += frames.count
+        var first = tree.size
+        for item in accepted { tree.append(leafHash: MerkleTree.leafHash(item.bytes)) }
+        condition.lock()
+        durableSize = tree.size
+        condition.unlock()
+        for item in accepted {
+            item.pending.continuation.resume(returning: first)
+            first += 1
+        }
+    }
+
+    /// Moves to a new segment; when none can be made, carries on in the current one's reserve.
+    private func rotate(firstSequence: Int, needed: Int) throws(AuditLogError) {
+        do {
+            try startSegment(index: segmentIndex + 1, firstSequence: firstSequence)
+            condition.lock()
+            inReserve = false
+            condition.unlock()
+        } catch {
+            guard segmentEnd + needed <= options.segmentSize else { throw error }
+            condition.lock()
+            let entering = !inReserve
+            inReserve = true
+            condition.unlock()
+            if entering { logger.critical("audit log: no space for a new segment; using the reserve", metadata: ["error": "\(error)"]) }
+        }
+    }
+
+    /// Signs a checkpoint of the current tree, appends it to the history, replaces `checkpoint`
+    /// atomically and copies it to every mirror and the hook.
+    private func publishCheckpoint() throws(AuditLogError) -> String {
+        let checkpoint = Checkpoint(origin: origin, size: tree.size, root: tree.root)
+        let note: String
+        do {
+            note = try signer.sign(checkpoint.body)
+        } catch {
+            throw AuditLogError(.key, "cannot sign a checkpoint: \(error)")
+        }
+        let bytes = Array(note.utf8)
+        let historyPath = directory + "/checkpoints.log"
+        let frame = SegmentFormat.frame(bytes)
+        try FileIO.append(historyFD, frame, path: historyPath)
+        try FileIO.syncData(historyFD, path: historyPath)
+        try FileIO.replaceAtomically(directory + "/checkpoint", with: bytes)
+        lastCheckpointSize = checkpoint.size
+        lastCheckpointTime = .now
+        for mirror in options.mirrors {
+            do {
+                try FileIO.makeDirectory(mirror)
+                try FileIO.replaceAtomically(mirror + "/checkpoint", with: bytes)
+            } catch {
+                logger.error("audit mirror failed", metadata: ["mirror": "\(mirror)", "error": "\(error)"])
+                setWarning("mirror \(mirror) failed: \(error.message)")
+            }
+        }
+        if let hook = options.checkpointHook { CheckpointHook.run(hook, note: note, logger: logger) }
+        return note
+    }
+
+    private func stop(_ error: AuditLogError) {
+        logger.critical("audit log stopped: no more access will be granted", metadata: ["error": "\(error.message)"])
+        condition.lock()
+        if stopped == nil { stopped = error }
+        let drained = queue
+        queue = []
+        condition.unlock()
+        for pending in drained { pending.continuation.resume(throwing: AuditUnavailableError(reason: error.message)) }
+    }
+
+    private func setWarning(_ text: String) {
+        condition.lock()
+        warning = text
+        condition.unlock()
+        logger.warning("audit log degraded", metadata: ["reason": "\(text)"])
+    }
+
+    private func enqueueDetached(_ event: AuditEvent) {
+        Task { try? await self.record(event) }
+    }
+
+    static func seconds(_ duration: Duration) -> TimeInterval {
+        TimeInterval(duration.components.seconds) + TimeInterval(duration.components.attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,40 @@
+/// Tuning and wiring of an audit log.
+public struct AuditLogOptions: Sendable {
+    /// Size each segment file is preallocated to.
+    public var segmentSize: Int
+    /// Space kept at the end of the current segment: when the next segment cannot be made, only
+    /// events that are not grants may use it (denials, alarms), and new grants are refused.
+    public var reserve: Int
+    /// Most events written in one batch (one write, one fdatasync).
+    public var maximumBatch: Int
+    /// Most events waiting for the writer; beyond that, appends fail at once.
+    public var maximumPending: Int
+    /// A new checkpoint is signed at most this often while events arrive (and at close).
+    public var checkpointInterval: Duration
+    /// Folders (other mounts, other machines) that receive every new checkpoint.
+    public var mirrors: [String]
+    /// A command (argv) that receives every new checkpoint on standard input.
+    public var checkpointHook: [String]?
+    /// Free space below which the log reports itself degraded.
+    public var warnFreeBytes: Int
+
+    public init(
+        segmentSize: Int = 64 << 20,
+        reserve: Int = 1 << 20,
+        maximumBatch: Int = 4096,
+        maximumPending: Int = 65_536,
+        checkpointInterval: Duration = .seconds(1),
+        mirrors: [String] = [],
+        checkpointHook: [String]? = nil,
+        warnFreeBytes: Int = 1 << 30
+    ) {
+        self.segmentSize = segmentSize
+        self.reserve = reserve
+        self.maximumBatch = maximumBatch
+        self.maximumPending = maximumPending
+        self.checkpointInterval = checkpointInterval
+        self.mirrors = mirrors
+        self.checkpointHook = checkpointHook
+        self.warnFreeBytes = warnFreeBytes
+    }
+}

@@ -1,0 +1,128 @@
+import Foundation
+
+/// What an audit folder holds, read and checked frame by frame.
+public struct AuditLogContents: Sendable {
+    public struct Entry: Sendable {
+        public var segment: String
+        public var offset: Int
+        public var bytes: [UInt8]
+        public var record: AuditRecord
+    }
+
+    /// A damaged end of the last segment: records that were being written when the writer stopped.
+    public struct TornTail: Sendable, Equatable {
+        public var segment: String
+        public var offset: Int
+        public var bytes: Int
+        public var reason: String
+    }
+
+    public var entries: [Entry]
+    public var tornTail: TornTail?
+    /// The last segment's index and the offset just past its last good frame.
+    public var lastSegment: (index: Int, end: Int)?
+}
+
+/// Reads the segments of an audit folder in order and checks framing, CRCs, segment continuity and
+/// record sequence numbers. Any damage except a torn tail of the last segment is an error naming the
+/// segment and offset.
+public enum AuditLogReader {
+    /// Largest damaged tail treated as an interrupted write rather than corruption.
+    public static let tornTailLimit = 8 << 20
+
+    public static func segmentsFolder(_ directory: String) -> String { directory + "/segments" }
+
+    /// Segment indexes present, sorted; a gap is an error.
+    static func segmentIndexes(_ directory: String) throws(AuditLogError) -> [Int] {
+        let folder = segmentsFolder(directory)
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else {
+            if FileManager.default.fileExists(atPath: directory) { return [] }
+            throw AuditLogError(.io, "\(directory) is not an audit log folder")
+        }
+        let indexes = names.compactMap(SegmentFormat.index(of:)).sorted()
+        for (position, index) in indexes.enumerated() where index != position + 1 {
+            throw AuditLogError(
+                .corrupt,
+                "segment \(SegmentFormat.fileName(index: position + 1)) is missing (found \(SegmentFormat.fileName(index: index)) next)")
+        }
+        return indexes
+    }
+
+    /// Reads every record; `progress` is told the segment being read and how many there are.
+    public static func read(
+        directory: String,
+        progress: ((_ segment: Int, _ of: Int) -> Void)? = nil
+    ) throws(AuditLogError) -> AuditLogContents {
+        let indexes = try segmentIndexes(directory)
+        var contents = AuditLogContents(entries: [], tornTail: nil, lastSegment: nil)
+        for (position, index) in indexes.enumerated() {
+            progress?(position + 1, indexes.count)
+            let name = SegmentFormat.fileName(index: index)
+            let bytes = try FileIO.read(segmentsFolder(directory) + "/" + name)
+            let scan = try SegmentScan.scan(bytes, name: name)
+            guard scan.firstSequence == contents.entries.count else {
+                throw AuditLogError(
+                    .corrupt,
+                    "segment \(name) starts at record \(scan.firstSequence), expected \(contents.entries.count): records are missing or a segment was replaced"
+                )
+            }
+            let isLast = position == indexes.count - 1
+            if let damage = scan.damage {
+                guard isLast, damage.trailingBytes <= tornTailLimit else {
+                    throw AuditLogError(.corrupt, "segment \(name) offset \(damage.offset): \(damage.reason)")
+                }
+                contents.tornTail = AuditLogContents.TornTail(
+                    segment: name, offset: damage.offset, bytes: damage.trailingBytes, reason: damage.reason)
+            }
+            for frame in scan.frames {
+                let record: AuditRecord
+                do throws(AuditLogError) {
+                    record = try AuditRecord(decoding: frame.payload)
+                } catch {
+                    throw AuditLogError(.corrupt, "segment \(name) offset \(frame.offset): \(error.message)")
+                }
+                guard record.sequence == contents.entries.count else {
+                    throw AuditLogError(
+                        .corrupt,
+                        "segment \(name) offset \(frame.offset): record has seq \(record.sequence), expected \(contents.entries.count) (a record was removed, added or reordered)"
+                    )
+                }
+                contents.entries.append(.init(segment: name, offset: frame.offset, bytes: Array(frame.payload), record: record))
+            }
+            if isLast { contents.lastSegment = (index, scan.end) }
+        }
+        return contents
+    }
+
+    /// The latest signed checkpoint's text, or nil when none was written yet.
+    public static func latestCheckpoint(directory: String) throws(AuditLogError) -> String? {
+        let path = directory + "/checkpoint"
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        return String(decoding: try FileIO.read(path, limit: 1 << 20), as: UTF8.self)
+    }
+
+    /// Every checkpoint in the history file, oldest first.
+    public static func checkpointHistory(directory: String) throws(AuditLogError) -> [String] {
+        let path = directory + "/checkpoints.log"
+        guard FileManager.default.fileExists(atPath: path) else { return [] }
+        let bytes = try FileIO.read(path)
+        var notes: [String] = []
+        var offset = 0
+        while offset + SegmentFormat.frameHeaderSize <= bytes.count {
+            let length = Int(SegmentFormat.readBigEndian(bytes[offset..<offset + 4], as: UInt32.self))
+            if length == 0 { break }
+            let crc = SegmentFormat.readBigEndian(bytes[offset + 4..<offset + 8], as: UInt32.self)
+            let start = offset + SegmentFormat.frameHeaderSize
+            // A torn last entry (cut short, or failing its CRC with nothing after it) is tolerated: the
+            // latest checkpoint is also kept in its own file.
+            guard length <= 1 << 20, start + length <= bytes.count else { break }
+            guard CRC32C.checksum(bytes[start..<start + length]) == crc else {
+                if !bytes[(start + length)...].contains(where: { $0 != 0 }) { break }
+                throw AuditLogError(.corrupt, "checkpoints.log offset \(offset): the entry fails its CRC-32C check")
+            }
+            notes.append(String(decoding: bytes[start..<start + length], as: UTF8.self))
+            offset = start + length
+        }
+        return notes
+    }
+}

@@ -1,0 +1,84 @@
+import BreakGlassCore
+import Foundation
+
+/// One event as the log stores it: canonical JSON (sorted keys, no spaces), version 1.
+///
+/// `{"event":"grant.issued","gateway":"demo-gateway","seq":12,"time":"2026-11-27T08:35:41.123Z","v":1,...fields}`
+/// The bytes of a record are the Merkle leaf entry.
+public struct AuditRecord: Sendable, Equatable {
+    public static let version = 1
+    /// Largest encoded record accepted.
+    public static let maximumSize = 64 * 1024
+
+    public var sequence: Int
+    public var gateway: String
+    public var event: AuditEvent
+
+    public init(sequence: Int, gateway: String, event: AuditEvent) {
+        self.sequence = sequence
+        self.gateway = gateway
+        self.event = event
+    }
+
+    static let reservedKeys: Set<String> = ["v", "seq", "time", "gateway", "event"]
+
+    /// The canonical bytes.
+    public func encoded() throws(AuditLogError) -> [UInt8] {
+        var object: [String: Any] = [
+            "v": Self.version,
+            "seq": sequence,
+            "time": Self.formatTime(event.time),
+            "gateway": gateway,
+            "event": event.kind.rawValue,
+        ]
+        for (key, value) in event.fields where !Self.reservedKeys.contains(key) {
+            switch value {
+            case .string(let text): object[key] = text
+            case .integer(let number): object[key] = number
+            case .strings(let list): object[key] = list
+            case .time(let date): object[key] = Self.formatTime(date)
+            }
+        }
+        let data: Data
+        do {
+            data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+        } catch {
+            throw AuditLogError(.malformedRecord, "an audit event cannot be encoded: \(error)")
+        }
+        guard data.count <= Self.maximumSize else {
+            throw AuditLogError(.recordTooLarge, "an audit record is larger than \(Self.maximumSize) bytes")
+        }
+        return Array(data)
+    }
+
+    /// Decodes canonical bytes; fields come back as strings, integers or string lists.
+    public init(decoding bytes: some DataProtocol) throws(AuditLogError) {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
+            let version = object["v"] as? Int, version == Self.version,
+            let sequence = object["seq"] as? Int, let gateway = object["gateway"] as? String,
+            let kind = object["event"] as? String, let timeText = object["time"] as? String,
+            let time = Self.parseTime(timeText)
+        else { throw AuditLogError(.malformedRecord, "a record is not a version \(Self.version) audit event") }
+        var fields: [String: AuditValue] = [:]
+        for (key, value) in object where !Self.reservedKeys.contains(key) {
+            switch value {
+            case let text as String: fields[key] = .string(text)
+            case let number as Int: fields[key] = .integer(Int64(number))
+            case let list as [String]: fields[key] = .strings(list)
+            default: throw AuditLogError(.malformedRecord, "field \(key) of record \(sequence) has an unsupported type")
+            }
+        }
+        self.init(
+            sequence: sequence, gateway: gateway, event: AuditEvent(kind: AuditEvent.Kind(rawValue: kind), time: time, fields: fields))
+    }
+
+    /// ISO 8601 with milliseconds, UTC: how records write times.
+    public static func formatTime(_ date: Date) -> String {
+        Date.ISO8601FormatStyle(includingFractionalSeconds: true).format(date)
+    }
+
+    /// Parses a record time.
+    public static func parseTime(_ text: String) -> Date? {
+        (try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text)) ?? (try? Date.ISO8601FormatStyle().parse(text))
+    }
+}

@@ -1,0 +1,115 @@
+import Foundation
+
+/// Checks a copied audit folder end to end, as an auditor would, without the gateway.
+public enum AuditVerifier {
+    /// What a successful verification found.
+    public struct Report: Sendable {
+        public var records: Int
+        public var root: MerkleTree.Hash
+        public var checkpointsChecked: Int
+        public var latestCheckpointSize: Int?
+        public var trustedCheckpointSize: Int?
+        /// Things that do not make the log invalid but that an auditor should know.
+        public var notes: [String]
+    }
+
+    /// Recomputes the tree over every record; checks every frame, every checkpoint's signature,
+    /// that each checkpoint matches the records it covers (and so that successive checkpoints are
+    /// consistent), and that `trustedCheckpoint` (a note the auditor kept) is covered too.
+    public static func verify(
+        directory: String,
+        verifier: NoteVerifier,
+        trustedCheckpoint: String? = nil,
+        progress: ((_ segment: Int, _ of: Int) -> Void)? = nil
+    ) throws(AuditLogError) -> Report {
+        let contents = try AuditLogReader.read(directory: directory, progress: progress)
+        var leaves: [MerkleTree.Hash] = []
+        leaves.reserveCapacity(contents.entries.count)
+        for entry in contents.entries {
+            guard entry.record.gateway == verifier.name else {
+                throw AuditLogError(
+                    .corrupt,
+                    "segment \(entry.segment) offset \(entry.offset): record \(entry.record.sequence) is from log \(entry.record.gateway), not \(verifier.name)"
+                )
+            }
+            leaves.append(MerkleTree.leafHash(entry.bytes))
+        }
+        var notes: [String] = []
+        if let torn = contents.tornTail {
+            notes.append(
+                "segment \(torn.segment) ends in \(torn.bytes) bytes of an interrupted write at offset \(torn.offset) (never acknowledged; cleared when the gateway starts)"
+            )
+        }
+        var history = try AuditLogReader.checkpointHistory(directory: directory)
+        if let latest = try AuditLogReader.latestCheckpoint(directory: directory) { history.append(latest) }
+        var labelled: [(label: String, checkpoint: Checkpoint)] = []
+        for (position, text) in history.enumerated() {
+            let label = position == history.count - 1 ? "the latest checkpoint" : "checkpoint \(position + 1) of the history"
+            let checkpoint = try parse(text, label: label, verifier: verifier, records: leaves.count)
+            if let previous = labelled.last?.checkpoint, previous.size > checkpoint.size {
+                throw AuditLogError(
+                    .rollback,
+                    "\(label) (size \(checkpoint.size)) is smaller than an earlier one (size \(previous.size)): the log was rolled back"
+                )
+            }
+            labelled.append((label, checkpoint))
+        }
+        var trustedSize: Int?
+        if let trustedCheckpoint {
+            let checkpoint = try parse(trustedCheckpoint, label: "the trusted checkpoint", verifier: verifier, records: leaves.count)
+            labelled.append(("the trusted checkpoint", checkpoint))
+            trustedSize = checkpoint.size
+        }
+        // One pass over the leaves gives the root at every checkpoint's size. Two checkpoints that
+        // both match the same records are consistent with each other by construction.
+        let ordered = labelled.sorted { $0.checkpoint.size < $1.checkpoint.size }
+        var tree = AppendOnlyTree()
+        var next = ordered.startIndex
+        for index in 0...leaves.count {
+            while next < ordered.endIndex, ordered[next].checkpoint.size == index {
+                guard tree.root == ordered[next].checkpoint.root else {
+                    throw AuditLogError(
+                        .corrupt,
+                        "the first \(index) records do not match \(ordered[next].label): a record was altered, removed or reordered (with its CRC rewritten)"
+                    )
+                }
+                next += 1
+            }
+            if index < leaves.count { tree.append(leafHash: leaves[index]) }
+        }
+        let checked = history.count
+        let latestSize = labelled.last(where: { $0.label == "the latest checkpoint" })?.checkpoint.size
+        if history.isEmpty { notes.append("no signed checkpoint yet: nothing binds these records") }
+        if let latestSize, latestSize < leaves.count {
+            notes.append("\(leaves.count - latestSize) newest records are not yet covered by a signed checkpoint")
+        }
+        return Report(
+            records: leaves.count,
+            root: MerkleTree.root(leaves[...]),
+            checkpointsChecked: checked,
+            latestCheckpointSize: latestSize,
+            trustedCheckpointSize: trustedSize,
+            notes: notes
+        )
+    }
+
+    /// Parses one signed checkpoint and checks its origin, signature and size; returns it.
+    static func parse(_ text: String, label: String, verifier: NoteVerifier, records: Int) throws(AuditLogError) -> Checkpoint {
+        guard let note = SignedNote(text: text), let checkpoint = Checkpoint(body: note.body) else {
+            throw AuditLogError(.badCheckpoint, "\(label) is not a well-formed signed checkpoint")
+        }
+        guard checkpoint.origin == verifier.name else {
+            throw AuditLogError(.badCheckpoint, "\(label) is for log \(checkpoint.origin), not \(verifier.name)")
+        }
+        guard note.isSigned(by: verifier) else {
+            throw AuditLogError(.badCheckpoint, "\(label) is not signed by key \(verifier.keyString) (forged, or signed by another key)")
+        }
+        guard checkpoint.size <= records else {
+            throw AuditLogError(
+                .rollback,
+                "log is shorter than \(label) (\(records) records, the checkpoint covers \(checkpoint.size)): rollback or truncation"
+            )
+        }
+        return checkpoint
+    }
+}

@@ -1,0 +1,37 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// Runs the checkpoint hook command with the signed checkpoint on standard input, one at a time,
+/// off the writer thread; a checkpoint that arrives while the hook still runs is skipped.
+enum CheckpointHook {
+    private static let running = Atomic<Bool>(false)
+
+    static func run(_ command: [String], note: String, logger: Logger) {
+        guard let executable = command.first else { return }
+        guard running.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
+            logger.warning("checkpoint hook still running; this checkpoint is skipped for it")
+            return
+        }
+        Thread.detachNewThread {
+            defer { running.store(false, ordering: .releasing) }
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = Array(command.dropFirst())
+            let input = Pipe()
+            process.standardInput = input
+            do {
+                try process.run()
+                input.fileHandleForWriting.write(Data(note.utf8))
+                try input.fileHandleForWriting.close()
+                process.waitUntilExit()
+                if process.terminationStatus != 0 {
+                    logger.error(
+                        "checkpoint hook failed", metadata: ["status": "\(process.terminationStatus)", "command": "\(executable)"])
+                }
+            } catch {
+                logger.error("checkpoint hook could not run", metadata: ["command": "\(executable)", "error": "\(error)"])
+            }
+        }
+    }
+}

@@ -1,0 +1,113 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// Small POSIX file helpers that report failures as `AuditLogError`s naming the file.
+enum FileIO {
+    static func failure(_ what: String, _ path: String) -> AuditLogError {
+        AuditLogError(.io, "\(what) \(path): \(String(cString: strerror(errno)))")
+    }
+
+    /// open(2), named apart from the types' own `open` methods.
+    static func openFile(_ path: String, _ flags: Int32, _ mode: mode_t = 0) -> Int32 {
+        open(path, flags, mode)
+    }
+
+    /// close(2).
+    static func closeFile(_ fd: Int32) {
+        _ = close(fd)
+    }
+
+    /// Appends bytes with one write(2) on a descriptor opened with O_APPEND.
+    static func append(_ fd: Int32, _ bytes: [UInt8], path: String) throws(AuditLogError) {
+        let written = bytes.withUnsafeBytes { systemWrite(fd, $0.baseAddress, $0.count) }
+        guard written == bytes.count else { throw failure("cannot append to", path) }
+    }
+
+    /// Reads a whole file (at most `limit` bytes).
+    static func read(_ path: String, limit: Int = 1 << 30) throws(AuditLogError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw failure("cannot open", path) }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw failure("cannot examine", path) }
+        guard Int(info.st_size) <= limit else { throw AuditLogError(.io, "\(path) is larger than \(limit) bytes") }
+        var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
+        var filled = 0
+        while filled < bytes.count {
+            let count = bytes[filled...].withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(filled)) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { break }
+            filled += count
+        }
+        return Array(bytes.prefix(filled))
+    }
+
+    /// Writes all bytes at an offset.
+    static func write(_ fd: Int32, _ bytes: [UInt8], at offset: Int, path: String) throws(AuditLogError) {
+        var written = 0
+        while written < bytes.count {
+            let count = bytes[written...].withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(offset + written)) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { throw failure("cannot write", path) }
+            written += count
+        }
+    }
+
+    static func syncData(_ fd: Int32, path: String) throws(AuditLogError) {
+        guard fdatasync(fd) == 0 else { throw failure("cannot flush (fdatasync)", path) }
+    }
+
+    /// fsyncs a folder so that new and renamed entries in it are durable.
+    static func syncDirectory(_ path: String) throws(AuditLogError) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw failure("cannot open folder", path) }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw failure("cannot flush folder", path) }
+    }
+
+    /// Creates a folder (and parents) with mode 0700 when missing.
+    static func makeDirectory(_ path: String) throws(AuditLogError) {
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw AuditLogError(.io, "cannot create folder \(path): \(error.localizedDescription)")
+        }
+    }
+
+    /// Replaces a file atomically: temp file, fsync, rename, fsync the folder.
+    static func replaceAtomically(_ path: String, with bytes: [UInt8], mode: mode_t = 0o644) throws(AuditLogError) {
+        let folder = (path as NSString).deletingLastPathComponent
+        let temporary = path + ".tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw failure("cannot create", temporary) }
+        do throws(AuditLogError) {
+            try write(fd, bytes, at: 0, path: temporary)
+            guard fsync(fd) == 0 else { throw failure("cannot flush", temporary) }
+        } catch {
+            close(fd)
+            throw error
+        }
+        close(fd)
+        guard rename(temporary, path) == 0 else { throw failure("cannot rename into place", path) }
+        try syncDirectory(folder)
+    }
+
+    /// Bytes free for this process on the file system holding `path`.
+    static func freeBytes(_ path: String) -> Int? {
+        var info = statvfs()
+        guard statvfs(path, &info) == 0 else { return nil }
+        return Int(info.f_bavail) * Int(info.f_frsize)
+    }
+}
+
+/// write(2), named apart from `FileIO.write`.
+private func systemWrite(_ fd: Int32, _ buffer: UnsafeRawPointer?, _ count: Int) -> Int {
+    write(fd, buffer, count)
+}
