@@ -341,20 +341,33 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
             }
         }
         guard !accepted.isEmpty else { return }
-        var frames: [UInt8] = []
-        for item in accepted { frames += SegmentFormat.frame(item.bytes) }
-        do {
-            if segmentEnd + frames.count > options.segmentSize - options.reserve {
-                try rotate(firstSequence: tree.size, needed: frames.count)
+        // Writes of at most `maximumWrite` bytes each, so that an interrupted write never leaves more
+        // damage than recovery treats as a torn tail.
+        var chunks: [[UInt8]] = [[]]
+        var chunkStarts: [Int] = [tree.size]
+        for (offset, item) in accepted.enumerated() {
+            let frame = SegmentFormat.frame(item.bytes)
+            if let last = chunks.last, !last.isEmpty, last.count + frame.count > Self.maximumWrite {
+                chunks.append([])
+                chunkStarts.append(tree.size + offset)
             }
-            let path = AuditLogReader.segmentsFolder(directory) + "/" + SegmentFormat.fileName(index: segmentIndex)
-            try FileIO.write(segmentFD, frames, at: segmentEnd, path: path)
-            try FileIO.syncData(segmentFD, path: path)
+            chunks[chunks.count - 1] += frame
+        }
+        do {
+            for (chunk, firstSequence) in zip(chunks, chunkStarts) {
+                if segmentEnd + chunk.count > options.segmentSize - options.reserve {
+                    try rotate(firstSequence: firstSequence, needed: chunk.count)
+                }
+                let path = AuditLogReader.segmentsFolder(directory) + "/" + SegmentFormat.fileName(index: segmentIndex)
+                try FileIO.write(segmentFD, chunk, at: segmentEnd, path: path)
+                try FileIO.syncData(segmentFD, path: path)
+                segmentEnd += chunk.count
+            }
         } catch {
+            // Records of chunks already flushed are on disk but not acknowledged; recovery keeps them.
             for item in accepted { item.pending.continuation.resume(throwing: AuditUnavailableError(reason: error.message)) }
             throw error
         }
-        segmentEnd += frames.count
         var first = tree.size
         for item in accepted { tree.append(leafHash: MerkleTree.leafHash(item.bytes)) }
         condition.lock()
@@ -434,6 +447,9 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     private func enqueueDetached(_ event: AuditEvent) {
         Task { try? await self.record(event) }
     }
+
+    /// Largest single write; half the reader's torn-tail limit.
+    static let maximumWrite = AuditLogReader.tornTailLimit / 2
 
     static func seconds(_ duration: Duration) -> TimeInterval {
         TimeInterval(duration.components.seconds) + TimeInterval(duration.components.attoseconds) / 1e18

@@ -54,6 +54,11 @@ public enum AuditLogReader {
         progress: ((_ segment: Int, _ of: Int) -> Void)? = nil
     ) throws(AuditLogError) -> AuditLogContents {
         let indexes = try segmentIndexes(directory)
+        // Records a signed checkpoint covers were durable before it was signed: damage among them is
+        // corruption, never an interrupted write.
+        let covered =
+            (try? latestCheckpoint(directory: directory)).flatMap { $0 }.flatMap(SignedNote.init(text:))
+            .flatMap { Checkpoint(body: $0.body) }?.size ?? 0
         var contents = AuditLogContents(entries: [], tornTail: nil, lastSegment: nil)
         for (position, index) in indexes.enumerated() {
             progress?(position + 1, indexes.count)
@@ -68,7 +73,7 @@ public enum AuditLogReader {
             }
             let isLast = position == indexes.count - 1
             if let damage = scan.damage {
-                guard isLast, damage.trailingBytes <= tornTailLimit else {
+                guard isLast, damage.trailingBytes <= tornTailLimit, contents.entries.count + scan.frames.count >= covered else {
                     throw AuditLogError(.corrupt, "segment \(name) offset \(damage.offset): \(damage.reason)")
                 }
                 contents.tornTail = AuditLogContents.TornTail(

@@ -64,9 +64,8 @@ struct SegmentScan {
         while offset + SegmentFormat.frameHeaderSize <= bytes.count {
             let length = Int(SegmentFormat.readBigEndian(bytes[offset..<offset + 4], as: UInt32.self))
             if length == 0 {
-                if bytes[offset...].contains(where: { $0 != 0 }) {
-                    scan.damage = (offset, "a zero-length frame is followed by data", nonZero(bytes, from: offset))
-                }
+                let trailing = nonZero(bytes, from: offset)
+                if trailing > 0 { scan.damage = (offset, "a zero-length frame is followed by data", trailing) }
                 return scan
             }
             let crc = SegmentFormat.readBigEndian(bytes[offset + 4..<offset + 8], as: UInt32.self)
@@ -84,14 +83,32 @@ struct SegmentScan {
             offset = start + length
             scan.end = offset
         }
-        if offset < bytes.count, bytes[offset...].contains(where: { $0 != 0 }) {
+        if offset < bytes.count, nonZero(bytes, from: offset) > 0 {
             scan.damage = (offset, "a frame header is cut short", nonZero(bytes, from: offset))
         }
         return scan
     }
 
+    /// How far past `offset` non-zero bytes reach, looking no further than the largest write the
+    /// writer makes (beyond it a preallocated segment holds only zeros that nothing refers to).
+    /// Returns `window + 1` when data reaches the end of the window: more than a torn write explains.
     static func nonZero(_ bytes: [UInt8], from offset: Int) -> Int {
-        guard let last = bytes.lastIndex(where: { $0 != 0 }), last >= offset else { return 0 }
-        return last - offset + 1
+        let window = AuditLogReader.tornTailLimit
+        let end = min(bytes.count, offset + window)
+        guard offset < end else { return 0 }
+        let last: Int? = bytes.withUnsafeBytes { raw -> Int? in
+            var index = end
+            // Words first: a preallocated tail is long and almost all zeros.
+            while index - 8 >= offset, raw.loadUnaligned(fromByteOffset: index - 8, as: UInt64.self) == 0 { index -= 8 }
+            var position = index - 1
+            while position >= offset {
+                if raw[position] != 0 { return position }
+                position -= 1
+            }
+            return nil
+        }
+        guard let last else { return 0 }
+        let reach = last - offset + 1
+        return end == offset + window && last == end - 1 ? window + 1 : reach
     }
 }

@@ -1,0 +1,260 @@
+import BreakGlassAudit
+import BreakGlassCore
+import BreakGlassTestSupport
+import Crypto
+import Foundation
+import Logging
+import Testing
+
+@Suite struct AuditLogTests {
+    static let origin = "audit-test"
+
+    struct Fixture {
+        let folder: TestDirectory
+        let signer: NoteSigner
+        var directory: String { folder.file("log") }
+
+        init() throws {
+            folder = try TestDirectory("audit")
+            signer = NoteSigner(name: AuditLogTests.origin, privateKey: Curve25519.Signing.PrivateKey())
+        }
+
+        func open(segmentSize: Int = 256 << 10, mirrors: [String] = []) throws -> AuditLog {
+            var logger = Logger(label: "audit-test")
+            logger.logLevel = .critical
+            let options = AuditLogOptions(
+                segmentSize: segmentSize, reserve: 16 << 10, checkpointInterval: .milliseconds(50), mirrors: mirrors)
+            return try AuditLog.open(directory: directory, origin: AuditLogTests.origin, signer: signer, options: options, logger: logger)
+        }
+
+        /// A closed log of `count` grant events (and a final checkpoint).
+        func written(_ count: Int, segmentSize: Int = 256 << 10, mirrors: [String] = []) async throws {
+            let log = try open(segmentSize: segmentSize, mirrors: mirrors)
+            for index in 0..<count { _ = try await log.append(AuditLogTests.event(index)) }
+            await log.close()
+        }
+
+        func verify(trusted: String? = nil) throws(AuditLogError) -> AuditVerifier.Report {
+            try AuditVerifier.verify(directory: directory, verifier: signer.verifier, trustedCheckpoint: trusted)
+        }
+
+        var segment: String { directory + "/segments/00000001.seg" }
+    }
+
+    static func event(_ index: Int) -> AuditEvent {
+        AuditEvent(
+            kind: .grantIssued,
+            time: Date(timeIntervalSince1970: 1_800_000_000 + Double(index)),
+            fields: ["session": .string(String(format: "%032x", index)), "user": .string("user\(index % 7)"), "pathway": .string("db")]
+        )
+    }
+
+    func message(_ body: () throws -> Void) -> String? {
+        do {
+            try body()
+            return nil
+        } catch let error as AuditLogError {
+            return error.message
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    @Test func groupCommitAssignsSequenceAndSurvivesReopen() async throws {
+        let fixture = try Fixture()
+        defer { fixture.folder.remove() }
+        let log = try fixture.open()
+        let sequences = try await withThrowingTaskGroup(of: Int.self) { group in
+            for index in 0..<3000 { group.addTask { try await log.append(Self.event(index)) } }
+            return try await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        #expect(sequences.sorted() == Array(0..<3000))
+        let note = try await log.checkpoint()
+        #expect(note.hasPrefix("audit-test\n3000\n"))
+        await log.close()
+        // 3000 records of ~200 bytes need more than one 256 KiB segment.
+        let segments = try FileManager.default.contentsOfDirectory(atPath: fixture.directory + "/segments")
+        #expect(segments.count >= 2)
+        let report = try fixture.verify()
+        #expect(report.records == 3000)
+        #expect(report.checkpointsChecked >= 2)
+
+        let reopened = try fixture.open()
+        #expect(reopened.size == 3000)
+        #expect(try await reopened.append(Self.event(3000)) == 3000)
+        await reopened.close()
+        #expect(try fixture.verify().records == 3001)
+        #expect(FileManager.default.fileExists(atPath: fixture.directory + "/audit-key.pub"))
+    }
+
+    @Test func tornTailIsTruncatedAndRecorded() async throws {
+        let fixture = try Fixture()
+        defer { fixture.folder.remove() }
+        try await fixture.written(5)
+        let contents = try AuditLogReader.read(directory: fixture.directory)
+        let end = try #require(contents.lastSegment?.end)
+        // A half-written frame: a length and CRC with only part of the payload.
+        let handle = try #require(FileHandle(forUpdatingAtPath: fixture.segment))
+        try handle.seek(toOffset: UInt64(end))
+        try handle.write(contentsOf: Data([0, 0, 0, 200, 1, 2, 3, 4] + Array(repeating: UInt8(ascii: "x"), count: 50)))
+        try handle.close()
+        #expect(try fixture.verify().notes.contains { $0.contains("interrupted write") })
+
+        let log = try fixture.open()
+        #expect(log.recoveredBytes == 58)
+        _ = try await log.checkpoint()
+        await log.close()
+        let records = try AuditLogReader.read(directory: fixture.directory).entries.map(\.record)
+        #expect(records.count == 6)
+        #expect(records.last?.event.kind == .auditRecovered)
+        #expect(records.last?.event.fields["truncated_bytes"] == .integer(58))
+        #expect(try fixture.verify().records == 6)
+    }
+
+    @Test func flippedByteIsCaughtByItsCRC() async throws {
+        let fixture = try Fixture()
+        defer { fixture.folder.remove() }
+        try await fixture.written(10)
+        let contents = try AuditLogReader.read(directory: fixture.directory)
+        let third = contents.entries[3]
+        var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: fixture.segment)))
+        bytes[third.offset + 8 + 20] ^= 0x01
+        try Data(bytes).write(to: URL(fileURLWithPath: fixture.segment))
+        let text = message { _ = try fixture.verify() }
+        #expect(text == "segment 00000001.seg offset \(third.offset): the record fails its CRC-32C check (altered or damaged)")
+        // The gateway refuses to start on it too.
+        #expect(throws: AuditLogError.self) { _ = try fixture.open() }
+    }
+
+    @Test func alteredRecordWithRewrittenCRCIsCaughtByTheCheckpoint() async throws {
+        let fixture = try Fixture()
+        defer { fixture.folder.remove() }
+        try await fixture.written(10)
+        let entry = try AuditLogReader.read(directory: fixture.directory).entries[4]
+        var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: fixture.segment)))
+        var payload = entry.bytes
+        let user = Array("user4".utf8)
+        let position = try #require(Self.find(user, in: payload))
+        payload[position + 4] = UInt8(ascii: "9")
+        let frame = Array(SegmentFormatTestHelper.frame(payload))
+        bytes.replaceSubrange(entry.offset..<entry.offset + frame.count, with: frame)
+        try Data(bytes).write(to: URL(fileURLWithPath: fixture.segment))
+        let text = message { _ = try fixture.verify() }
+        #expect(text?.contains("records do not match") == true, "\(text ?? "verified")")
+    }
+
+    @Test func removedAndSwappedRecordsBreakTheSequence() async throws {
+        let fixture = try Fixture()
+        defer { fixture.folder.remove() }
+        try await fixture.written(10)
+        let entries = try AuditLogReader.read(directory: fixture.directory).entries
+        let original = try Array(Data(contentsOf: URL(fileURLWithPath: fixture.segment)))
+        func frameRange(_ index: Int) -> Range<Int> { entries[index].offset..<(entries[index].offset + 8 + entries[index].bytes.count) }
+
+        var removed = original
+        removed.removeSubrange(frameRange(5))
+        removed += Array(repeating: 0, count: frameRange(5).count)
+        try Data(removed).write(to: URL(fileURLWithPath: fixture.segment))
+        #expect(
+            message { _ = try fixture.verify() }
+                == "segment 00000001.seg offset \(entries[5].offset): record has seq 6, expected 5 (a record was removed, added or reordered)"
+        )
+
+        var swapped = Array(original[..<frameRange(2).lowerBound])
+        swapped += original[frameRange(3)]
+        swapped += original[frameRange(2)]
+        swapped += original[frameRange(3).upperBound...]
+        try Data(swapped).write(to: URL(fileURLWithPath: fixture.segment))
+        #expect(message { _ = try fixture.verify() }?.contains("record has seq 3, expected 2") == true)
+    }
+
+    @Test func truncatedTailAndRemovedSegmentAreCaught() async throws {
+        let fixture = try Fixture()
+        defer { fixture.folder.remove() }
+        try await fixture.written(3000)
+        // Cut the whole last segment short at a frame boundary: the log now ends early but cleanly.
+        let segments = try FileManager.default.contentsOfDirectory(atPath: fixture.directory + "/segments").sorted()
+        let lastPath = fixture.directory + "/segments/" + (segments.last ?? "")
+        let contents = try AuditLogReader.read(directory: fixture.directory)
+        let lastEntries = contents.entries.filter { $0.segment == segments.last }
+        let cut = try #require(lastEntries.dropFirst(3).first?.offset)
+        var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: lastPath)))
+        let backup = bytes
+        bytes.replaceSubrange(cut..<bytes.count, with: Array(repeating: 0, count: bytes.count - cut))
+        try Data(bytes).write(to: URL(fileURLWithPath: lastPath))
+        let truncated = message { _ = try fixture.verify() }
+        #expect(truncated?.hasPrefix("log is shorter than") == true, "\(truncated ?? "verified")")
+        #expect(truncated?.contains("rollback or truncation") == true)
+        #expect(throws: AuditLogError.self) { _ = try fixture.open() }
+        try Data(backup).write(to: URL(fileURLWithPath: lastPath))
+        #expect(try fixture.verify().records == 3000)
+
+        // A segment in the middle goes missing.
+        #expect(segments.count >= 3)
+        try FileManager.default.removeItem(atPath: fixture.directory + "/segments/00000002.seg")
+        #expect(message { _ = try fixture.verify() } == "segment 00000002.seg is missing (found 00000003.seg next)")
+    }
+
+    @Test func rollbackIsCaughtWithATrustedCheckpointAndTheMirror() async throws {
+        let fixture = try Fixture()
+        defer { fixture.folder.remove() }
+        let mirror = fixture.folder.file("mirror")
+        try await fixture.written(10, mirrors: [mirror])
+        let older = fixture.folder.file("older")
+        try FileManager.default.copyItem(atPath: fixture.directory, toPath: older)
+        let log = try fixture.open(mirrors: [mirror])
+        for index in 10..<20 { _ = try await log.append(Self.event(index)) }
+        let trusted = try await log.checkpoint()
+        await log.close()
+        let saved = fixture.folder.file("trusted.note")
+        try trusted.write(toFile: saved, atomically: true, encoding: .utf8)
+        #expect(try fixture.verify(trusted: trusted).trustedCheckpointSize == 20)
+
+        // Someone restores the whole folder to its older state: it is consistent with itself...
+        try FileManager.default.removeItem(atPath: fixture.directory)
+        try FileManager.default.moveItem(atPath: older, toPath: fixture.directory)
+        #expect(try fixture.verify().records == 10)
+        // ...but not with the checkpoint the auditor kept, nor with the mirror's copy.
+        let kept = message { _ = try fixture.verify(trusted: trusted) }
+        #expect(kept == "log is shorter than the trusted checkpoint (10 records, the checkpoint covers 20): rollback or truncation")
+        let mirrored = try String(contentsOfFile: mirror + "/checkpoint", encoding: .utf8)
+        #expect(mirrored == trusted)
+        #expect(message { _ = try fixture.verify(trusted: mirrored) }?.contains("rollback or truncation") == true)
+    }
+
+    @Test func forgedCheckpointIsRejected() async throws {
+        let fixture = try Fixture()
+        defer { fixture.folder.remove() }
+        try await fixture.written(5)
+        let contents = try AuditLogReader.read(directory: fixture.directory)
+        let root = MerkleTree.root(contents.entries.map { MerkleTree.leafHash($0.bytes) }[...])
+        let forger = NoteSigner(name: Self.origin, privateKey: Curve25519.Signing.PrivateKey())
+        let forged = try forger.sign(Checkpoint(origin: Self.origin, size: 5, root: root).body)
+        try forged.write(toFile: fixture.directory + "/checkpoint", atomically: true, encoding: .utf8)
+        let text = message { _ = try fixture.verify() }
+        #expect(
+            text == "the latest checkpoint is not signed by key \(fixture.signer.verifier.keyString) (forged, or signed by another key)")
+        #expect(throws: AuditLogError.self) { _ = try fixture.open() }
+    }
+
+    @Test func closedLogRefusesAppends() async throws {
+        let fixture = try Fixture()
+        defer { fixture.folder.remove() }
+        let log = try fixture.open()
+        _ = try await log.append(Self.event(0))
+        await log.close()
+        await #expect(throws: AuditUnavailableError.self) { try await log.append(Self.event(1)) }
+    }
+
+    static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
+        guard needle.count <= haystack.count else { return nil }
+        return (0...(haystack.count - needle.count)).first { Array(haystack[$0..<$0 + needle.count]) == needle }
+    }
+}
+
+/// Frames bytes the way segments do (length, CRC-32C, payload), for tests that rewrite records.
+enum SegmentFormatTestHelper {
+    static func frame(_ payload: [UInt8]) -> [UInt8] {
+        SegmentFormat.frame(payload)
+    }
+}
