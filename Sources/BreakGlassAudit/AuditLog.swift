@@ -365,6 +365,8 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
             }
         } catch {
             // Records of chunks already flushed are on disk but not acknowledged; recovery keeps them.
+            // The log is marked stopped before any caller hears of the failure.
+            stop(error)
             for item in accepted { item.pending.continuation.resume(throwing: AuditUnavailableError(reason: error.message)) }
             throw error
         }
@@ -428,12 +430,13 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     }
 
     private func stop(_ error: AuditLogError) {
-        logger.critical("audit log stopped: no more access will be granted", metadata: ["error": "\(error.message)"])
         condition.lock()
-        if stopped == nil { stopped = error }
+        let first = stopped == nil
+        if first { stopped = error }
         let drained = queue
         queue = []
         condition.unlock()
+        if first { logger.critical("audit log stopped: no more access will be granted", metadata: ["error": "\(error.message)"]) }
         for pending in drained { pending.continuation.resume(throwing: AuditUnavailableError(reason: error.message)) }
     }
 

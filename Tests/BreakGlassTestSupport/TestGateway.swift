@@ -11,6 +11,7 @@ public final class TestGateway: Sendable {
     public let directory: TestDirectory
     public let pki: TestPKI
     public let pam: PAMTestStack
+    /// The in-memory sink; unused when the gateway runs with its durable log (`service.auditLog`).
     public let audit: MemoryAuditSink
     public let policyPath: String
     public let service: GatewayService
@@ -53,7 +54,8 @@ public final class TestGateway: Sendable {
         lockout: String = "{ failures: 5, window: 5m, duration: 15m, source_failures: 50 }",
         failureDelay: String = "50ms",
         policyBody: String = TestGateway.defaultPolicyBody,
-        clock: any WallClock = SystemWallClock()
+        clock: any WallClock = SystemWallClock(),
+        durableAudit: Bool = false
     ) async throws {
         let directory = try TestDirectory("breakglass-gateway")
         let pki = try TestPKI(in: directory)
@@ -74,7 +76,8 @@ public final class TestGateway: Sendable {
         var logger = Logger(label: "test-gateway")
         logger.logLevel = .warning
         let (addresses, continuation) = AsyncStream.makeStream(of: SocketAddress?.self)
-        let service = try await GatewayService(policyPath: policyPath, audit: audit, clock: clock, logger: logger) { address in
+        let service = try await GatewayService(policyPath: policyPath, audit: durableAudit ? nil : audit, clock: clock, logger: logger) {
+            address in
             continuation.yield(address)
             continuation.finish()
         }

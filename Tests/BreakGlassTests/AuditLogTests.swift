@@ -237,6 +237,64 @@ import Testing
         #expect(throws: AuditLogError.self) { _ = try fixture.open() }
     }
 
+    @Test func fullDiskRefusesGrantsButKeepsDenialsThenFailsClosed() async throws {
+        let fixture = try Fixture()
+        defer { fixture.folder.remove() }
+        let mountPoint = fixture.folder.file("small-disk")
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        let mount = try await ProcessRunner.run("/bin/mount", ["-t", "tmpfs", "-o", "size=600k", "tmpfs", mountPoint])
+        #expect(mount.status == 0, "tests run as root and mount a small tmpfs: \(mount.stderr)")
+        defer { _ = try? Process.run(URL(fileURLWithPath: "/bin/umount"), arguments: ["-l", mountPoint]).waitUntilExit() }
+        var logger = Logger(label: "audit-full")
+        logger.logLevel = .critical
+        let options = AuditLogOptions(segmentSize: 256 << 10, reserve: 32 << 10, checkpointInterval: .seconds(60), warnFreeBytes: 1 << 20)
+        let log = try AuditLog.open(
+            directory: mountPoint + "/log", origin: Self.origin, signer: fixture.signer, options: options, logger: logger)
+        #expect(log.health != .ok)  // less free space than warn_free from the start
+
+        var granted = 0
+        var refusedGrant: (any Error)?
+        while refusedGrant == nil && granted < 10_000 {
+            do {
+                _ = try await log.append(Self.event(granted))
+                granted += 1
+            } catch {
+                refusedGrant = error
+            }
+        }
+        #expect(granted > 1000)
+        #expect("\(refusedGrant.map { "\($0)" } ?? "")".contains("disk is full"))
+        guard case .degraded(let why) = log.health else {
+            Issue.record("a full disk must degrade the log, not \(log.health)")
+            return
+        }
+        #expect(why.contains("grants are refused"))
+        // Denials still go into the reserve.
+        let denial = AuditEvent(kind: .grantDenied, time: Date(), fields: ["code": .string("locked_out")])
+        _ = try await log.append(denial)
+        // Once the reserve is used up, the writer stops for good: no audit, no access.
+        var denials = 1
+        var stoppedBy: (any Error)?
+        while stoppedBy == nil && denials < 10_000 {
+            do {
+                _ = try await log.append(denial)
+                denials += 1
+            } catch {
+                stoppedBy = error
+            }
+        }
+        #expect(stoppedBy != nil)
+        guard case .failed = log.health else {
+            Issue.record("an exhausted reserve must stop the log, not \(log.health)")
+            return
+        }
+        await #expect(throws: AuditUnavailableError.self) { try await log.append(denial) }
+        await log.close()
+        // Everything acknowledged is on disk and verifies.
+        let report = try AuditVerifier.verify(directory: mountPoint + "/log", verifier: fixture.signer.verifier)
+        #expect(report.records == granted + denials)
+    }
+
     @Test func closedLogRefusesAppends() async throws {
         let fixture = try Fixture()
         defer { fixture.folder.remove() }

@@ -1,3 +1,4 @@
+import BreakGlassAudit
 import BreakGlassConfig
 import BreakGlassCore
 import BreakGlassTestSupport
@@ -270,5 +271,43 @@ import Testing
             let refused = try await grant(gateway, client, user: "alice")
             #expect(refused.status == 403)
         }
+    }
+}
+
+@Suite struct GatewayDurableAuditTests {
+    @Test func grantIsOnTheDurableLogBeforeItIsAnsweredAndAStoppedLogRefusesAccess() async throws {
+        let gateway = try await TestGateway(durableAudit: true)
+        let client = try HTTPSTestClient(caPath: gateway.pki.caPath)
+        defer {
+            Task {
+                await client.shutdown()
+                await gateway.stop()
+            }
+        }
+        let log = try #require(gateway.service.auditLog)
+        let code = try await gateway.pam.code("alice")
+        let body = TestGateway.grantBody(user: "alice", password: gateway.pam.password("alice"), otp: code, pathway: "grafana")
+        let response = try await client.request(.POST, gateway.baseURL + "/v1/grants", body: body)
+        #expect(response.status == 201)
+        let token = try #require(response.json["token"] as? String)
+        // Answered means durable: the record is already in the segment files.
+        let records = try AuditLogReader.read(directory: gateway.directory.file("audit")).entries.map(\.record)
+        let issued = try #require(records.first { $0.event.kind == .grantIssued })
+        #expect(issued.event.fields["token_sha256"] == .string(TokenAuthority.tokenHash(token)))
+        #expect(issued.gateway == "test-gateway")
+        #expect(records.map(\.event.kind).prefix(2) == [.policyLoaded, .gatewayStarted])
+
+        // The log stops (as after an fsync error): new grants are refused with audit_unavailable.
+        await log.close()
+        let next = TestGateway.grantBody(
+            user: "bob",
+            password: gateway.pam.password("bob"),
+            otp: try await gateway.pam.code("bob"),
+            pathway: "grafana"
+        )
+        let refused = try await client.request(.POST, gateway.baseURL + "/v1/grants", body: next)
+        #expect(refused.status == 503)
+        #expect(refused.errorCode == "audit_unavailable")
+        #expect(refused.json["token"] == nil)
     }
 }
