@@ -22,6 +22,10 @@ public enum AuditVerifier {
         trustedCheckpoint: String? = nil,
         progress: ((_ segment: Int, _ of: Int) -> Void)? = nil
     ) throws(AuditLogError) -> Report {
+        // Checkpoints first: whatever they cover was durable before the segments are read, so a log
+        // that is still being written is never mistaken for a truncated one.
+        var history = try AuditLogReader.checkpointHistory(directory: directory)
+        if let latest = try AuditLogReader.latestCheckpoint(directory: directory) { history.append(latest) }
         let contents = try AuditLogReader.read(directory: directory, progress: progress)
         var leaves: [MerkleTree.Hash] = []
         leaves.reserveCapacity(contents.entries.count)
@@ -40,8 +44,6 @@ public enum AuditVerifier {
                 "segment \(torn.segment) ends in \(torn.bytes) bytes of an interrupted write at offset \(torn.offset) (never acknowledged; cleared when the gateway starts)"
             )
         }
-        var history = try AuditLogReader.checkpointHistory(directory: directory)
-        if let latest = try AuditLogReader.latestCheckpoint(directory: directory) { history.append(latest) }
         var labelled: [(label: String, checkpoint: Checkpoint)] = []
         for (position, text) in history.enumerated() {
             let label = position == history.count - 1 ? "the latest checkpoint" : "checkpoint \(position + 1) of the history"
