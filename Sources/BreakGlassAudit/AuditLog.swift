@@ -53,7 +53,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     private var writerFinished = false
 
     // Writer thread only (and `open` before the thread starts).
-    private var tree = AppendOnlyTree()
+    private var tree = AppendOnlyTree(keepsLeaves: false)
     private var segmentIndex = 0
     private var segmentFD: Int32 = -1
     private var segmentEnd = 0
@@ -63,6 +63,9 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
 
     /// What recovery did when the log was opened.
     public private(set) var recoveredBytes = 0
+    /// Where start-up resumed from the saved state (nil after a full scan), and the root there.
+    private var resumedAt: ResumePoint?
+    private var resumedRoot: MerkleTree.Hash?
 
     private init(directory: String, origin: String, signer: NoteSigner, options: AuditLogOptions, logger: Logger) {
         self.directory = directory
@@ -86,6 +89,33 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         let thread = Thread { log.writerLoop() }
         thread.name = "breakglass-audit-writer"
         thread.start()
+        if let resumed = log.resumedAt {
+            // The start path trusted the saved state; the records before it are re-checked (frames,
+            // sequence, root against the checkpoint) in the background, and any damage stops the log.
+            Thread.detachNewThread {
+                do {
+                    let contents = try AuditLogReader.read(directory: log.directory, until: resumed)
+                    var tree = AppendOnlyTree(keepsLeaves: false)
+                    for entry in contents.entries { tree.append(leafHash: MerkleTree.leafHash(entry.bytes)) }
+                    guard tree.size >= resumed.sequence else {
+                        throw AuditLogError(
+                            .rollback,
+                            "the log holds \(tree.size) records but its latest checkpoint covers \(resumed.sequence): records were lost (rollback or truncation)"
+                        )
+                    }
+                    guard tree.root == log.resumedRoot else {
+                        throw AuditLogError(
+                            .corrupt, "the first \(resumed.sequence) records do not match the latest signed checkpoint: the log was altered"
+                        )
+                    }
+                    log.logger.info("audit log: background check of \(tree.size) records passed")
+                } catch let error as AuditLogError {
+                    log.stop(error)
+                } catch {
+                    log.stop(AuditLogError(.corrupt, "\(error)"))
+                }
+            }
+        }
         if log.recoveredBytes > 0 {
             log.enqueueDetached(
                 AuditEvent(kind: .auditRecovered, time: Date(), fields: ["truncated_bytes": .integer(Int64(log.recoveredBytes))])
@@ -187,7 +217,29 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     private func recover() throws(AuditLogError) {
         try FileIO.makeDirectory(directory)
         try FileIO.makeDirectory(AuditLogReader.segmentsFolder(directory))
-        let contents = try AuditLogReader.read(directory: directory)
+        var latest: Checkpoint?
+        if let text = try AuditLogReader.latestCheckpoint(directory: directory) {
+            guard let note = SignedNote(text: text), let checkpoint = Checkpoint(body: note.body) else {
+                throw AuditLogError(.badCheckpoint, "\(directory)/checkpoint is not a signed checkpoint")
+            }
+            guard note.isSigned(by: signer.verifier), checkpoint.origin == origin else {
+                throw AuditLogError(
+                    .badCheckpoint, "\(directory)/checkpoint is not signed by this log's key (\(signer.verifier.keyString))")
+            }
+            latest = checkpoint
+        }
+        // Fast path: the saved state matches the latest checkpoint, so only later records are read.
+        var resume: ResumePoint?
+        if let latest, let state = AuditTreeState.load(directory), state.size == latest.size, let saved = state.tree,
+            saved.root == latest.root
+        {
+            tree = saved
+            resume = ResumePoint(sequence: state.size, segment: state.segment, offset: state.offset)
+            resumedAt = resume
+            resumedRoot = saved.root
+        }
+        let contents = try AuditLogReader.read(directory: directory, resumingAt: resume)
+        var rootAtCheckpoint: MerkleTree.Hash? = resume == nil && latest?.size == 0 ? MerkleTree.emptyRoot : nil
         for entry in contents.entries {
             guard entry.record.gateway == origin else {
                 throw AuditLogError(
@@ -196,27 +248,25 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
                 )
             }
             tree.append(leafHash: MerkleTree.leafHash(entry.bytes))
+            if resume == nil, tree.size == latest?.size { rootAtCheckpoint = tree.root }
         }
-        if let latest = try AuditLogReader.latestCheckpoint(directory: directory) {
-            guard let note = SignedNote(text: latest), let checkpoint = Checkpoint(body: note.body) else {
-                throw AuditLogError(.badCheckpoint, "\(directory)/checkpoint is not a signed checkpoint")
-            }
-            guard note.isSigned(by: signer.verifier), checkpoint.origin == origin else {
-                throw AuditLogError(
-                    .badCheckpoint, "\(directory)/checkpoint is not signed by this log's key (\(signer.verifier.keyString))")
-            }
-            guard checkpoint.size <= tree.size else {
+        if let latest {
+            guard latest.size <= tree.size else {
                 throw AuditLogError(
                     .rollback,
-                    "the log holds \(tree.size) records but its latest checkpoint covers \(checkpoint.size): records were lost (rollback or truncation)"
+                    "the log holds \(tree.size) records but its latest checkpoint covers \(latest.size): records were lost (rollback or truncation)"
                 )
             }
-            guard MerkleTree.root(tree.leaves.prefix(checkpoint.size)) == checkpoint.root else {
-                throw AuditLogError(
-                    .corrupt, "the first \(checkpoint.size) records do not match the latest signed checkpoint: the log was altered")
+            if resume == nil {
+                guard rootAtCheckpoint == latest.root else {
+                    throw AuditLogError(
+                        .corrupt, "the first \(latest.size) records do not match the latest signed checkpoint: the log was altered")
+                }
             }
-            lastCheckpointSize = checkpoint.size
+            lastCheckpointSize = latest.size
         }
+        logger.info(
+            "audit log recovery", metadata: ["resumed_at": "\(resume?.sequence ?? 0)", "records_read": "\(contents.entries.count)"])
         let segments = AuditLogReader.segmentsFolder(directory)
         if let last = contents.lastSegment {
             segmentIndex = last.index
@@ -342,42 +392,49 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         }
         guard !accepted.isEmpty else { return }
         // Writes of at most `maximumWrite` bytes each, so that an interrupted write never leaves more
-        // damage than recovery treats as a torn tail.
-        var chunks: [[UInt8]] = [[]]
-        var chunkStarts: [Int] = [tree.size]
-        for (offset, item) in accepted.enumerated() {
-            let frame = SegmentFormat.frame(item.bytes)
-            if let last = chunks.last, !last.isEmpty, last.count + frame.count > Self.maximumWrite {
+        // damage than recovery treats as a torn tail. Each chunk is flushed, then acknowledged.
+        var chunks: [[(pending: Pending, bytes: [UInt8])]] = [[]]
+        var chunkBytes = 0
+        for item in accepted {
+            let size = SegmentFormat.frameHeaderSize + item.bytes.count
+            if !(chunks.last?.isEmpty ?? true), chunkBytes + size > Self.maximumWrite {
                 chunks.append([])
-                chunkStarts.append(tree.size + offset)
+                chunkBytes = 0
             }
-            chunks[chunks.count - 1] += frame
+            chunks[chunks.count - 1].append(item)
+            chunkBytes += size
         }
-        do {
-            for (chunk, firstSequence) in zip(chunks, chunkStarts) {
-                if segmentEnd + chunk.count > options.segmentSize - options.reserve {
-                    try rotate(firstSequence: firstSequence, needed: chunk.count)
+        for (position, chunk) in chunks.enumerated() {
+            var frames: [UInt8] = []
+            for item in chunk { frames += SegmentFormat.frame(item.bytes) }
+            do {
+                if segmentEnd + frames.count > options.segmentSize - options.reserve {
+                    try rotate(firstSequence: tree.size, needed: frames.count)
                 }
                 let path = AuditLogReader.segmentsFolder(directory) + "/" + SegmentFormat.fileName(index: segmentIndex)
-                try FileIO.write(segmentFD, chunk, at: segmentEnd, path: path)
+                try FileIO.write(segmentFD, frames, at: segmentEnd, path: path)
                 try FileIO.syncData(segmentFD, path: path)
-                segmentEnd += chunk.count
+            } catch {
+                let rest = chunks[position...].flatMap { $0 }
+                if error.code == .full {
+                    // Nothing of these chunks was written: refuse them and carry on; a later batch
+                    // writes again once a segment can be made.
+                    for item in rest { item.pending.continuation.resume(throwing: AuditUnavailableError(reason: error.message)) }
+                    return
+                }
+                // Records of this chunk may be on disk but are not acknowledged; recovery keeps them.
+                // The log is marked stopped before any caller hears of the failure.
+                stop(error)
+                for item in rest { item.pending.continuation.resume(throwing: AuditUnavailableError(reason: error.message)) }
+                throw error
             }
-        } catch {
-            // Records of chunks already flushed are on disk but not acknowledged; recovery keeps them.
-            // The log is marked stopped before any caller hears of the failure.
-            stop(error)
-            for item in accepted { item.pending.continuation.resume(throwing: AuditUnavailableError(reason: error.message)) }
-            throw error
-        }
-        var first = tree.size
-        for item in accepted { tree.append(leafHash: MerkleTree.leafHash(item.bytes)) }
-        condition.lock()
-        durableSize = tree.size
-        condition.unlock()
-        for item in accepted {
-            item.pending.continuation.resume(returning: first)
-            first += 1
+            segmentEnd += frames.count
+            let first = tree.size
+            for item in chunk { tree.append(leafHash: MerkleTree.leafHash(item.bytes)) }
+            condition.lock()
+            durableSize = tree.size
+            condition.unlock()
+            for (offset, item) in chunk.enumerated() { item.pending.continuation.resume(returning: first + offset) }
         }
     }
 
@@ -389,7 +446,9 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
             inReserve = false
             condition.unlock()
         } catch {
-            guard segmentEnd + needed <= options.segmentSize else { throw error }
+            guard segmentEnd + needed <= options.segmentSize else {
+                throw AuditLogError(.full, "the audit disk is full and its reserve is used up (\(error.message))")
+            }
             condition.lock()
             let entering = !inReserve
             inReserve = true
@@ -413,6 +472,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         let frame = SegmentFormat.frame(bytes)
         try FileIO.append(historyFD, frame, path: historyPath)
         try FileIO.syncData(historyFD, path: historyPath)
+        try AuditTreeState(tree: tree, segment: segmentIndex, offset: segmentEnd).save(directory)
         try FileIO.replaceAtomically(directory + "/checkpoint", with: bytes)
         lastCheckpointSize = checkpoint.size
         lastCheckpointTime = .now

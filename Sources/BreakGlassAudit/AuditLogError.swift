@@ -12,6 +12,8 @@ public struct AuditLogError: Error, Sendable, CustomStringConvertible, Equatable
         public static let badCheckpoint = Code(rawValue: "bad_checkpoint")
         public static let rollback = Code(rawValue: "rollback")
         public static let key = Code(rawValue: "key")
+        /// No new segment can be made and the reserve is used up; writing resumes when space returns.
+        public static let full = Code(rawValue: "full")
     }
 
     public var code: Code

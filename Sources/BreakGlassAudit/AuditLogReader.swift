@@ -17,10 +17,27 @@ public struct AuditLogContents: Sendable {
         public var reason: String
     }
 
+    /// The sequence number of `entries[0]` (0 unless reading resumed after a saved state).
+    public var firstSequence = 0
     public var entries: [Entry]
     public var tornTail: TornTail?
     /// The last segment's index and the offset just past its last good frame.
     public var lastSegment: (index: Int, end: Int)?
+}
+
+/// Where reading can start instead of at the first record: the writer's saved state.
+public struct ResumePoint: Sendable, Codable, Equatable {
+    /// The sequence number of the next record.
+    public var sequence: Int
+    /// The segment holding the next record, and the offset where it starts.
+    public var segment: Int
+    public var offset: Int
+
+    public init(sequence: Int, segment: Int, offset: Int) {
+        self.sequence = sequence
+        self.segment = segment
+        self.offset = offset
+    }
 }
 
 /// Reads the segments of an audit folder in order and checks framing, CRCs, segment continuity and
@@ -51,29 +68,37 @@ public enum AuditLogReader {
     /// Reads every record; `progress` is told the segment being read and how many there are.
     public static func read(
         directory: String,
+        resumingAt resume: ResumePoint? = nil,
+        until stop: ResumePoint? = nil,
         progress: ((_ segment: Int, _ of: Int) -> Void)? = nil
     ) throws(AuditLogError) -> AuditLogContents {
-        let indexes = try segmentIndexes(directory)
+        let indexes = try segmentIndexes(directory).filter { $0 >= (resume?.segment ?? 0) && $0 <= (stop?.segment ?? Int.max) }
+        if let resume, indexes.first != resume.segment {
+            throw AuditLogError(.corrupt, "segment \(SegmentFormat.fileName(index: resume.segment)) is missing")
+        }
+        let base = resume?.sequence ?? 0
         // Records a signed checkpoint covers were durable before it was signed: damage among them is
         // corruption, never an interrupted write.
         let covered =
             (try? latestCheckpoint(directory: directory)).flatMap { $0 }.flatMap(SignedNote.init(text:))
             .flatMap { Checkpoint(body: $0.body) }?.size ?? 0
-        var contents = AuditLogContents(entries: [], tornTail: nil, lastSegment: nil)
+        var contents = AuditLogContents(firstSequence: base, entries: [], tornTail: nil, lastSegment: nil)
         for (position, index) in indexes.enumerated() {
             progress?(position + 1, indexes.count)
             let name = SegmentFormat.fileName(index: index)
-            let bytes = try FileIO.read(segmentsFolder(directory) + "/" + name)
-            let scan = try SegmentScan.scan(bytes, name: name)
-            guard scan.firstSequence == contents.entries.count else {
+            var bytes = try FileIO.read(segmentsFolder(directory) + "/" + name)
+            if let stop, index == stop.segment { bytes = Array(bytes.prefix(stop.offset)) }
+            let resumesHere = position == 0 && resume != nil
+            let scan = try SegmentScan.scan(bytes, name: name, from: resumesHere ? resume?.offset ?? 0 : SegmentFormat.headerSize)
+            guard resumesHere || scan.firstSequence == base + contents.entries.count else {
                 throw AuditLogError(
                     .corrupt,
-                    "segment \(name) starts at record \(scan.firstSequence), expected \(contents.entries.count): records are missing or a segment was replaced"
+                    "segment \(name) starts at record \(scan.firstSequence), expected \(base + contents.entries.count): records are missing or a segment was replaced"
                 )
             }
             let isLast = position == indexes.count - 1
             if let damage = scan.damage {
-                guard isLast, damage.trailingBytes <= tornTailLimit, contents.entries.count + scan.frames.count >= covered else {
+                guard isLast, damage.trailingBytes <= tornTailLimit, base + contents.entries.count + scan.frames.count >= covered else {
                     throw AuditLogError(.corrupt, "segment \(name) offset \(damage.offset): \(damage.reason)")
                 }
                 contents.tornTail = AuditLogContents.TornTail(
@@ -86,10 +111,10 @@ public enum AuditLogReader {
                 } catch {
                     throw AuditLogError(.corrupt, "segment \(name) offset \(frame.offset): \(error.message)")
                 }
-                guard record.sequence == contents.entries.count else {
+                guard record.sequence == base + contents.entries.count else {
                     throw AuditLogError(
                         .corrupt,
-                        "segment \(name) offset \(frame.offset): record has seq \(record.sequence), expected \(contents.entries.count) (a record was removed, added or reordered)"
+                        "segment \(name) offset \(frame.offset): record has seq \(record.sequence), expected \(base + contents.entries.count) (a record was removed, added or reordered)"
                     )
                 }
                 contents.entries.append(.init(segment: name, offset: frame.offset, bytes: Array(frame.payload), record: record))

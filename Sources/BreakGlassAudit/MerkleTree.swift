@@ -147,16 +147,33 @@ public enum MerkleTree {
 /// A Merkle tree that grows by appending; it keeps every leaf hash and the compact range of
 /// subtree roots, so the root after each append costs O(log n).
 public struct AppendOnlyTree: Sendable {
+    /// Every leaf hash, when kept (for proofs); empty otherwise.
     public private(set) var leaves: [MerkleTree.Hash] = []
     /// Roots of the perfect subtrees that make up the tree, largest first.
-    private var frontier: [(size: Int, hash: MerkleTree.Hash)] = []
+    public private(set) var frontier: [(size: Int, hash: MerkleTree.Hash)] = []
+    public private(set) var size = 0
+    public let keepsLeaves: Bool
 
-    public init() {}
+    public init(keepsLeaves: Bool = true) {
+        self.keepsLeaves = keepsLeaves
+    }
 
-    public var size: Int { leaves.count }
+    /// A tree that continues from a saved frontier (its leaves are not kept); nil when the frontier
+    /// is not one (sizes must be distinct powers of two, largest first).
+    public init?(frontier: [(size: Int, hash: MerkleTree.Hash)]) {
+        var previous = Int.max
+        for node in frontier {
+            guard node.size > 0, node.size & (node.size - 1) == 0, node.size < previous, node.hash.count == 32 else { return nil }
+            previous = node.size
+        }
+        self.keepsLeaves = false
+        self.frontier = frontier
+        self.size = frontier.reduce(0) { $0 + $1.size }
+    }
 
     public mutating func append(leafHash: MerkleTree.Hash) {
-        leaves.append(leafHash)
+        if keepsLeaves { leaves.append(leafHash) }
+        size += 1
         var node = (size: 1, hash: leafHash)
         while let last = frontier.last, last.size == node.size {
             frontier.removeLast()

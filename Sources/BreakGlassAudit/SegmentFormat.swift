@@ -54,13 +54,16 @@ struct SegmentScan {
     var damage: (offset: Int, reason: String, trailingBytes: Int)?
 
     /// Scans segment bytes; throws only when the header itself is wrong.
-    static func scan(_ bytes: [UInt8], name: String) throws(AuditLogError) -> SegmentScan {
+    static func scan(_ bytes: [UInt8], name: String, from start: Int = SegmentFormat.headerSize) throws(AuditLogError) -> SegmentScan {
         guard bytes.count >= SegmentFormat.headerSize, Array(bytes.prefix(8)) == SegmentFormat.magic else {
             throw AuditLogError(.corrupt, "segment \(name): not an audit segment (bad header)")
         }
         let first = Int(SegmentFormat.readBigEndian(bytes[8..<16], as: UInt64.self))
-        var scan = SegmentScan(firstSequence: first, frames: [], end: SegmentFormat.headerSize, damage: nil)
-        var offset = SegmentFormat.headerSize
+        guard start >= SegmentFormat.headerSize, start <= bytes.count else {
+            throw AuditLogError(.corrupt, "segment \(name): offset \(start) is outside the segment")
+        }
+        var scan = SegmentScan(firstSequence: first, frames: [], end: start, damage: nil)
+        var offset = start
         while offset + SegmentFormat.frameHeaderSize <= bytes.count {
             let length = Int(SegmentFormat.readBigEndian(bytes[offset..<offset + 4], as: UInt32.self))
             if length == 0 {
