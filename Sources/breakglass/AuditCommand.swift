@@ -8,7 +8,7 @@ struct AuditCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "audit",
         abstract: "Review and verify an audit log folder (a copy works; the gateway need not run).",
-        subcommands: [Verify.self, Sessions.self, Show.self, Export.self, Checkpoint.self, Key.self, Prove.self]
+        subcommands: [Verify.self, Sessions.self, Show.self, Export.self, Checkpoint.self, Key.self, Prove.self, AuditBenchCommand.self]
     )
 
     /// Loads the verifier key: a key string, a file holding one, or the folder's own `audit-key.pub`.

@@ -341,3 +341,78 @@ enum SegmentFormatTestHelper {
         SegmentFormat.frame(payload)
     }
 }
+
+@Suite struct AuditCrashTests {
+    /// Collects a child's standard output on its own thread while it runs.
+    final class OutputCollector: @unchecked Sendable {
+        private let lock = NSLock()
+        private var data = Data()
+
+        func start(_ handle: FileHandle) {
+            Thread.detachNewThread {
+                while true {
+                    let chunk = handle.availableData
+                    if chunk.isEmpty { return }
+                    self.lock.lock()
+                    self.data.append(chunk)
+                    self.lock.unlock()
+                }
+            }
+        }
+
+        /// Complete lines so far.
+        var lines: [Substring] {
+            lock.lock()
+            defer { lock.unlock() }
+            let text = String(decoding: data, as: UTF8.self)
+            guard let end = text.lastIndex(of: "\n") else { return [] }
+            return text[..<end].split(separator: "\n")
+        }
+    }
+
+    @Test func killedWritersLoseNothingTheyAcknowledged() async throws {
+        let binary = try ProcessRunner.breakglassExecutable()
+        let folder = try TestDirectory("audit-crash")
+        defer { folder.remove() }
+        let key = Curve25519.Signing.PrivateKey()
+        let keyPath = folder.file("bench-key.pem")
+        try KeyFile.writePrivate(key.pemRepresentation, to: keyPath)
+        let directory = folder.file("log")
+        let verifier = NoteSigner(name: "bench", privateKey: key).verifier
+        var generator = SystemRandomNumberGenerator()
+        var totalAcknowledged = 0
+        for round in 0..<10 {
+            let child = Process()
+            child.executableURL = URL(fileURLWithPath: binary)
+            child.arguments = ["audit", "bench", directory, "--key", keyPath, "--events", "1000000", "--writers", "32", "--print-acks"]
+            let output = Pipe()
+            child.standardOutput = output
+            child.standardError = FileHandle.nullDevice
+            let collector = OutputCollector()
+            collector.start(output.fileHandleForReading)
+            try child.run()
+            // Wait for the writer to get going, then kill it at a random moment.
+            for _ in 0..<400 where collector.lines.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+            try await Task.sleep(for: .milliseconds(Int.random(in: 20...300, using: &generator)))
+            kill(child.processIdentifier, SIGKILL)
+            child.waitUntilExit()
+            let acknowledged = collector.lines.compactMap { $0.hasPrefix("ack ") ? Int($0.dropFirst(4)) : nil }
+            #expect(!acknowledged.isEmpty, "round \(round): the writer acknowledged nothing before it was killed")
+            totalAcknowledged += acknowledged.count
+
+            // After the crash the log opens (a torn tail is cleared), verifies, and holds every acknowledged record.
+            var logger = Logger(label: "crash")
+            logger.logLevel = .critical
+            let log = try AuditLog.open(
+                directory: directory, origin: "bench", signer: NoteSigner(name: "bench", privateKey: key), logger: logger)
+            let size = log.size
+            await log.close()
+            let report = try AuditVerifier.verify(directory: directory, verifier: verifier)
+            #expect(report.records >= size)
+            if let highest = acknowledged.max() {
+                #expect(highest < size, "round \(round): record \(highest) was acknowledged but the log holds \(size)")
+            }
+        }
+        #expect(totalAcknowledged > 100)
+    }
+}
