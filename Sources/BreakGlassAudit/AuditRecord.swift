@@ -24,31 +24,26 @@ public struct AuditRecord: Sendable, Equatable {
 
     /// The canonical bytes.
     public func encoded() throws(AuditLogError) -> [UInt8] {
-        var object: [String: Any] = [
-            "v": Self.version,
-            "seq": sequence,
-            "time": Self.formatTime(event.time),
-            "gateway": gateway,
-            "event": event.kind.rawValue,
+        var object: [(String, CanonicalJSON.Value)] = [
+            ("v", .integer(Int64(Self.version))),
+            ("seq", .integer(Int64(sequence))),
+            ("time", .string(Self.formatTime(event.time))),
+            ("gateway", .string(gateway)),
+            ("event", .string(event.kind.rawValue)),
         ]
         for (key, value) in event.fields where !Self.reservedKeys.contains(key) {
             switch value {
-            case .string(let text): object[key] = text
-            case .integer(let number): object[key] = number
-            case .strings(let list): object[key] = list
-            case .time(let date): object[key] = Self.formatTime(date)
+            case .string(let text): object.append((key, .string(text)))
+            case .integer(let number): object.append((key, .integer(number)))
+            case .strings(let list): object.append((key, .strings(list)))
+            case .time(let date): object.append((key, .string(Self.formatTime(date))))
             }
         }
-        let data: Data
-        do {
-            data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
-        } catch {
-            throw AuditLogError(.malformedRecord, "an audit event cannot be encoded: \(error)")
-        }
-        guard data.count <= Self.maximumSize else {
+        let bytes = CanonicalJSON.encode(object)
+        guard bytes.count <= Self.maximumSize else {
             throw AuditLogError(.recordTooLarge, "an audit record is larger than \(Self.maximumSize) bytes")
         }
-        return Array(data)
+        return bytes
     }
 
     /// Decodes canonical bytes; fields come back as strings, integers or string lists.
@@ -74,7 +69,7 @@ public struct AuditRecord: Sendable, Equatable {
 
     /// ISO 8601 with milliseconds, UTC: how records write times.
     public static func formatTime(_ date: Date) -> String {
-        Date.ISO8601FormatStyle(includingFractionalSeconds: true).format(date)
+        CanonicalJSON.timestamp(date.timeIntervalSince1970)
     }
 
     /// Parses a record time.

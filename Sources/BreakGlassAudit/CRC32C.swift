@@ -6,9 +6,16 @@ public enum CRC32C {
         return crc
     }
 
-    public static func checksum(_ bytes: some Sequence<UInt8>) -> UInt32 {
-        var crc: UInt32 = 0xFFFF_FFFF
-        for byte in bytes { crc = table[Int((crc ^ UInt32(byte)) & 0xFF)] ^ (crc >> 8) }
-        return crc ^ 0xFFFF_FFFF
+    public static func checksum(_ bytes: some Collection<UInt8>) -> UInt32 {
+        let fast = bytes.withContiguousStorageIfAvailable { buffer in update(0xFFFF_FFFF, buffer) }
+        return (fast ?? update(0xFFFF_FFFF, Array(bytes))) ^ 0xFFFF_FFFF
+    }
+
+    private static func update(_ start: UInt32, _ bytes: some Collection<UInt8>) -> UInt32 {
+        table.withUnsafeBufferPointer { table in
+            var crc = start
+            for byte in bytes { crc = table[Int((crc ^ UInt32(byte)) & 0xFF)] ^ (crc >> 8) }
+            return crc
+        }
     }
 }

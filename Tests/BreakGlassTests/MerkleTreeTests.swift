@@ -1,4 +1,5 @@
 import BreakGlassAudit
+import BreakGlassCore
 import Crypto
 import Foundation
 import Testing
@@ -129,5 +130,35 @@ import Testing
         // Another key's extra signature line is ignored; ours still verifies.
         let cosigned = note + (try stranger.sign(checkpoint.body)).components(separatedBy: "\n\n")[1]
         #expect(SignedNote(text: cosigned)?.isSigned(by: signer.verifier) == true)
+    }
+}
+
+@Suite struct AuditRecordTests {
+    @Test func canonicalBytesRoundTrip() throws {
+        let time = Date(timeIntervalSince1970: 1_800_000_000.123)
+        let event = AuditEvent(
+            kind: .grantDenied,
+            time: time,
+            fields: [
+                "reason": .string("line\nbreak \"quoted\" back\\slash tab\t bell\u{07} é ✓ /path"),
+                "count": .integer(-42),
+                "amr": .strings(["pwd", "otp"]),
+                "expires_at": .time(time),
+            ]
+        )
+        let bytes = try AuditRecord(sequence: 7, gateway: "g", event: event).encoded()
+        let text = String(decoding: bytes, as: UTF8.self)
+        #expect(
+            text.hasPrefix(
+                "{\"amr\":[\"pwd\",\"otp\"],\"count\":-42,\"event\":\"grant.denied\",\"expires_at\":\"2027-01-15T08:00:00.123Z\","))
+        #expect(text.contains("\\n") && text.contains("\\u0007") && text.contains("/path") && !text.contains(" \n"))
+        let decoded = try AuditRecord(decoding: bytes)
+        #expect(decoded.sequence == 7)
+        #expect(decoded.event.fields["reason"] == event.fields["reason"])
+        #expect(decoded.event.fields["count"] == .integer(-42))
+        #expect(decoded.event.fields["amr"] == .strings(["pwd", "otp"]))
+        #expect(abs(decoded.event.time.timeIntervalSince(time)) < 0.001)
+        // Encoding is deterministic: the same record gives the same bytes (and so the same leaf).
+        #expect(try AuditRecord(sequence: 7, gateway: "g", event: event).encoded() == bytes)
     }
 }
