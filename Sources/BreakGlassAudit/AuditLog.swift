@@ -60,6 +60,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     private var historyFD: Int32 = -1
     private var lastCheckpointSize = -1
     private var lastCheckpointTime = ContinuousClock.now
+    private var lastBatchSize = 0
 
     /// What recovery did when the log was opened.
     public private(set) var recoveredBytes = 0
@@ -337,7 +338,13 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
                     condition.wait()
                 }
             }
+            // Group commit: when fewer events wait than the last batch held, the callers of that batch
+            // are probably still coming back; give them a moment so that one flush serves them all.
+            if !closing, queue.count < lastBatchSize / 2 {
+                _ = condition.wait(until: Date().addingTimeInterval(Self.gatherWindow))
+            }
             let batch = Array(queue.prefix(options.maximumBatch))
+            lastBatchSize = batch.count
             queue.removeFirst(batch.count)
             let waiters = checkpointWaiters
             checkpointWaiters = []
@@ -406,7 +413,8 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         }
         for (position, chunk) in chunks.enumerated() {
             var frames: [UInt8] = []
-            for item in chunk { frames += SegmentFormat.frame(item.bytes) }
+            frames.reserveCapacity(chunk.reduce(0) { $0 + $1.bytes.count + SegmentFormat.frameHeaderSize })
+            for item in chunk { SegmentFormat.appendFrame(item.bytes, to: &frames) }
             do {
                 if segmentEnd + frames.count > options.segmentSize - options.reserve {
                     try rotate(firstSequence: tree.size, needed: frames.count)
@@ -510,6 +518,9 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     private func enqueueDetached(_ event: AuditEvent) {
         Task { try? await self.record(event) }
     }
+
+    /// Longest a batch waits for more events (seconds): a fraction of one fdatasync.
+    static let gatherWindow: TimeInterval = 0.0002
 
     /// Largest single write; half the reader's torn-tail limit.
     static let maximumWrite = AuditLogReader.tornTailLimit / 2

@@ -5,6 +5,8 @@ public enum AuditVerifier {
     /// What a successful verification found.
     public struct Report: Sendable {
         public var records: Int
+        /// Bytes of framed records read.
+        public var bytes: Int
         public var root: MerkleTree.Hash
         public var checkpointsChecked: Int
         public var latestCheckpointSize: Int?
@@ -87,6 +89,7 @@ public enum AuditVerifier {
         }
         return Report(
             records: leaves.count,
+            bytes: contents.entries.reduce(0) { $0 + $1.bytes.count + SegmentFormat.frameHeaderSize },
             root: MerkleTree.root(leaves[...]),
             checkpointsChecked: checked,
             latestCheckpointSize: latestSize,

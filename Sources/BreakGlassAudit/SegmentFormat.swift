@@ -27,7 +27,19 @@ public enum SegmentFormat {
     }
 
     public static func frame(_ payload: [UInt8]) -> [UInt8] {
-        bigEndian(UInt32(payload.count)) + bigEndian(CRC32C.checksum(payload)) + payload
+        var out: [UInt8] = []
+        appendFrame(payload, to: &out)
+        return out
+    }
+
+    /// Appends a frame (length, CRC-32C, payload) to a buffer without intermediate arrays.
+    public static func appendFrame(_ payload: [UInt8], to out: inout [UInt8]) {
+        out.reserveCapacity(out.count + frameHeaderSize + payload.count)
+        let length = UInt32(payload.count).bigEndian
+        let crc = CRC32C.checksum(payload).bigEndian
+        withUnsafeBytes(of: length) { out.append(contentsOf: $0) }
+        withUnsafeBytes(of: crc) { out.append(contentsOf: $0) }
+        out.append(contentsOf: payload)
     }
 
     static func bigEndian<T: FixedWidthInteger>(_ value: T) -> [UInt8] {

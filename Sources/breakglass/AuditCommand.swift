@@ -79,7 +79,10 @@ struct AuditCommand: AsyncParsableCommand {
                     print("FAILED: \(error.message)")
                     throw ExitCode(1)
                 }
-                print("OK: \(report.records) records; \(report.checkpointsChecked) signed checkpoints verified with \(verifier.keyString)")
+                let megabytes = String(format: "%.1f", Double(report.bytes) / 1_000_000)
+                print(
+                    "OK: \(report.records) records (\(megabytes) MB); \(report.checkpointsChecked) signed checkpoints verified with \(verifier.keyString)"
+                )
                 print("root \(Data(report.root).base64EncodedString()) at size \(report.records)")
                 if let size = report.trustedCheckpointSize { print("the trusted checkpoint (size \(size)) is contained in the log") }
                 if fromFolder {

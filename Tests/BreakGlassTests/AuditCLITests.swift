@@ -49,7 +49,7 @@ import Testing
 
         let verify = try await ProcessRunner.run(binary, ["audit", "verify", directory, "--key", signer.verifier.keyString])
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
-        #expect(verify.stdout.hasPrefix("OK: 21 records;"))
+        #expect(verify.stdout.hasPrefix("OK: 21 records ("))
         let wrongKey = NoteSigner(name: "cli-gateway", privateKey: Curve25519.Signing.PrivateKey()).verifier.keyString
         let refused = try await ProcessRunner.run(binary, ["audit", "verify", directory, "--key", wrongKey])
         #expect(refused.status == 1)
