@@ -40,6 +40,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     public let options: AuditLogOptions
     private let logger: Logger
     private let condition = NSCondition()
+    private let hook: CheckpointHook?
 
     // Guarded by `condition`.
     private var queue: [Pending] = []
@@ -74,6 +75,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         self.signer = signer
         self.options = options
         self.logger = logger
+        self.hook = CheckpointHook(options.checkpointHook)
     }
 
     /// Opens (or creates) the log in `directory`, recovering a torn tail and checking the latest
@@ -95,7 +97,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
             // sequence, root against the checkpoint) in the background, and any damage stops the log.
             Thread.detachNewThread {
                 do {
-                    let contents = try AuditLogReader.read(directory: log.directory, until: resumed)
+                    let contents = try AuditLogReader.read(directory: log.directory, until: resumed, decode: false)
                     var tree = AppendOnlyTree(keepsLeaves: false)
                     for entry in contents.entries { tree.append(leafHash: MerkleTree.leafHash(entry.bytes)) }
                     guard tree.size >= resumed.sequence else {
@@ -239,13 +241,13 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
             resumedAt = resume
             resumedRoot = saved.root
         }
-        let contents = try AuditLogReader.read(directory: directory, resumingAt: resume)
+        let contents = try AuditLogReader.read(directory: directory, resumingAt: resume, decode: false)
         var rootAtCheckpoint: MerkleTree.Hash? = resume == nil && latest?.size == 0 ? MerkleTree.emptyRoot : nil
         for entry in contents.entries {
-            guard entry.record.gateway == origin else {
+            guard entry.gateway == origin else {
                 throw AuditLogError(
                     .corrupt,
-                    "segment \(entry.segment) offset \(entry.offset): record \(entry.record.sequence) belongs to log \(entry.record.gateway), not \(origin)"
+                    "segment \(entry.segment) offset \(entry.offset): record \(entry.sequence) belongs to log \(entry.gateway), not \(origin)"
                 )
             }
             tree.append(leafHash: MerkleTree.leafHash(entry.bytes))
@@ -493,7 +495,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
                 setWarning("mirror \(mirror) failed: \(error.message)")
             }
         }
-        if let hook = options.checkpointHook { CheckpointHook.run(hook, note: note, logger: logger) }
+        hook?.run(note: note, logger: logger)
         return note
     }
 

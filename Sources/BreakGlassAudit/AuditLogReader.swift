@@ -6,7 +6,10 @@ public struct AuditLogContents: Sendable {
         public var segment: String
         public var offset: Int
         public var bytes: [UInt8]
-        public var record: AuditRecord
+        public var sequence: Int
+        public var gateway: String
+        /// The decoded record; nil when the log was read with `decode: false`.
+        public var record: AuditRecord?
     }
 
     /// A damaged end of the last segment: records that were being written when the writer stopped.
@@ -70,6 +73,7 @@ public enum AuditLogReader {
         directory: String,
         resumingAt resume: ResumePoint? = nil,
         until stop: ResumePoint? = nil,
+        decode: Bool = true,
         progress: ((_ segment: Int, _ of: Int) -> Void)? = nil
     ) throws(AuditLogError) -> AuditLogContents {
         let indexes = try segmentIndexes(directory).filter { $0 >= (resume?.segment ?? 0) && $0 <= (stop?.segment ?? Int.max) }
@@ -105,19 +109,29 @@ public enum AuditLogReader {
                     segment: name, offset: damage.offset, bytes: damage.trailingBytes, reason: damage.reason)
             }
             for frame in scan.frames {
-                let record: AuditRecord
-                do throws(AuditLogError) {
-                    record = try AuditRecord(decoding: frame.payload)
-                } catch {
-                    throw AuditLogError(.corrupt, "segment \(name) offset \(frame.offset): \(error.message)")
+                var record: AuditRecord?
+                var fields = decode ? nil : FastRecordFields(frame.payload)
+                if fields == nil {
+                    do throws(AuditLogError) {
+                        let decoded = try AuditRecord(decoding: frame.payload)
+                        record = decoded
+                        fields = FastRecordFields(sequence: decoded.sequence, gateway: decoded.gateway)
+                    } catch {
+                        throw AuditLogError(.corrupt, "segment \(name) offset \(frame.offset): \(error.message)")
+                    }
                 }
-                guard record.sequence == base + contents.entries.count else {
+                guard let fields else { continue }
+                guard fields.sequence == base + contents.entries.count else {
                     throw AuditLogError(
                         .corrupt,
-                        "segment \(name) offset \(frame.offset): record has seq \(record.sequence), expected \(base + contents.entries.count) (a record was removed, added or reordered)"
+                        "segment \(name) offset \(frame.offset): record has seq \(fields.sequence), expected \(base + contents.entries.count) (a record was removed, added or reordered)"
                     )
                 }
-                contents.entries.append(.init(segment: name, offset: frame.offset, bytes: Array(frame.payload), record: record))
+                contents.entries.append(
+                    .init(
+                        segment: name, offset: frame.offset, bytes: Array(frame.payload), sequence: fields.sequence,
+                        gateway: fields.gateway, record: record)
+                )
             }
             if isLast { contents.lastSegment = (index, scan.end) }
         }

@@ -28,14 +28,14 @@ public enum AuditVerifier {
         // that is still being written is never mistaken for a truncated one.
         var history = try AuditLogReader.checkpointHistory(directory: directory)
         if let latest = try AuditLogReader.latestCheckpoint(directory: directory) { history.append(latest) }
-        let contents = try AuditLogReader.read(directory: directory, progress: progress)
+        let contents = try AuditLogReader.read(directory: directory, decode: false, progress: progress)
         var leaves: [MerkleTree.Hash] = []
         leaves.reserveCapacity(contents.entries.count)
         for entry in contents.entries {
-            guard entry.record.gateway == verifier.name else {
+            guard entry.gateway == verifier.name else {
                 throw AuditLogError(
                     .corrupt,
-                    "segment \(entry.segment) offset \(entry.offset): record \(entry.record.sequence) is from log \(entry.record.gateway), not \(verifier.name)"
+                    "segment \(entry.segment) offset \(entry.offset): record \(entry.sequence) is from log \(entry.gateway), not \(verifier.name)"
                 )
             }
             leaves.append(MerkleTree.leafHash(entry.bytes))

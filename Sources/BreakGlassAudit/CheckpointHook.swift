@@ -2,22 +2,29 @@ import Foundation
 import Logging
 import Synchronization
 
-/// Runs the checkpoint hook command with the signed checkpoint on standard input, one at a time,
-/// off the writer thread; a checkpoint that arrives while the hook still runs is skipped.
-enum CheckpointHook {
-    private static let running = Atomic<Bool>(false)
+/// Runs the checkpoint hook command with the signed checkpoint on standard input, one run at a time,
+/// off the writer thread; a checkpoint that arrives while the hook still runs is skipped for it.
+final class CheckpointHook: Sendable {
+    let command: [String]
+    private let running = Atomic<Bool>(false)
 
-    static func run(_ command: [String], note: String, logger: Logger) {
+    init?(_ command: [String]?) {
+        guard let command, !command.isEmpty else { return nil }
+        self.command = command
+    }
+
+    func run(note: String, logger: Logger) {
         guard let executable = command.first else { return }
         guard running.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
             logger.warning("checkpoint hook still running; this checkpoint is skipped for it")
             return
         }
+        let arguments = Array(command.dropFirst())
         Thread.detachNewThread {
-            defer { running.store(false, ordering: .releasing) }
+            defer { self.running.store(false, ordering: .releasing) }
             let process = Process()
             process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = Array(command.dropFirst())
+            process.arguments = arguments
             let input = Pipe()
             process.standardInput = input
             do {

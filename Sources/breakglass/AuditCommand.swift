@@ -36,7 +36,7 @@ struct AuditCommand: AsyncParsableCommand {
 
     static func records(_ directory: String) throws -> [AuditRecord] {
         do throws(AuditLogError) {
-            return try AuditLogReader.read(directory: directory).entries.map(\.record)
+            return try AuditLogReader.read(directory: directory).entries.compactMap(\.record)
         } catch {
             throw CLIFailure(message: "cannot read \(directory): \(error.message)")
         }
@@ -211,7 +211,7 @@ struct AuditCommand: AsyncParsableCommand {
                     case .jsonl:
                         print(String(decoding: entry.bytes, as: UTF8.self))
                     case .csv:
-                        print(Self.csvRow(entry.record))
+                        if let record = entry.record { print(Self.csvRow(record)) }
                     }
                 }
             }

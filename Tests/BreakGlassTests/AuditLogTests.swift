@@ -122,7 +122,7 @@ import Testing
         #expect(log.recoveredBytes == 58)
         _ = try await log.checkpoint()
         await log.close()
-        let records = try AuditLogReader.read(directory: fixture.directory).entries.map(\.record)
+        let records = try AuditLogReader.read(directory: fixture.directory).entries.compactMap(\.record)
         #expect(records.count == 6)
         #expect(records.last?.event.kind == .auditRecovered)
         #expect(records.last?.event.fields["truncated_bytes"] == .integer(58))
@@ -318,6 +318,29 @@ import Testing
         // Nothing acknowledged was lost, and the log verifies.
         let report = try AuditVerifier.verify(directory: directory, verifier: fixture.signer.verifier)
         #expect(report.records == acknowledged)
+    }
+
+    @Test func checkpointHookGetsEveryCheckpointOnStandardInput() async throws {
+        let fixture = try Fixture()
+        defer { fixture.folder.remove() }
+        let received = fixture.folder.file("hook-received")
+        var logger = Logger(label: "audit-hook")
+        logger.logLevel = .critical
+        let options = AuditLogOptions(checkpointHook: ["/bin/sh", "-c", "cat > '\(received)'"])
+        let log = try AuditLog.open(
+            directory: fixture.directory, origin: Self.origin, signer: fixture.signer, options: options, logger: logger)
+        _ = try await log.append(Self.event(0))
+        let note = try await log.checkpoint()
+        await log.close()
+        var text = ""
+        for _ in 0..<200 {
+            text = (try? String(contentsOfFile: received, encoding: .utf8)) ?? ""
+            if text.hasSuffix("\n"), text.contains("\u{2014}") { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(text.hasPrefix("audit-test\n"))
+        #expect(SignedNote(text: text)?.isSigned(by: fixture.signer.verifier) == true)
+        #expect(note.hasPrefix("audit-test\n1\n"))
     }
 
     @Test func closedLogRefusesAppends() async throws {

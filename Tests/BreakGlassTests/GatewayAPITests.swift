@@ -291,7 +291,7 @@ import Testing
         #expect(response.status == 201)
         let token = try #require(response.json["token"] as? String)
         // Answered means durable: the record is already in the segment files.
-        let records = try AuditLogReader.read(directory: gateway.directory.file("audit")).entries.map(\.record)
+        let records = try AuditLogReader.read(directory: gateway.directory.file("audit")).entries.compactMap(\.record)
         let issued = try #require(records.first { $0.event.kind == .grantIssued })
         #expect(issued.event.fields["token_sha256"] == .string(TokenAuthority.tokenHash(token)))
         #expect(issued.gateway == "test-gateway")

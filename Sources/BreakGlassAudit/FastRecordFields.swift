@@ -1,0 +1,57 @@
+/// The `seq` and `gateway` of a canonical record, found without decoding the whole JSON.
+///
+/// In canonical records every quote inside a string value is escaped, so the bytes `"seq":` and
+/// `"gateway":"` can only be keys. Anything unexpected gives nil, and the caller decodes fully.
+struct FastRecordFields: Equatable {
+    var sequence: Int
+    var gateway: String
+
+    init(sequence: Int, gateway: String) {
+        self.sequence = sequence
+        self.gateway = gateway
+    }
+
+    init?(_ bytes: ArraySlice<UInt8>) {
+        guard bytes.first == UInt8(ascii: "{"), bytes.last == UInt8(ascii: "}"),
+            Self.find(Self.versionKey, in: bytes) != nil,
+            let seqStart = Self.find(Self.sequenceKey, in: bytes),
+            let gatewayStart = Self.find(Self.gatewayKey, in: bytes)
+        else { return nil }
+        var index = seqStart
+        var value = 0
+        var digits = 0
+        while index < bytes.endIndex, let digit = Self.digit(bytes[index]), digits < 18 {
+            value = value * 10 + digit
+            digits += 1
+            index += 1
+        }
+        guard digits > 0, index < bytes.endIndex, bytes[index] == UInt8(ascii: ",") || bytes[index] == UInt8(ascii: "}") else {
+            return nil
+        }
+        guard let close = bytes[gatewayStart...].firstIndex(of: UInt8(ascii: "\"")),
+            !bytes[gatewayStart..<close].contains(UInt8(ascii: "\\"))
+        else { return nil }
+        self.sequence = value
+        self.gateway = String(decoding: bytes[gatewayStart..<close], as: UTF8.self)
+    }
+
+    static let versionKey = Array("\"v\":1".utf8)
+    static let sequenceKey = Array("\"seq\":".utf8)
+    static let gatewayKey = Array("\"gateway\":\"".utf8)
+
+    static func digit(_ byte: UInt8) -> Int? {
+        byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") ? Int(byte - UInt8(ascii: "0")) : nil
+    }
+
+    /// The index just past the first occurrence of `needle`.
+    static func find(_ needle: [UInt8], in bytes: ArraySlice<UInt8>) -> Int? {
+        guard let first = needle.first, bytes.count >= needle.count else { return nil }
+        var index = bytes.startIndex
+        let last = bytes.endIndex - needle.count
+        while index <= last {
+            if bytes[index] == first && bytes[index..<index + needle.count].elementsEqual(needle) { return index + needle.count }
+            index += 1
+        }
+        return nil
+    }
+}
