@@ -68,6 +68,26 @@ public enum AuditLogReader {
         return indexes
     }
 
+    /// One record met while scanning.
+    public struct Visit {
+        public var segment: String
+        public var offset: Int
+        public var payload: ArraySlice<UInt8>
+        public var sequence: Int
+        public var gateway: String
+        /// Decoded only when asked for (`decode: true`).
+        public var record: AuditRecord?
+    }
+
+    /// What a scan found besides the records.
+    public struct ScanSummary {
+        public var records: Int
+        /// Bytes of framed records.
+        public var bytes: Int
+        public var tornTail: AuditLogContents.TornTail?
+        public var lastSegment: (index: Int, end: Int)?
+    }
+
     /// Reads every record; `progress` is told the segment being read and how many there are.
     public static func read(
         directory: String,
@@ -76,37 +96,72 @@ public enum AuditLogReader {
         decode: Bool = true,
         progress: ((_ segment: Int, _ of: Int) -> Void)? = nil
     ) throws(AuditLogError) -> AuditLogContents {
+        var entries: [AuditLogContents.Entry] = []
+        let summary = try scan(directory: directory, resumingAt: resume, until: stop, decode: decode, progress: progress) { visit in
+            entries.append(
+                .init(
+                    segment: visit.segment,
+                    offset: visit.offset,
+                    bytes: Array(visit.payload),
+                    sequence: visit.sequence,
+                    gateway: visit.gateway,
+                    record: visit.record
+                )
+            )
+        }
+        return AuditLogContents(
+            firstSequence: resume?.sequence ?? 0,
+            entries: entries,
+            tornTail: summary.tornTail,
+            lastSegment: summary.lastSegment
+        )
+    }
+
+    /// Visits every record in order without keeping them: framing, CRCs, segment continuity and
+    /// sequence numbers are checked on the way.
+    public static func scan(
+        directory: String,
+        resumingAt resume: ResumePoint? = nil,
+        until stop: ResumePoint? = nil,
+        decode: Bool = true,
+        progress: ((_ segment: Int, _ of: Int) -> Void)? = nil,
+        visit: (Visit) throws(AuditLogError) -> Void
+    ) throws(AuditLogError) -> ScanSummary {
         let indexes = try segmentIndexes(directory).filter { $0 >= (resume?.segment ?? 0) && $0 <= (stop?.segment ?? Int.max) }
         if let resume, indexes.first != resume.segment {
             throw AuditLogError(.corrupt, "segment \(SegmentFormat.fileName(index: resume.segment)) is missing")
         }
-        let base = resume?.sequence ?? 0
         // Records a signed checkpoint covers were durable before it was signed: damage among them is
         // corruption, never an interrupted write.
         let covered =
             (try? latestCheckpoint(directory: directory)).flatMap { $0 }.flatMap(SignedNote.init(text:))
             .flatMap { Checkpoint(body: $0.body) }?.size ?? 0
-        var contents = AuditLogContents(firstSequence: base, entries: [], tornTail: nil, lastSegment: nil)
+        var next = resume?.sequence ?? 0
+        var summary = ScanSummary(records: 0, bytes: 0, tornTail: nil, lastSegment: nil)
         for (position, index) in indexes.enumerated() {
             progress?(position + 1, indexes.count)
             let name = SegmentFormat.fileName(index: index)
-            var bytes = try FileIO.read(segmentsFolder(directory) + "/" + name)
-            if let stop, index == stop.segment { bytes = Array(bytes.prefix(stop.offset)) }
+            let limit = stop.flatMap { index == $0.segment ? $0.offset : nil }
+            let bytes = try FileIO.read(segmentsFolder(directory) + "/" + name, upTo: limit)
             let resumesHere = position == 0 && resume != nil
             let scan = try SegmentScan.scan(bytes, name: name, from: resumesHere ? resume?.offset ?? 0 : SegmentFormat.headerSize)
-            guard resumesHere || scan.firstSequence == base + contents.entries.count else {
+            guard resumesHere || scan.firstSequence == next else {
                 throw AuditLogError(
                     .corrupt,
-                    "segment \(name) starts at record \(scan.firstSequence), expected \(base + contents.entries.count): records are missing or a segment was replaced"
+                    "segment \(name) starts at record \(scan.firstSequence), expected \(next): records are missing or a segment was replaced"
                 )
             }
             let isLast = position == indexes.count - 1
             if let damage = scan.damage {
-                guard isLast, damage.trailingBytes <= tornTailLimit, base + contents.entries.count + scan.frames.count >= covered else {
+                guard isLast, damage.trailingBytes <= tornTailLimit, next + scan.frames.count >= covered else {
                     throw AuditLogError(.corrupt, "segment \(name) offset \(damage.offset): \(damage.reason)")
                 }
-                contents.tornTail = AuditLogContents.TornTail(
-                    segment: name, offset: damage.offset, bytes: damage.trailingBytes, reason: damage.reason)
+                summary.tornTail = AuditLogContents.TornTail(
+                    segment: name,
+                    offset: damage.offset,
+                    bytes: damage.trailingBytes,
+                    reason: damage.reason
+                )
             }
             for frame in scan.frames {
                 var record: AuditRecord?
@@ -121,21 +176,24 @@ public enum AuditLogReader {
                     }
                 }
                 guard let fields else { continue }
-                guard fields.sequence == base + contents.entries.count else {
+                guard fields.sequence == next else {
                     throw AuditLogError(
                         .corrupt,
-                        "segment \(name) offset \(frame.offset): record has seq \(fields.sequence), expected \(base + contents.entries.count) (a record was removed, added or reordered)"
+                        "segment \(name) offset \(frame.offset): record has seq \(fields.sequence), expected \(next) (a record was removed, added or reordered)"
                     )
                 }
-                contents.entries.append(
-                    .init(
-                        segment: name, offset: frame.offset, bytes: Array(frame.payload), sequence: fields.sequence,
-                        gateway: fields.gateway, record: record)
+                try visit(
+                    Visit(
+                        segment: name, offset: frame.offset, payload: frame.payload, sequence: next, gateway: fields.gateway, record: record
+                    )
                 )
+                next += 1
+                summary.records += 1
+                summary.bytes += SegmentFormat.frameHeaderSize + frame.payload.count
             }
-            if isLast { contents.lastSegment = (index, scan.end) }
+            if isLast { summary.lastSegment = (index, scan.end) }
         }
-        return contents
+        return summary
     }
 
     /// The latest signed checkpoint's text, or nil when none was written yet.

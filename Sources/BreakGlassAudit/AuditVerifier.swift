@@ -28,28 +28,10 @@ public enum AuditVerifier {
         // that is still being written is never mistaken for a truncated one.
         var history = try AuditLogReader.checkpointHistory(directory: directory)
         if let latest = try AuditLogReader.latestCheckpoint(directory: directory) { history.append(latest) }
-        let contents = try AuditLogReader.read(directory: directory, decode: false, progress: progress)
-        var leaves: [MerkleTree.Hash] = []
-        leaves.reserveCapacity(contents.entries.count)
-        for entry in contents.entries {
-            guard entry.gateway == verifier.name else {
-                throw AuditLogError(
-                    .corrupt,
-                    "segment \(entry.segment) offset \(entry.offset): record \(entry.sequence) is from log \(entry.gateway), not \(verifier.name)"
-                )
-            }
-            leaves.append(MerkleTree.leafHash(entry.bytes))
-        }
-        var notes: [String] = []
-        if let torn = contents.tornTail {
-            notes.append(
-                "segment \(torn.segment) ends in \(torn.bytes) bytes of an interrupted write at offset \(torn.offset) (never acknowledged; cleared when the gateway starts)"
-            )
-        }
         var labelled: [(label: String, checkpoint: Checkpoint)] = []
         for (position, text) in history.enumerated() {
             let label = position == history.count - 1 ? "the latest checkpoint" : "checkpoint \(position + 1) of the history"
-            let checkpoint = try parse(text, label: label, verifier: verifier, records: leaves.count)
+            let checkpoint = try parse(text, label: label, verifier: verifier)
             if let previous = labelled.last?.checkpoint, previous.size > checkpoint.size {
                 throw AuditLogError(
                     .rollback,
@@ -60,46 +42,69 @@ public enum AuditVerifier {
         }
         var trustedSize: Int?
         if let trustedCheckpoint {
-            let checkpoint = try parse(trustedCheckpoint, label: "the trusted checkpoint", verifier: verifier, records: leaves.count)
+            let checkpoint = try parse(trustedCheckpoint, label: "the trusted checkpoint", verifier: verifier)
             labelled.append(("the trusted checkpoint", checkpoint))
             trustedSize = checkpoint.size
         }
-        // One pass over the leaves gives the root at every checkpoint's size. Two checkpoints that
-        // both match the same records are consistent with each other by construction.
+        // One streaming pass: each record's leaf goes into the tree, and the root is compared with
+        // every checkpoint as the tree reaches its size. Two checkpoints that both match the records
+        // are consistent with each other by construction.
         let ordered = labelled.sorted { $0.checkpoint.size < $1.checkpoint.size }
-        var tree = AppendOnlyTree()
         var next = ordered.startIndex
-        for index in 0...leaves.count {
-            while next < ordered.endIndex, ordered[next].checkpoint.size == index {
+        var tree = AppendOnlyTree(keepsLeaves: false)
+        func compare() throws(AuditLogError) {
+            while next < ordered.endIndex, ordered[next].checkpoint.size == tree.size {
                 guard tree.root == ordered[next].checkpoint.root else {
                     throw AuditLogError(
                         .corrupt,
-                        "the first \(index) records do not match \(ordered[next].label): a record was altered, removed or reordered (with its CRC rewritten)"
+                        "the first \(tree.size) records do not match \(ordered[next].label): a record was altered, removed or reordered (with its CRC rewritten)"
                     )
                 }
                 next += 1
             }
-            if index < leaves.count { tree.append(leafHash: leaves[index]) }
         }
-        let checked = history.count
+        try compare()
+        let summary = try AuditLogReader.scan(directory: directory, decode: false, progress: progress) { visit throws(AuditLogError) in
+            guard visit.gateway == verifier.name else {
+                throw AuditLogError(
+                    .corrupt,
+                    "segment \(visit.segment) offset \(visit.offset): record \(visit.sequence) is from log \(visit.gateway), not \(verifier.name)"
+                )
+            }
+            tree.append(leafHash: MerkleTree.leafHash(visit.payload))
+            try compare()
+        }
+        if next < ordered.endIndex {
+            let longest = ordered[next]
+            throw AuditLogError(
+                .rollback,
+                "log is shorter than \(longest.label) (\(tree.size) records, the checkpoint covers \(longest.checkpoint.size)): rollback or truncation"
+            )
+        }
+        var notes: [String] = []
+        if let torn = summary.tornTail {
+            notes.append(
+                "segment \(torn.segment) ends in \(torn.bytes) bytes of an interrupted write at offset \(torn.offset) (never acknowledged; cleared when the gateway starts)"
+            )
+        }
         let latestSize = labelled.last(where: { $0.label == "the latest checkpoint" })?.checkpoint.size
         if history.isEmpty { notes.append("no signed checkpoint yet: nothing binds these records") }
-        if let latestSize, latestSize < leaves.count {
-            notes.append("\(leaves.count - latestSize) newest records are not yet covered by a signed checkpoint")
+        if let latestSize, latestSize < tree.size {
+            notes.append("\(tree.size - latestSize) newest records are not yet covered by a signed checkpoint")
         }
         return Report(
-            records: leaves.count,
-            bytes: contents.entries.reduce(0) { $0 + $1.bytes.count + SegmentFormat.frameHeaderSize },
-            root: MerkleTree.root(leaves[...]),
-            checkpointsChecked: checked,
+            records: tree.size,
+            bytes: summary.bytes,
+            root: tree.root,
+            checkpointsChecked: history.count,
             latestCheckpointSize: latestSize,
             trustedCheckpointSize: trustedSize,
             notes: notes
         )
     }
 
-    /// Parses one signed checkpoint and checks its origin, signature and size; returns it.
-    static func parse(_ text: String, label: String, verifier: NoteVerifier, records: Int) throws(AuditLogError) -> Checkpoint {
+    /// Parses one signed checkpoint and checks its origin and signature; returns it.
+    static func parse(_ text: String, label: String, verifier: NoteVerifier) throws(AuditLogError) -> Checkpoint {
         guard let note = SignedNote(text: text), let checkpoint = Checkpoint(body: note.body) else {
             throw AuditLogError(.badCheckpoint, "\(label) is not a well-formed signed checkpoint")
         }
@@ -108,12 +113,6 @@ public enum AuditVerifier {
         }
         guard note.isSigned(by: verifier) else {
             throw AuditLogError(.badCheckpoint, "\(label) is not signed by key \(verifier.keyString) (forged, or signed by another key)")
-        }
-        guard checkpoint.size <= records else {
-            throw AuditLogError(
-                .rollback,
-                "log is shorter than \(label) (\(records) records, the checkpoint covers \(checkpoint.size)): rollback or truncation"
-            )
         }
         return checkpoint
     }

@@ -45,13 +45,23 @@ struct FastRecordFields: Equatable {
 
     /// The index just past the first occurrence of `needle`.
     static func find(_ needle: [UInt8], in bytes: ArraySlice<UInt8>) -> Int? {
-        guard let first = needle.first, bytes.count >= needle.count else { return nil }
-        var index = bytes.startIndex
-        let last = bytes.endIndex - needle.count
-        while index <= last {
-            if bytes[index] == first && bytes[index..<index + needle.count].elementsEqual(needle) { return index + needle.count }
-            index += 1
+        bytes.withUnsafeBufferPointer { haystack -> Int? in
+            needle.withUnsafeBufferPointer { pattern -> Int? in
+                guard let first = pattern.first, haystack.count >= pattern.count else { return nil }
+                var index = 0
+                let last = haystack.count - pattern.count
+                outer: while index <= last {
+                    if haystack[index] == first {
+                        for offset in 1..<pattern.count where haystack[index + offset] != pattern[offset] {
+                            index += 1
+                            continue outer
+                        }
+                        return bytes.startIndex + index + pattern.count
+                    }
+                    index += 1
+                }
+                return nil
+            }
         }
-        return nil
     }
 }

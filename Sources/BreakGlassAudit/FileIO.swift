@@ -30,23 +30,30 @@ enum FileIO {
         guard written == bytes.count else { throw failure("cannot append to", path) }
     }
 
-    /// Reads a whole file (at most `limit` bytes).
-    static func read(_ path: String, limit: Int = 1 << 30) throws(AuditLogError) -> [UInt8] {
+    /// Reads a whole file (at most `limit` bytes), or its first `upTo` bytes.
+    static func read(_ path: String, limit: Int = 1 << 30, upTo: Int? = nil) throws(AuditLogError) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw failure("cannot open", path) }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw failure("cannot examine", path) }
         guard Int(info.st_size) <= limit else { throw AuditLogError(.io, "\(path) is larger than \(limit) bytes") }
-        var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
-        var filled = 0
-        while filled < bytes.count {
-            let count = bytes[filled...].withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(filled)) }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { break }
-            filled += count
+        let size = min(Int(info.st_size), upTo ?? Int.max)
+        var failed = false
+        // No zero fill: the buffer is read into directly.
+        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+            var filled = 0
+            while filled < size {
+                let result = pread(fd, buffer.baseAddress.map { $0 + filled }, size - filled, off_t(filled))
+                if result < 0 && errno == EINTR { continue }
+                if result < 0 { failed = true }
+                guard result > 0 else { break }
+                filled += result
+            }
+            count = filled
         }
-        return Array(bytes.prefix(filled))
+        guard !failed else { throw failure("cannot read", path) }
+        return bytes
     }
 
     /// Writes all bytes at an offset.
