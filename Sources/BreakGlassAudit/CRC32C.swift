@@ -1,20 +1,58 @@
 /// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), as storage formats frame records with.
+/// Eight bytes at a time (slicing-by-8), then byte by byte.
 public enum CRC32C {
-    private static let table: [UInt32] = (0..<256).map { index in
-        var crc = UInt32(index)
-        for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0x82F6_3B78 : crc >> 1 }
-        return crc
-    }
+    /// tables[k][i]: the CRC of byte i followed by k zero bytes.
+    private static let tables: [[UInt32]] = {
+        var first = [UInt32](repeating: 0, count: 256)
+        for index in 0..<256 {
+            var crc = UInt32(index)
+            for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0x82F6_3B78 : crc >> 1 }
+            first[index] = crc
+        }
+        var tables = [first]
+        for k in 1..<8 {
+            tables.append(
+                (0..<256).map { index in
+                    let previous = tables[k - 1][index]
+                    return (previous >> 8) ^ first[Int(previous & 0xFF)]
+                })
+        }
+        return tables
+    }()
+
+    private static let flat: [UInt32] = tables.flatMap { $0 }
 
     public static func checksum(_ bytes: some Collection<UInt8>) -> UInt32 {
-        let fast = bytes.withContiguousStorageIfAvailable { buffer in update(0xFFFF_FFFF, buffer) }
-        return (fast ?? update(0xFFFF_FFFF, Array(bytes))) ^ 0xFFFF_FFFF
+        let fast = bytes.withContiguousStorageIfAvailable { buffer in update(0xFFFF_FFFF, UnsafeRawBufferPointer(buffer)) }
+        return (fast ?? Array(bytes).withUnsafeBytes { update(0xFFFF_FFFF, $0) }) ^ 0xFFFF_FFFF
     }
 
-    private static func update(_ start: UInt32, _ bytes: some Collection<UInt8>) -> UInt32 {
-        table.withUnsafeBufferPointer { table in
+    /// The reference byte-at-a-time computation (for tests).
+    public static func checksumBytewise(_ bytes: some Sequence<UInt8>) -> UInt32 {
+        var crc: UInt32 = 0xFFFF_FFFF
+        for byte in bytes { crc = tables[0][Int((crc ^ UInt32(byte)) & 0xFF)] ^ (crc >> 8) }
+        return crc ^ 0xFFFF_FFFF
+    }
+
+    private static func update(_ start: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        flat.withUnsafeBufferPointer { t in
             var crc = start
-            for byte in bytes { crc = table[Int((crc ^ UInt32(byte)) & 0xFF)] ^ (crc >> 8) }
+            var index = 0
+            let count = bytes.count
+            while count - index >= 8 {
+                let one = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: index, as: UInt32.self)) ^ crc
+                let two = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: index + 4, as: UInt32.self))
+                crc =
+                    t[7 * 256 + Int(one & 0xFF)] ^ t[6 * 256 + Int((one >> 8) & 0xFF)]
+                    ^ t[5 * 256 + Int((one >> 16) & 0xFF)] ^ t[4 * 256 + Int(one >> 24)]
+                    ^ t[3 * 256 + Int(two & 0xFF)] ^ t[2 * 256 + Int((two >> 8) & 0xFF)]
+                    ^ t[1 * 256 + Int((two >> 16) & 0xFF)] ^ t[Int(two >> 24)]
+                index += 8
+            }
+            while index < count {
+                crc = t[Int((crc ^ UInt32(bytes[index])) & 0xFF)] ^ (crc >> 8)
+                index += 1
+            }
             return crc
         }
     }

@@ -12,10 +12,12 @@ struct FastRecordFields: Equatable {
     }
 
     init?(_ bytes: ArraySlice<UInt8>) {
+        // Keys are sorted, so `"gateway"` comes before `"seq"`, and `"v"` is usually the last key.
         guard bytes.first == UInt8(ascii: "{"), bytes.last == UInt8(ascii: "}"),
-            Self.find(Self.versionKey, in: bytes) != nil,
-            let seqStart = Self.find(Self.sequenceKey, in: bytes),
-            let gatewayStart = Self.find(Self.gatewayKey, in: bytes)
+            bytes.suffix(Self.versionKey.count + 1).dropLast().elementsEqual(Self.versionKey)
+                || Self.find(Self.versionKey, in: bytes) != nil,
+            let gatewayStart = Self.find(Self.gatewayKey, in: bytes),
+            let seqStart = Self.find(Self.sequenceKey, in: bytes[gatewayStart...])
         else { return nil }
         var index = seqStart
         var value = 0
