@@ -425,14 +425,14 @@ struct PolicyBuilder {
             reader.report(node, path, "\(absolute) is not a regular file")
             return nil
         }
-        if privateKey && (info.st_mode & 0o077) != 0 {
-            let mode = String(info.st_mode & 0o777, radix: 8)
-            reader.report(
-                node,
-                path,
-                "private key \(absolute) has mode \(mode): it must not be readable or writable by group or others (chmod 600 \(absolute))"
-            )
-            return nil
+        if privateKey {
+            // The same checks the gateway makes when it reads the key (owner, mode, size).
+            do throws(KeyFileError) {
+                _ = try KeyFile.readPrivate(path: absolute)
+            } catch {
+                reader.report(node, path, "private key \(error.description)")
+                return nil
+            }
         }
         guard access(absolute, R_OK) == 0 else {
             reader.report(node, path, "\(absolute) is not readable by this process")

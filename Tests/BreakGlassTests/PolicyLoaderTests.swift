@@ -172,7 +172,7 @@ import Testing
             let issue = try #require(error.issues.first)
             #expect(issue.keyPath == "gateway.token_key")
             #expect(issue.line == 5)
-            #expect(issue.message.contains("has mode 644: it must not be readable or writable by group or others (chmod 600"))
+            #expect(issue.message.contains("has mode 644: a private key must not be readable or writable by group or others (chmod 600)"))
         }
     }
 
