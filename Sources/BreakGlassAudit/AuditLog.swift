@@ -342,8 +342,10 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
             }
             // Group commit: when fewer events wait than the last batch held, the callers of that batch
             // are probably still coming back; give them a moment so that one flush serves them all.
-            if !closing, queue.count < lastBatchSize / 2 {
-                _ = condition.wait(until: Date().addingTimeInterval(Self.gatherWindow))
+            let target = lastBatchSize * 3 / 4
+            if !closing, queue.count < target {
+                let deadline = Date().addingTimeInterval(Self.gatherWindow)
+                while !closing, queue.count < target, condition.wait(until: deadline) {}
             }
             let batch = Array(queue.prefix(options.maximumBatch))
             lastBatchSize = batch.count
@@ -522,7 +524,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     }
 
     /// Longest a batch waits for more events (seconds): a fraction of one fdatasync.
-    static let gatherWindow: TimeInterval = 0.0002
+    static let gatherWindow: TimeInterval = 0.001
 
     /// Largest single write; half the reader's torn-tail limit.
     static let maximumWrite = AuditLogReader.tornTailLimit / 2
