@@ -20,8 +20,6 @@ public struct AuditLogContents: Sendable {
         public var reason: String
     }
 
-    /// The sequence number of `entries[0]` (0 unless reading resumed after a saved state).
-    public var firstSequence = 0
     public var entries: [Entry]
     public var tornTail: TornTail?
     /// The last segment's index and the offset just past its last good frame.
@@ -110,7 +108,6 @@ public enum AuditLogReader {
             )
         }
         return AuditLogContents(
-            firstSequence: resume?.sequence ?? 0,
             entries: entries,
             tornTail: summary.tornTail,
             lastSegment: summary.lastSegment

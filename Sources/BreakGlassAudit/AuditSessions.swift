@@ -63,11 +63,6 @@ public enum AuditSessions {
         return order.compactMap { sessions[$0] }
     }
 
-    /// The records that belong to one session, in order.
-    public static func records(of session: String, in records: [AuditRecord]) -> [AuditRecord] {
-        records.filter { $0.event.fields["session"] == .string(session) }
-    }
-
     static func text(_ event: AuditEvent, _ key: String) -> String? {
         if case .string(let value) = event.fields[key] { return value }
         return nil

@@ -34,9 +34,10 @@ struct AuditCommand: AsyncParsableCommand {
         return (verifier, fromFolder)
     }
 
-    static func records(_ directory: String) throws -> [AuditRecord] {
+    /// Every entry of the log, as stored; records are decoded only when asked for.
+    static func entries(_ directory: String, decode: Bool = true) throws -> [AuditLogContents.Entry] {
         do throws(AuditLogError) {
-            return try AuditLogReader.read(directory: directory).entries.compactMap(\.record)
+            return try AuditLogReader.read(directory: directory, decode: decode).entries
         } catch {
             throw CLIFailure(message: "cannot read \(directory): \(error.message)")
         }
@@ -118,7 +119,7 @@ struct AuditCommand: AsyncParsableCommand {
             try await reporting {
                 let sinceDate = try since.map(Self.date)
                 let untilDate = try until.map(Self.date)
-                let sessions = AuditSessions.summarize(try AuditCommand.records(directory)).filter { session in
+                let sessions = AuditSessions.summarize(try AuditCommand.entries(directory).compactMap(\.record)).filter { session in
                     (sinceDate.map { session.startedAt >= $0 } ?? true) && (untilDate.map { session.startedAt < $0 } ?? true)
                         && (user.map { session.user == $0 } ?? true) && (pathway.map { session.pathway == $0 } ?? true)
                 }
@@ -170,12 +171,10 @@ struct AuditCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reporting {
-                let events = AuditSessions.records(of: session, in: try AuditCommand.records(directory))
+                // The stored bytes, exactly as they were hashed into the tree.
+                let events = try AuditCommand.entries(directory).filter { $0.record?.event.fields["session"] == .string(session) }
                 guard !events.isEmpty else { throw CLIFailure(message: "no events for session \(session) in \(directory)") }
-                for record in events {
-                    guard let bytes = try? record.encoded() else { continue }
-                    print(String(decoding: bytes, as: UTF8.self))
-                }
+                for entry in events { print(String(decoding: entry.bytes, as: UTF8.self)) }
             }
         }
     }
@@ -199,14 +198,9 @@ struct AuditCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reporting {
-                let contents: AuditLogContents
-                do throws(AuditLogError) {
-                    contents = try AuditLogReader.read(directory: directory)
-                } catch {
-                    throw CLIFailure(message: "cannot read \(directory): \(error.message)")
-                }
+                let entries = try AuditCommand.entries(directory, decode: format == .csv)
                 if format == .csv { print(Self.columns.joined(separator: ",") + ",details") }
-                for entry in contents.entries {
+                for entry in entries {
                     switch format {
                     case .jsonl:
                         print(String(decoding: entry.bytes, as: UTF8.self))
@@ -303,9 +297,8 @@ struct AuditCommand: AsyncParsableCommand {
                 guard let note = try? AuditLogReader.latestCheckpoint(directory: directory), let signed = SignedNote(text: note),
                     let checkpoint = BreakGlassAudit.Checkpoint(body: signed.body)
                 else { throw CLIFailure(message: "\(directory) has no valid checkpoint yet") }
-                let leaves = try AuditCommand.records(directory).map { record in
-                    MerkleTree.leafHash((try? record.encoded()) ?? [])
-                }
+                // Leaves from the stored bytes: re-encoding decoded records need not give the same bytes.
+                let leaves = try AuditCommand.entries(directory, decode: false).map { MerkleTree.leafHash($0.bytes) }
                 guard checkpoint.size <= leaves.count else {
                     throw CLIFailure(message: "the log is shorter than its checkpoint; run audit verify")
                 }

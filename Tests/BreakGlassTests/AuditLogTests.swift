@@ -154,7 +154,7 @@ import Testing
         let user = Array("user4".utf8)
         let position = try #require(Self.find(user, in: payload))
         payload[position + 4] = UInt8(ascii: "9")
-        let frame = Array(SegmentFormatTestHelper.frame(payload))
+        let frame = SegmentFormat.frame(payload)
         bytes.replaceSubrange(entry.offset..<entry.offset + frame.count, with: frame)
         try Data(bytes).write(to: URL(fileURLWithPath: fixture.segment))
         let text = message { _ = try fixture.verify() }
@@ -355,13 +355,6 @@ import Testing
     static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
         guard needle.count <= haystack.count else { return nil }
         return (0...(haystack.count - needle.count)).first { Array(haystack[$0..<$0 + needle.count]) == needle }
-    }
-}
-
-/// Frames bytes the way segments do (length, CRC-32C, payload), for tests that rewrite records.
-enum SegmentFormatTestHelper {
-    static func frame(_ payload: [UInt8]) -> [UInt8] {
-        SegmentFormat.frame(payload)
     }
 }
 
