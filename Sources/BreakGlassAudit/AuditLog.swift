@@ -241,7 +241,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
             resumedAt = resume
             resumedRoot = saved.root
         }
-        let contents = try AuditLogReader.read(directory: directory, resumingAt: resume, decode: false)
+        let contents = try AuditLogReader.read(directory: directory, resumingAt: resume, decode: false, checkpointSize: latest?.size ?? 0)
         var rootAtCheckpoint: MerkleTree.Hash? = resume == nil && latest?.size == 0 ? MerkleTree.emptyRoot : nil
         for entry in contents.entries {
             guard entry.gateway == origin else {

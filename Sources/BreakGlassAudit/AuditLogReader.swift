@@ -92,10 +92,18 @@ public enum AuditLogReader {
         resumingAt resume: ResumePoint? = nil,
         until stop: ResumePoint? = nil,
         decode: Bool = true,
+        checkpointSize: Int? = nil,
         progress: ((_ segment: Int, _ of: Int) -> Void)? = nil
     ) throws(AuditLogError) -> AuditLogContents {
         var entries: [AuditLogContents.Entry] = []
-        let summary = try scan(directory: directory, resumingAt: resume, until: stop, decode: decode, progress: progress) { visit in
+        let summary = try scan(
+            directory: directory,
+            resumingAt: resume,
+            until: stop,
+            decode: decode,
+            checkpointSize: checkpointSize,
+            progress: progress
+        ) { visit in
             entries.append(
                 .init(
                     segment: visit.segment,
@@ -121,6 +129,7 @@ public enum AuditLogReader {
         resumingAt resume: ResumePoint? = nil,
         until stop: ResumePoint? = nil,
         decode: Bool = true,
+        checkpointSize: Int? = nil,
         progress: ((_ segment: Int, _ of: Int) -> Void)? = nil,
         visit: (Visit) throws(AuditLogError) -> Void
     ) throws(AuditLogError) -> ScanSummary {
@@ -129,9 +138,10 @@ public enum AuditLogReader {
             throw AuditLogError(.corrupt, "segment \(SegmentFormat.fileName(index: resume.segment)) is missing")
         }
         // Records a signed checkpoint covers were durable before it was signed: damage among them is
-        // corruption, never an interrupted write.
+        // corruption, never an interrupted write. Callers that read the checkpoint already pass its size.
         let covered =
-            (try? latestCheckpoint(directory: directory)).flatMap { $0 }.flatMap(SignedNote.init(text:))
+            checkpointSize
+            ?? (try? latestCheckpoint(directory: directory)).flatMap { $0 }.flatMap(SignedNote.init(text:))
             .flatMap { Checkpoint(body: $0.body) }?.size ?? 0
         var next = resume?.sequence ?? 0
         var summary = ScanSummary(records: 0, bytes: 0, tornTail: nil, lastSegment: nil)

@@ -64,7 +64,13 @@ public enum AuditVerifier {
             }
         }
         try compare()
-        let summary = try AuditLogReader.scan(directory: directory, decode: false, progress: progress) { visit throws(AuditLogError) in
+        let latestSize = labelled.last(where: { $0.label == "the latest checkpoint" })?.checkpoint.size
+        let summary = try AuditLogReader.scan(
+            directory: directory,
+            decode: false,
+            checkpointSize: latestSize ?? 0,
+            progress: progress
+        ) { visit throws(AuditLogError) in
             guard visit.gateway == verifier.name else {
                 throw AuditLogError(
                     .corrupt,
@@ -87,7 +93,6 @@ public enum AuditVerifier {
                 "segment \(torn.segment) ends in \(torn.bytes) bytes of an interrupted write at offset \(torn.offset) (never acknowledged; cleared when the gateway starts)"
             )
         }
-        let latestSize = labelled.last(where: { $0.label == "the latest checkpoint" })?.checkpoint.size
         if history.isEmpty { notes.append("no signed checkpoint yet: nothing binds these records") }
         if let latestSize, latestSize < tree.size {
             notes.append("\(tree.size - latestSize) newest records are not yet covered by a signed checkpoint")
