@@ -54,7 +54,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     private var writerFinished = false
 
     // Writer thread only (and `open` before the thread starts).
-    private var tree = AppendOnlyTree(keepsLeaves: false)
+    private var tree = AppendOnlyTree()
     private var segmentIndex = 0
     private var segmentFD: Int32 = -1
     private var segmentEnd = 0
@@ -97,9 +97,10 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
             // sequence, root against the checkpoint) in the background, and any damage stops the log.
             Thread.detachNewThread {
                 do {
-                    let contents = try AuditLogReader.read(directory: log.directory, until: resumed, decode: false)
-                    var tree = AppendOnlyTree(keepsLeaves: false)
-                    for entry in contents.entries { tree.append(leafHash: MerkleTree.leafHash(entry.bytes)) }
+                    var tree = AppendOnlyTree()
+                    _ = try AuditLogReader.scan(directory: log.directory, until: resumed, decode: false, hashLeaves: true) { visit in
+                        tree.append(leaf: visit.leaf ?? TreeHash.leaf(visit.payload))
+                    }
                     guard tree.size >= resumed.sequence else {
                         throw AuditLogError(
                             .rollback,
@@ -241,18 +242,26 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
             resumedAt = resume
             resumedRoot = saved.root
         }
-        let contents = try AuditLogReader.read(directory: directory, resumingAt: resume, decode: false, checkpointSize: latest?.size ?? 0)
         var rootAtCheckpoint: MerkleTree.Hash? = resume == nil && latest?.size == 0 ? MerkleTree.emptyRoot : nil
-        for entry in contents.entries {
-            guard entry.gateway == origin else {
+        let origin = origin
+        var tree = tree
+        let contents = try AuditLogReader.scan(
+            directory: directory,
+            resumingAt: resume,
+            decode: false,
+            checkpointSize: latest?.size ?? 0,
+            hashLeaves: true
+        ) { visit throws(AuditLogError) in
+            guard visit.gateway == origin else {
                 throw AuditLogError(
                     .corrupt,
-                    "segment \(entry.segment) offset \(entry.offset): record \(entry.sequence) belongs to log \(entry.gateway), not \(origin)"
+                    "segment \(visit.segment) offset \(visit.offset): record \(visit.sequence) belongs to log \(visit.gateway), not \(origin)"
                 )
             }
-            tree.append(leafHash: MerkleTree.leafHash(entry.bytes))
+            tree.append(leaf: visit.leaf ?? TreeHash.leaf(visit.payload))
             if resume == nil, tree.size == latest?.size { rootAtCheckpoint = tree.root }
         }
+        self.tree = tree
         if let latest {
             guard latest.size <= tree.size else {
                 throw AuditLogError(
@@ -269,7 +278,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
             lastCheckpointSize = latest.size
         }
         logger.info(
-            "audit log recovery", metadata: ["resumed_at": "\(resume?.sequence ?? 0)", "records_read": "\(contents.entries.count)"])
+            "audit log recovery", metadata: ["resumed_at": "\(resume?.sequence ?? 0)", "records_read": "\(contents.records)"])
         let segments = AuditLogReader.segmentsFolder(directory)
         if let last = contents.lastSegment {
             segmentIndex = last.index
@@ -442,7 +451,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
             }
             segmentEnd += frames.count
             let first = tree.size
-            for item in chunk { tree.append(leafHash: MerkleTree.leafHash(item.bytes)) }
+            for item in chunk { tree.append(entry: item.bytes) }
             condition.lock()
             durableSize = tree.size
             condition.unlock()

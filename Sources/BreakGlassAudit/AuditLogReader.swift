@@ -75,6 +75,8 @@ public enum AuditLogReader {
         public var gateway: String
         /// Decoded only when asked for (`decode: true`).
         public var record: AuditRecord?
+        /// The record's leaf hash, when asked for (`hashLeaves: true`).
+        var leaf: TreeHash?
     }
 
     /// What a scan found besides the records.
@@ -130,6 +132,7 @@ public enum AuditLogReader {
         until stop: ResumePoint? = nil,
         decode: Bool = true,
         checkpointSize: Int? = nil,
+        hashLeaves: Bool = false,
         progress: ((_ segment: Int, _ of: Int) -> Void)? = nil,
         visit: (Visit) throws(AuditLogError) -> Void
     ) throws(AuditLogError) -> ScanSummary {
@@ -145,13 +148,24 @@ public enum AuditLogReader {
             .flatMap { Checkpoint(body: $0.body) }?.size ?? 0
         var next = resume?.sequence ?? 0
         var summary = ScanSummary(records: 0, bytes: 0, tornTail: nil, lastSegment: nil)
+        let work = SegmentScan.Work(hashLeaves: hashLeaves, findFields: !decode)
+        let jobs = indexes.enumerated().map { position, index in
+            SegmentPrefetcher.Job(
+                path: segmentsFolder(directory) + "/" + SegmentFormat.fileName(index: index),
+                name: SegmentFormat.fileName(index: index),
+                limit: stop.flatMap { index == $0.segment ? $0.offset : nil },
+                start: position == 0 ? resume?.offset ?? SegmentFormat.headerSize : SegmentFormat.headerSize,
+                work: work
+            )
+        }
+        // With several segments, the next one is read and checked while this one is visited.
+        let prefetcher = jobs.count > 1 ? SegmentPrefetcher(jobs: jobs) : nil
+        defer { prefetcher?.cancel() }
         for (position, index) in indexes.enumerated() {
             progress?(position + 1, indexes.count)
-            let name = SegmentFormat.fileName(index: index)
-            let limit = stop.flatMap { index == $0.segment ? $0.offset : nil }
-            let bytes = try FileIO.read(segmentsFolder(directory) + "/" + name, upTo: limit)
+            let name = jobs[position].name
+            let (bytes, scan) = try (prefetcher?.next() ?? SegmentPrefetcher.load(jobs[position])).get()
             let resumesHere = position == 0 && resume != nil
-            let scan = try SegmentScan.scan(bytes, name: name, from: resumesHere ? resume?.offset ?? 0 : SegmentFormat.headerSize)
             guard resumesHere || scan.firstSequence == next else {
                 throw AuditLogError(
                     .corrupt,
@@ -170,12 +184,13 @@ public enum AuditLogReader {
                     reason: damage.reason
                 )
             }
-            for frame in scan.frames {
+            for (frameIndex, frame) in scan.frames.enumerated() {
+                let payload = bytes[frame.payloadStart..<frame.payloadEnd]
                 var record: AuditRecord?
-                var fields = decode ? nil : FastRecordFields(frame.payload)
+                var fields = decode ? nil : scan.fields[frameIndex]
                 if fields == nil {
                     do throws(AuditLogError) {
-                        let decoded = try AuditRecord(decoding: frame.payload)
+                        let decoded = try AuditRecord(decoding: payload)
                         record = decoded
                         fields = FastRecordFields(sequence: decoded.sequence, gateway: decoded.gateway)
                     } catch {
@@ -191,12 +206,18 @@ public enum AuditLogReader {
                 }
                 try visit(
                     Visit(
-                        segment: name, offset: frame.offset, payload: frame.payload, sequence: next, gateway: fields.gateway, record: record
+                        segment: name,
+                        offset: frame.offset,
+                        payload: payload,
+                        sequence: next,
+                        gateway: fields.gateway,
+                        record: record,
+                        leaf: hashLeaves ? scan.leaves[frameIndex] : nil
                     )
                 )
                 next += 1
                 summary.records += 1
-                summary.bytes += SegmentFormat.frameHeaderSize + frame.payload.count
+                summary.bytes += SegmentFormat.frameHeaderSize + frame.length
             }
             if isLast { summary.lastSegment = (index, scan.end) }
         }

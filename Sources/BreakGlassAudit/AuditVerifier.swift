@@ -51,7 +51,7 @@ public enum AuditVerifier {
         // are consistent with each other by construction.
         let ordered = labelled.sorted { $0.checkpoint.size < $1.checkpoint.size }
         var next = ordered.startIndex
-        var tree = AppendOnlyTree(keepsLeaves: false)
+        var tree = AppendOnlyTree()
         func compare() throws(AuditLogError) {
             while next < ordered.endIndex, ordered[next].checkpoint.size == tree.size {
                 guard tree.root == ordered[next].checkpoint.root else {
@@ -69,6 +69,7 @@ public enum AuditVerifier {
             directory: directory,
             decode: false,
             checkpointSize: latestSize ?? 0,
+            hashLeaves: true,
             progress: progress
         ) { visit throws(AuditLogError) in
             guard visit.gateway == verifier.name else {
@@ -77,7 +78,7 @@ public enum AuditVerifier {
                     "segment \(visit.segment) offset \(visit.offset): record \(visit.sequence) is from log \(visit.gateway), not \(verifier.name)"
                 )
             }
-            tree.append(leafHash: MerkleTree.leafHash(visit.payload))
+            tree.append(leaf: visit.leaf ?? TreeHash.leaf(visit.payload))
             try compare()
         }
         if next < ordered.endIndex {

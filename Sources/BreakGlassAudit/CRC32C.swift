@@ -27,6 +27,10 @@ public enum CRC32C {
         return (fast ?? Array(bytes).withUnsafeBytes { update(0xFFFF_FFFF, $0) }) ^ 0xFFFF_FFFF
     }
 
+    public static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        update(0xFFFF_FFFF, bytes) ^ 0xFFFF_FFFF
+    }
+
     /// The reference byte-at-a-time computation (for tests).
     public static func checksumBytewise(_ bytes: some Sequence<UInt8>) -> UInt32 {
         var crc: UInt32 = 0xFFFF_FFFF

@@ -144,48 +144,52 @@ public enum MerkleTree {
     }
 }
 
-/// A Merkle tree that grows by appending; it keeps every leaf hash and the compact range of
-/// subtree roots, so the root after each append costs O(log n).
+/// A Merkle tree that grows by appending; it keeps only the compact range of subtree roots, so
+/// an append costs O(1) amortised and the root O(log n).
 public struct AppendOnlyTree: Sendable {
-    /// Every leaf hash, when kept (for proofs); empty otherwise.
-    public private(set) var leaves: [MerkleTree.Hash] = []
     /// Roots of the perfect subtrees that make up the tree, largest first.
-    public private(set) var frontier: [(size: Int, hash: MerkleTree.Hash)] = []
+    private var nodes: [(size: Int, hash: TreeHash)] = []
     public private(set) var size = 0
-    public let keepsLeaves: Bool
 
-    public init(keepsLeaves: Bool = true) {
-        self.keepsLeaves = keepsLeaves
-    }
+    public init() {}
 
-    /// A tree that continues from a saved frontier (its leaves are not kept); nil when the frontier
-    /// is not one (sizes must be distinct powers of two, largest first).
+    /// A tree that continues from a saved frontier; nil when the frontier is not one (sizes must
+    /// be distinct powers of two, largest first, and hashes 32 bytes).
     public init?(frontier: [(size: Int, hash: MerkleTree.Hash)]) {
         var previous = Int.max
         for node in frontier {
-            guard node.size > 0, node.size & (node.size - 1) == 0, node.size < previous, node.hash.count == 32 else { return nil }
+            guard node.size > 0, node.size & (node.size - 1) == 0, node.size < previous, node.hash.count == 32,
+                let hash = TreeHash(node.hash)
+            else { return nil }
             previous = node.size
+            nodes.append((node.size, hash))
         }
-        self.keepsLeaves = false
-        self.frontier = frontier
         self.size = frontier.reduce(0) { $0 + $1.size }
     }
 
-    public mutating func append(leafHash: MerkleTree.Hash) {
-        if keepsLeaves { leaves.append(leafHash) }
+    /// Roots of the perfect subtrees that make up the tree, largest first.
+    public var frontier: [(size: Int, hash: MerkleTree.Hash)] { nodes.map { ($0.size, $0.hash.bytes) } }
+
+    /// Appends the record `entry` (its leaf hash is computed here).
+    public mutating func append(entry: some Collection<UInt8>) {
+        let leaf = entry.withContiguousStorageIfAvailable { TreeHash.leaf(UnsafeRawBufferPointer($0)) }
+        append(leaf: leaf ?? Array(entry).withUnsafeBytes { TreeHash.leaf($0) })
+    }
+
+    mutating func append(leaf: TreeHash) {
         size += 1
-        var node = (size: 1, hash: leafHash)
-        while let last = frontier.last, last.size == node.size {
-            frontier.removeLast()
-            node = (size: last.size * 2, hash: MerkleTree.nodeHash(last.hash, node.hash))
+        var node = (size: 1, hash: leaf)
+        while let last = nodes.last, last.size == node.size {
+            nodes.removeLast()
+            node = (size: last.size * 2, hash: TreeHash.node(last.hash, node.hash))
         }
-        frontier.append(node)
+        nodes.append(node)
     }
 
     /// The root of the whole tree.
     public var root: MerkleTree.Hash {
-        guard var hash = frontier.last?.hash else { return MerkleTree.emptyRoot }
-        for node in frontier.dropLast().reversed() { hash = MerkleTree.nodeHash(node.hash, hash) }
-        return hash
+        guard var hash = nodes.last?.hash else { return MerkleTree.emptyRoot }
+        for node in nodes.dropLast().reversed() { hash = TreeHash.node(node.hash, hash) }
+        return hash.bytes
     }
 }

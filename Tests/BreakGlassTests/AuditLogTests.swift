@@ -144,6 +144,31 @@ import Testing
         #expect(await Self.stopReason(fixture) == text)
     }
 
+    /// Large segments are checked by several tasks at once; the first damaged record is still the
+    /// one named, whichever task meets damage first.
+    @Test func firstDamagedRecordOfALargeSegmentIsNamed() async throws {
+        let fixture = try Fixture()
+        defer { fixture.folder.remove() }
+        let log = try fixture.open(segmentSize: 8 << 20)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for writer in 0..<16 {
+                group.addTask {
+                    for index in stride(from: writer, to: 7000, by: 16) { _ = try await log.append(AuditLogTests.event(index)) }
+                }
+            }
+            try await group.waitForAll()
+        }
+        await log.close()
+        #expect(try fixture.verify().records == 7000)
+        let entries = try AuditLogReader.read(directory: fixture.directory).entries
+        #expect(Set(entries.map(\.segment)) == ["00000001.seg"])
+        var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: fixture.segment)))
+        for damaged in [6500, 2500] { bytes[entries[damaged].offset + 8 + 30] ^= 0x20 }
+        try Data(bytes).write(to: URL(fileURLWithPath: fixture.segment))
+        let text = message { _ = try fixture.verify() }
+        #expect(text == "segment 00000001.seg offset \(entries[2500].offset): the record fails its CRC-32C check (altered or damaged)")
+    }
+
     @Test func alteredRecordWithRewrittenCRCIsCaughtByTheCheckpoint() async throws {
         let fixture = try Fixture()
         defer { fixture.folder.remove() }

@@ -39,7 +39,7 @@ import Testing
         for size in 1...8 {
             #expect(MerkleTree.root(Self.leaves.prefix(size)) == Self.bytes(Self.roots[size - 1]), "size \(size)")
             var tree = AppendOnlyTree()
-            for leaf in Self.leaves.prefix(size) { tree.append(leafHash: leaf) }
+            for entry in Self.entries.prefix(size) { tree.append(entry: entry) }
             #expect(tree.root == Self.bytes(Self.roots[size - 1]))
         }
     }

@@ -1,0 +1,58 @@
+import Crypto
+
+/// A SHA-256 value held inline (no heap storage), for the hot loops that hash millions of leaves.
+struct TreeHash: Sendable, Equatable {
+    private var words: (UInt64, UInt64, UInt64, UInt64)
+
+    /// All zero bits (a placeholder, never a real hash).
+    static let zero = TreeHash(words: (0, 0, 0, 0))
+
+    private init(words: (UInt64, UInt64, UInt64, UInt64)) {
+        self.words = words
+    }
+
+    /// The first 32 bytes of `bytes`; nil when there are fewer.
+    init?(_ bytes: some Collection<UInt8>) {
+        guard bytes.count >= 32 else { return nil }
+        words = (0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &words) { raw in
+            for (index, byte) in bytes.prefix(32).enumerated() { raw[index] = byte }
+        }
+    }
+
+    private init(_ digest: SHA256.Digest) {
+        words = (0, 0, 0, 0)
+        digest.withUnsafeBytes { source in
+            withUnsafeMutableBytes(of: &words) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: source.prefix(32))) }
+        }
+    }
+
+    static func == (left: TreeHash, right: TreeHash) -> Bool {
+        left.words.0 == right.words.0 && left.words.1 == right.words.1 && left.words.2 == right.words.2
+            && left.words.3 == right.words.3
+    }
+
+    var bytes: [UInt8] { withUnsafeBytes(of: words) { Array($0) } }
+
+    /// SHA-256(0x00 ‖ entry).
+    static func leaf(_ entry: UnsafeRawBufferPointer) -> TreeHash {
+        var hasher = SHA256()
+        withUnsafeBytes(of: UInt8(0x00)) { hasher.update(bufferPointer: $0) }
+        hasher.update(bufferPointer: entry)
+        return TreeHash(hasher.finalize())
+    }
+
+    /// SHA-256(0x00 ‖ entry).
+    static func leaf(_ entry: ArraySlice<UInt8>) -> TreeHash {
+        entry.withUnsafeBytes { leaf($0) }
+    }
+
+    /// SHA-256(0x01 ‖ left ‖ right).
+    static func node(_ left: TreeHash, _ right: TreeHash) -> TreeHash {
+        var hasher = SHA256()
+        withUnsafeBytes(of: UInt8(0x01)) { hasher.update(bufferPointer: $0) }
+        withUnsafeBytes(of: left.words) { hasher.update(bufferPointer: $0) }
+        withUnsafeBytes(of: right.words) { hasher.update(bufferPointer: $0) }
+        return TreeHash(hasher.finalize())
+    }
+}
