@@ -31,7 +31,8 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
 
     private struct Pending {
         var event: AuditEvent
-        var continuation: CheckedContinuation<Int, any Error>
+        /// The caller waiting for durability; nil for events submitted without waiting.
+        var continuation: CheckedContinuation<Int, any Error>?
     }
 
     public let directory: String
@@ -138,30 +139,43 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     public func append(_ event: AuditEvent) async throws -> Int {
         try await withCheckedThrowingContinuation { continuation in
             condition.lock()
-            if let stopped {
+            if let refusal = refusal(for: event.kind) {
                 condition.unlock()
-                continuation.resume(throwing: AuditUnavailableError(reason: stopped.message))
-                return
-            }
-            if closing {
-                condition.unlock()
-                continuation.resume(throwing: AuditUnavailableError(reason: "the audit log is closing"))
-                return
-            }
-            if inReserve && Self.needsSpace(event.kind) {
-                condition.unlock()
-                continuation.resume(throwing: AuditUnavailableError(reason: "the audit disk is full; only denials and alarms are recorded"))
-                return
-            }
-            guard queue.count < options.maximumPending else {
-                condition.unlock()
-                continuation.resume(throwing: AuditUnavailableError(reason: "the audit writer is behind (\(queue.count) events waiting)"))
+                continuation.resume(throwing: AuditUnavailableError(reason: refusal))
                 return
             }
             queue.append(Pending(event: event, continuation: continuation))
             condition.signal()
             condition.unlock()
         }
+    }
+
+    public func accepts(_ kind: AuditEvent.Kind) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return refusal(for: kind) == nil
+    }
+
+    /// Queues an event without waiting; it joins the next group commit. If it cannot be written the
+    /// log stops (and says why), so later `accepts` calls refuse.
+    public func submit(_ event: AuditEvent) {
+        condition.lock()
+        defer { condition.unlock() }
+        if let refusal = refusal(for: event.kind) {
+            logger.error("audit event not recorded", metadata: ["kind": "\(event.kind)", "reason": "\(refusal)"])
+            return
+        }
+        queue.append(Pending(event: event, continuation: nil))
+        condition.signal()
+    }
+
+    /// Why an event of this kind cannot be queued now, or nil. Call with `condition` locked.
+    private func refusal(for kind: AuditEvent.Kind) -> String? {
+        if let stopped { return stopped.message }
+        if closing { return "the audit log is closing" }
+        if inReserve && Self.needsSpace(kind) { return "the audit disk is full; only denials and alarms are recorded" }
+        guard queue.count < options.maximumPending else { return "the audit writer is behind (\(queue.count) events waiting)" }
+        return nil
     }
 
     /// Signs and publishes a checkpoint covering everything durable now; returns the signed note.
@@ -213,7 +227,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
 
     /// Events that need free space beyond the reserve: everything that gives access.
     static func needsSpace(_ kind: AuditEvent.Kind) -> Bool {
-        kind == .grantIssued
+        kind == .grantIssued || kind == .request || kind == .tunnelOpened
     }
 
     // MARK: recovery
@@ -366,7 +380,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
             condition.unlock()
 
             if let failure {
-                for pending in batch { pending.continuation.resume(throwing: AuditUnavailableError(reason: failure.message)) }
+                for pending in batch { pending.continuation?.resume(throwing: AuditUnavailableError(reason: failure.message)) }
                 for waiter in waiters { waiter.resume(throwing: failure) }
                 if finishing { break } else { continue }
             }
@@ -407,7 +421,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
                 accepted.append((pending, bytes))
                 sequence += 1
             } catch {
-                pending.continuation.resume(throwing: AuditUnavailableError(reason: "\(error)"))
+                pending.continuation?.resume(throwing: AuditUnavailableError(reason: "\(error)"))
             }
         }
         guard !accepted.isEmpty else { return }
@@ -440,13 +454,13 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
                 if error.code == .full {
                     // Nothing of these chunks was written: refuse them and carry on; a later batch
                     // writes again once a segment can be made.
-                    for item in rest { item.pending.continuation.resume(throwing: AuditUnavailableError(reason: error.message)) }
+                    for item in rest { item.pending.continuation?.resume(throwing: AuditUnavailableError(reason: error.message)) }
                     return
                 }
                 // Records of this chunk may be on disk but are not acknowledged; recovery keeps them.
                 // The log is marked stopped before any caller hears of the failure.
                 stop(error)
-                for item in rest { item.pending.continuation.resume(throwing: AuditUnavailableError(reason: error.message)) }
+                for item in rest { item.pending.continuation?.resume(throwing: AuditUnavailableError(reason: error.message)) }
                 throw error
             }
             segmentEnd += frames.count
@@ -455,7 +469,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
             condition.lock()
             durableSize = tree.size
             condition.unlock()
-            for (offset, item) in chunk.enumerated() { item.pending.continuation.resume(returning: first + offset) }
+            for (offset, item) in chunk.enumerated() { item.pending.continuation?.resume(returning: first + offset) }
         }
     }
 
@@ -518,7 +532,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         queue = []
         condition.unlock()
         if first { logger.critical("audit log stopped: no more access will be granted", metadata: ["error": "\(error.message)"]) }
-        for pending in drained { pending.continuation.resume(throwing: AuditUnavailableError(reason: error.message)) }
+        for pending in drained { pending.continuation?.resume(throwing: AuditUnavailableError(reason: error.message)) }
     }
 
     private func setWarning(_ text: String) {

@@ -23,6 +23,7 @@ struct PolicyBuilder {
     static let lockoutKeys = ["failures", "window", "duration", "source_failures"]
     static let pathwayKeys = [
         "kind", "upstream", "allow", "default_duration", "max_duration", "require_ticket", "source_cidrs",
+        "connect_timeout", "response_timeout", "max_connections", "upstream_ca", "audit_query",
     ]
     static let allowKeys = ["users", "groups"]
 
@@ -386,7 +387,40 @@ struct PolicyBuilder {
             }
             cidrs = blocks
         }
-        guard let kind, let upstream, allowValid, let defaultDuration, let maxDuration, durationsValid, ticketValid, cidrsValid
+        var proxy = ProxySettings()
+        var proxyValid = true
+        if let node = map["connect_timeout"] {
+            if let value = positiveDuration(node, map.path("connect_timeout")) { proxy.connectTimeout = value } else { proxyValid = false }
+        }
+        if let node = map["response_timeout"] {
+            if let value = positiveDuration(node, map.path("response_timeout")) {
+                proxy.responseTimeout = value
+            } else {
+                proxyValid = false
+            }
+        }
+        if let node = map["max_connections"] {
+            if let value = reader.integer(node, map.path("max_connections"), in: 1...10_000) {
+                proxy.maxConnections = value
+            } else {
+                proxyValid = false
+            }
+        }
+        if let node = map["upstream_ca"] {
+            if upstream?.scheme != .https {
+                reader.report(node, map.path("upstream_ca"), "only an https upstream uses a CA")
+                proxyValid = false
+            } else if let path = file(node, map.path("upstream_ca"), privateKey: false) {
+                proxy.upstreamCA = path
+            } else {
+                proxyValid = false
+            }
+        }
+        if let node = map["audit_query"] {
+            if let value = reader.boolean(node, map.path("audit_query")) { proxy.auditQuery = value } else { proxyValid = false }
+        }
+        guard let kind, let upstream, allowValid, let defaultDuration, let maxDuration, durationsValid, ticketValid, cidrsValid,
+            proxyValid
         else { return nil }
         return Pathway(
             name: name,
@@ -397,7 +431,8 @@ struct PolicyBuilder {
             defaultDuration: defaultDuration,
             maxDuration: maxDuration,
             requireTicket: ticket,
-            sourceCIDRs: cidrs
+            sourceCIDRs: cidrs,
+            proxy: proxy
         )
     }
 

@@ -86,6 +86,14 @@ struct PolicyReader {
         return value
     }
 
+    mutating func boolean(_ node: Node, _ path: String) -> Bool? {
+        guard case .scalar(let scalar) = node, scalar.style == .plain, ["true", "false"].contains(scalar.string) else {
+            report(node, path, "must be true or false, found \(Self.describe(node))")
+            return nil
+        }
+        return scalar.string == "true"
+    }
+
     mutating func stringList(_ node: Node, _ path: String) -> [(String, Node)]? {
         guard case .sequence(let sequence) = node else {
             report(node, path, "must be a list, found \(Self.describe(node))")

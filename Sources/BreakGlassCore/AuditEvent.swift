@@ -18,6 +18,10 @@ public struct AuditEvent: Sendable, Equatable {
         public static let grantRevoked = Kind(rawValue: "grant.revoked")
         public static let grantExpired = Kind(rawValue: "grant.expired")
         public static let auditRecovered = Kind(rawValue: "audit.recovered")
+        public static let request = Kind(rawValue: "request")
+        public static let requestDenied = Kind(rawValue: "request.denied")
+        public static let tunnelOpened = Kind(rawValue: "tunnel.opened")
+        public static let tunnelClosed = Kind(rawValue: "tunnel.closed")
     }
 
     public var kind: Kind

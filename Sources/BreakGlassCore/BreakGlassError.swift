@@ -44,10 +44,17 @@ public struct BreakGlassError: Error, Hashable, Sendable, CustomStringConvertibl
         public static let unavailable = Code("unavailable", 503)
         /// The audit log cannot record the event, so the request is refused (no audit, no access).
         public static let auditUnavailable = Code("audit_unavailable", 503)
+        /// The pathway's upstream refused or dropped the connection, or could not be reached.
+        public static let upstreamUnreachable = Code("upstream_unreachable", 502)
+        /// The pathway's upstream did not connect or answer in time.
+        public static let upstreamTimeout = Code("upstream_timeout", 504)
+        /// The pathway already has as many upstream connections as its policy allows.
+        public static let upstreamBusy = Code("upstream_busy", 503)
 
         static let all: [Code] = [
             .invalidRequest, .authenticationFailed, .invalidToken, .forbidden, .unknownPathway, .notFound,
             .methodNotAllowed, .payloadTooLarge, .lockedOut, .headersTooLarge, .unavailable, .auditUnavailable,
+            .upstreamUnreachable, .upstreamTimeout, .upstreamBusy,
         ]
     }
 

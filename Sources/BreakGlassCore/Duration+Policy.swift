@@ -32,6 +32,11 @@ extension Duration {
     /// Whole seconds in this duration (truncated).
     public var totalSeconds: Int64 { components.seconds }
 
+    /// Whole microseconds (rounded down).
+    public var totalMicroseconds: Int64 {
+        components.seconds * 1_000_000 + components.attoseconds / 1_000_000_000_000
+    }
+
     /// The shortest policy text for this duration, e.g. `1h30m`.
     public var policyText: String {
         var ms = totalMilliseconds

@@ -21,6 +21,8 @@ public struct Pathway: Sendable, Equatable {
     public var requireTicket: TicketPattern?
     /// When set, grants and traffic are accepted only from these blocks.
     public var sourceCIDRs: [CIDRBlock]?
+    /// How the gateway talks to the upstream.
+    public var proxy: ProxySettings
 
     public init(
         name: String,
@@ -31,7 +33,8 @@ public struct Pathway: Sendable, Equatable {
         defaultDuration: Duration,
         maxDuration: Duration,
         requireTicket: TicketPattern? = nil,
-        sourceCIDRs: [CIDRBlock]? = nil
+        sourceCIDRs: [CIDRBlock]? = nil,
+        proxy: ProxySettings = ProxySettings()
     ) {
         self.name = name
         self.kind = kind
@@ -42,6 +45,35 @@ public struct Pathway: Sendable, Equatable {
         self.maxDuration = maxDuration
         self.requireTicket = requireTicket
         self.sourceCIDRs = sourceCIDRs
+        self.proxy = proxy
+    }
+}
+
+/// Per-pathway limits and upstream trust.
+public struct ProxySettings: Sendable, Equatable {
+    /// Longest wait for a TCP (and TLS) connection to the upstream.
+    public var connectTimeout: Duration
+    /// Longest wait for an HTTP upstream's response head once the request is sent.
+    public var responseTimeout: Duration
+    /// Most connections open to the upstream at once (in use or idle).
+    public var maxConnections: Int
+    /// CA bundle (PEM) that an https upstream's certificate must chain to; nil: the system roots.
+    public var upstreamCA: String?
+    /// Whether `request` audit events keep query values (otherwise only the names).
+    public var auditQuery: Bool
+
+    public init(
+        connectTimeout: Duration = .seconds(5),
+        responseTimeout: Duration = .seconds(60),
+        maxConnections: Int = 64,
+        upstreamCA: String? = nil,
+        auditQuery: Bool = false
+    ) {
+        self.connectTimeout = connectTimeout
+        self.responseTimeout = responseTimeout
+        self.maxConnections = maxConnections
+        self.upstreamCA = upstreamCA
+        self.auditQuery = auditQuery
     }
 }
 

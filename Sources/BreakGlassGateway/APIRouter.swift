@@ -18,6 +18,10 @@ public struct APIRouter: Sendable {
         case "/v1/grants/current":
             guard request.method == .GET else { return Self.methodNotAllowed(request, allowed: "GET") }
             return await grants.currentGrant(authorization: request.headers.first(name: "authorization"))
+        case let path where path.hasPrefix("/v1/grants/") && path.count > "/v1/grants/".count:
+            guard request.method == .DELETE else { return Self.methodNotAllowed(request, allowed: "DELETE") }
+            let session = String(path.dropFirst("/v1/grants/".count))
+            return await grants.releaseGrant(session: session, authorization: request.headers.first(name: "authorization"))
         case "/.well-known/jwks.json":
             guard request.method == .GET else { return Self.methodNotAllowed(request, allowed: "GET") }
             return grants.jwks()

@@ -2,6 +2,7 @@ import BreakGlassAudit
 import BreakGlassConfig
 import BreakGlassCore
 import BreakGlassTokens
+import NIOCore
 import NIOSSL
 
 /// What the gateway builds from a policy's files: the TLS context and the token authority.
@@ -26,6 +27,8 @@ public struct GatewayResources: Sendable {
                 var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
                 configuration.minimumTLSVersion = .tlsv12
                 configuration.maximumTLSVersion = .tlsv13
+                // A cut connection (expiry, release, revocation) waits at most this long for the peer's close_notify.
+                configuration.shutdownTimeout = .milliseconds(500)
                 configuration.applicationProtocols = ["http/1.1"]
                 if !chain.isEmpty { context = try NIOSSLContext(configuration: configuration) }
             } catch let error as KeyFileError {

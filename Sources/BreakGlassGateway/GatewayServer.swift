@@ -6,7 +6,8 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 
-/// The TLS listener: accepts connections, terminates TLS 1.2+/HTTP/1.1 and serves the API.
+/// The TLS listener: accepts connections, terminates TLS 1.2+/HTTP/1.1, serves the API and carries
+/// pathway traffic (HTTP proxy and CONNECT tunnels).
 public final class GatewayServer: Sendable {
     private let channel: any Channel
     private let quiesce: ServerQuiescingHelper
@@ -26,6 +27,7 @@ public final class GatewayServer: Sendable {
         host: String,
         port: Int,
         grants: GrantService,
+        proxy: PathwayProxy,
         limits: HTTPLimits = HTTPLimits(),
         group: any EventLoopGroup,
         logger: Logger
@@ -46,10 +48,11 @@ public final class GatewayServer: Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(IdleStateHandler(readTimeout: idle))
+                    let http = HTTPServerHandlers(idleTimeout: idle)
+                    try sync.addHandler(http.idle)
                     try sync.addHandler(NIOSSLServerHandler(context: grants.tlsContext))
-                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
-                    try sync.addHandler(APIChannelHandler(router: router, limits: limits))
+                    try sync.addHandlers([http.encoder, http.decoder, http.pipelining, http.errors])
+                    try sync.addHandler(GatewayChannelHandler(router: router, proxy: proxy, limits: limits, handlers: http))
                 }
             }
             .bind(host: host, port: port)

@@ -12,6 +12,8 @@ import UnixSignals
 /// The whole gateway as a long-running service: listener, PAM workers, and policy reload on SIGHUP.
 public final class GatewayService: Service, Sendable {
     public let grants: GrantService
+    /// The data path: proxied requests, tunnels, and the live sessions they belong to.
+    public let proxy: PathwayProxy
     private let pam: PAMAuthenticator
     private let audit: any AuditSink
     /// The durable log this service opened itself (and closes when it stops).
@@ -65,7 +67,17 @@ public final class GatewayService: Service, Sendable {
             maxPending: settings.maxPending,
             logger: logger
         )
-        self.grants = GrantService(store: store, resources: resources, pam: pam, audit: sink, clock: clock, logger: logger)
+        // Released and revoked sessions are kept beside the audit log so that a restart keeps them ended.
+        let registry = SessionRegistry(
+            audit: sink,
+            clock: clock,
+            group: group,
+            endedFile: auditLog.map { $0.directory + "/ended-sessions.json" },
+            logger: logger
+        )
+        self.grants = GrantService(
+            store: store, resources: resources, pam: pam, audit: sink, registry: registry, clock: clock, logger: logger)
+        self.proxy = PathwayProxy(grants: grants, registry: registry, audit: sink, clock: clock, logger: logger)
         self.audit = sink
         self.group = group
         self.limits = limits
@@ -85,6 +97,7 @@ public final class GatewayService: Service, Sendable {
             host: listen.host,
             port: listen.port,
             grants: grants,
+            proxy: proxy,
             limits: limits,
             group: group,
             logger: logger

@@ -23,6 +23,7 @@ public final class GrantService: Sendable {
     private let runtime: Mutex<Runtime>
     private let pam: PAMAuthenticator
     private let audit: any AuditSink
+    private let registry: SessionRegistry?
     private let clock: any WallClock
     private let logger: Logger
 
@@ -31,6 +32,7 @@ public final class GrantService: Sendable {
         resources: GatewayResources,
         pam: PAMAuthenticator,
         audit: any AuditSink,
+        registry: SessionRegistry? = nil,
         clock: any WallClock = SystemWallClock(),
         logger: Logger
     ) {
@@ -38,6 +40,7 @@ public final class GrantService: Sendable {
         self.runtime = Mutex(Runtime(resources: resources, lockout: LockoutTracker(policy: store.current.policy.gateway.lockout)))
         self.pam = pam
         self.audit = audit
+        self.registry = registry
         self.clock = clock
         self.logger = logger
     }
@@ -167,6 +170,9 @@ public final class GrantService: Sendable {
                     .auditUnavailable, "the audit log cannot record this grant, so it is not issued (no audit, no access)",
                     retryAfterSeconds: 5))
         }
+        registry?.track(
+            SessionRegistry.SessionInfo(
+                session: grant.session, user: grant.user, pathway: grant.pathway, issuedAt: grant.issuedAt, expiresAt: grant.expiresAt))
         logger.notice(
             "grant issued",
             metadata: [
@@ -196,6 +202,40 @@ public final class GrantService: Sendable {
         } catch {
             return .error(error)
         }
+    }
+
+    /// `DELETE /v1/grants/SESSION`: the holder ends the grant early; its connections are cut.
+    public func releaseGrant(session: String, authorization: String?) async -> APIResponse {
+        guard let authorization, let token = Self.bearerToken(authorization) else {
+            return .error(BreakGlassError(.invalidToken, "send the grant token as Authorization: Bearer TOKEN"))
+        }
+        let claims: GrantClaims
+        do {
+            claims = try await tokens.verify(token, audience: nil, now: clock.now())
+        } catch {
+            return .error(error)
+        }
+        let grant = TokenAuthority.grant(from: claims)
+        guard grant.session == session else {
+            return .error(BreakGlassError(.forbidden, "this token belongs to another session; a grant can only release itself"))
+        }
+        guard let registry else {
+            return .error(BreakGlassError(.unavailable, "this gateway does not track sessions"))
+        }
+        let info = SessionRegistry.SessionInfo(
+            session: grant.session, user: grant.user, pathway: grant.pathway, issuedAt: grant.issuedAt, expiresAt: grant.expiresAt)
+        registry.track(info)
+        let ended = await registry.end([session], as: .released, by: grant.user)
+        guard !ended.isEmpty else {
+            return .error(BreakGlassError(.invalidToken, "the grant has already ended"))
+        }
+        return .json(.ok, ReleaseBody(session: session, pathway: grant.pathway, released: true), headers: [("Cache-Control", "no-store")])
+    }
+
+    struct ReleaseBody: Encodable {
+        var session: String
+        var pathway: String
+        var released: Bool
     }
 
     /// `GET /.well-known/jwks.json`.

@@ -14,6 +14,14 @@ public final class MemoryAuditSink: AuditSink {
         }
     }
 
+    public func accepts(_ kind: AuditEvent.Kind) -> Bool {
+        state.withLock { !$0.failing }
+    }
+
+    public func submit(_ event: AuditEvent) {
+        state.withLock { if !$0.failing { $0.events.append(event) } }
+    }
+
     /// Makes every later `record` throw (or succeed again).
     public func setFailing(_ failing: Bool) {
         state.withLock { $0.failing = failing }

@@ -42,7 +42,9 @@ public enum ProcessRunner {
         try input.fileHandleForWriting.close()
         let timer = Task {
             try await Task.sleep(for: timeout)
-            process.terminate()
+            // SIGKILL: a test process that hosts a gateway ignores SIGTERM (ServiceLifecycle traps it),
+            // and children inherit ignored signals.
+            kill(process.processIdentifier, SIGKILL)
         }
         for await _ in exited.stream {}
         timer.cancel()

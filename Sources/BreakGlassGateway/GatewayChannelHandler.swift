@@ -1,0 +1,415 @@
+import BreakGlassCore
+import BreakGlassProxy
+import Logging
+import NIOCore
+import NIOExtras
+import NIOHTTP1
+
+/// One client connection: API requests (bounded, answered by the router off the event loop),
+/// proxied HTTP requests to `/p/PATHWAY/...` (streamed), and `CONNECT PATHWAY:PORT` tunnels.
+final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private enum State {
+        case idle
+        case receiving(HTTPRequestHead, ByteBuffer)
+        /// The request was refused while its body still arrives; the rest is dropped.
+        case discarding
+        case responding
+        /// Waiting for authorization of a proxied request; parts that arrive meanwhile are kept.
+        case authorizing(HTTPRequestHead, [HTTPServerRequestPart])
+        case proxying(HTTPProxyExchange)
+        /// The connection is being handed to a tunnel; the HTTP handlers are about to go.
+        case tunneling
+    }
+
+    private let router: APIRouter
+    private let proxy: PathwayProxy
+    private let limits: HTTPLimits
+    private let handlers: HTTPServerHandlers
+    private var state = State.idle
+    private var context: ChannelHandlerContext?
+    private var readsHeld = false
+    private var pendingRead = false
+    /// The last token verified on this connection, so that keep-alive requests skip the signature check.
+    private var verified: (token: String, admission: PathwayProxy.Admission)?
+
+    init(router: APIRouter, proxy: PathwayProxy, limits: HTTPLimits, handlers: HTTPServerHandlers) {
+        self.router = router
+        self.proxy = proxy
+        self.limits = limits
+        self.handlers = handlers
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .tunneling = state {
+            // Bytes the client sent right after CONNECT or the upgrade, passed on by the departing decoder.
+            context.fireChannelRead(data)
+            return
+        }
+        let part = unwrapInboundIn(data)
+        switch (part, state) {
+        case (.head(let head), .idle):
+            if let problem = headerProblem(head) {
+                state = .discarding
+                respond(context: context, version: head.version, response: .error(problem), keepAlive: false)
+            } else if head.method == .CONNECT {
+                startTunnel(context: context, head: head)
+            } else if head.uri.hasPrefix("/p/") {
+                startProxy(context: context, head: head)
+            } else if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > limits.maximumBodyBytes {
+                state = .discarding
+                respond(context: context, version: head.version, response: .error(Self.tooLarge(limits)), keepAlive: false)
+            } else {
+                state = .receiving(head, context.channel.allocator.buffer(capacity: 0))
+            }
+        case (.body(var chunk), .receiving(let head, var body)):
+            guard body.readableBytes + chunk.readableBytes <= limits.maximumBodyBytes else {
+                state = .discarding
+                respond(context: context, version: head.version, response: .error(Self.tooLarge(limits)), keepAlive: false)
+                return
+            }
+            body.writeBuffer(&chunk)
+            state = .receiving(head, body)
+        case (.end, .receiving(let head, let body)):
+            state = .responding
+            dispatch(context: context, head: head, body: body)
+        case (.body, .authorizing(let head, var early)), (.end, .authorizing(let head, var early)):
+            early.append(part)
+            state = .authorizing(head, early)
+        case (.body, .proxying(let exchange)), (.end, .proxying(let exchange)):
+            exchange.clientPart(part)
+        case (.body, .discarding), (.end, .discarding):
+            break
+        default:
+            // A part out of order: the HTTP decoder should never do this; close rather than guess.
+            context.close(promise: nil)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if case .proxying(let exchange) = state { exchange.clientReadComplete() }
+        context.fireChannelReadComplete()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if case .proxying(let exchange) = state { exchange.clientClosed() }
+        context.fireChannelInactive()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, case .proxying(let exchange) = state { exchange.clientBecameWritable() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Closes the connection on its idle timeout, unless a request is in progress.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is IdleStateHandler.IdleStateEvent else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        switch state {
+        case .idle, .discarding: context.close(promise: nil)
+        case .receiving, .responding, .authorizing, .proxying, .tunneling: break
+        }
+    }
+
+    // MARK: reads
+
+    func read(context: ChannelHandlerContext) {
+        if readsHeld {
+            pendingRead = true
+        } else {
+            context.read()
+        }
+    }
+
+    /// Stops reading from the client (the upstream cannot take more, or it is not there yet).
+    func holdReads() {
+        readsHeld = true
+    }
+
+    func releaseReads() {
+        readsHeld = false
+        if pendingRead, let context {
+            pendingRead = false
+            context.read()
+        }
+    }
+
+    // MARK: API
+
+    private func headerProblem(_ head: HTTPRequestHead) -> BreakGlassError? {
+        guard head.headers.count <= limits.maximumHeaderCount else {
+            return BreakGlassError(.headersTooLarge, "more than \(limits.maximumHeaderCount) header fields")
+        }
+        let bytes = head.headers.reduce(head.uri.utf8.count) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
+        guard bytes <= limits.maximumHeaderBytes else {
+            return BreakGlassError(.headersTooLarge, "the request head is larger than \(limits.maximumHeaderBytes) bytes")
+        }
+        return nil
+    }
+
+    private static func tooLarge(_ limits: HTTPLimits) -> BreakGlassError {
+        BreakGlassError(.payloadTooLarge, "the request body is larger than \(limits.maximumBodyBytes) bytes")
+    }
+
+    private func dispatch(context: ChannelHandlerContext, head: HTTPRequestHead, body: ByteBuffer) {
+        let request = APIRequest(
+            method: head.method,
+            uri: head.uri,
+            headers: head.headers,
+            body: body,
+            source: context.channel.remoteAddress?.ipAddress.flatMap(IPAddress.init)
+        )
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let router = self.router
+        let eventLoop = context.eventLoop
+        Task {
+            let response = await router.route(request)
+            eventLoop.execute {
+                let (handler, context) = loopBound.value
+                handler.respond(context: context, version: head.version, response: response, keepAlive: head.isKeepAlive)
+            }
+        }
+    }
+
+    private func respond(context: ChannelHandlerContext, version: HTTPVersion, response: APIResponse, keepAlive: Bool) {
+        // Back to idle before writing: the pipelining handler delivers the next request as soon as it
+        // sees this response's end.
+        switch state {
+        case .responding, .authorizing, .proxying: state = keepAlive ? .idle : .discarding
+        default: break
+        }
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "Content-Length", value: String(response.body.readableBytes))
+        headers.add(name: "X-Content-Type-Options", value: "nosniff")
+        for (name, value) in response.headers { headers.add(name: name, value: value) }
+        headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
+        let responseHead = HTTPResponseHead(version: version, status: response.status, headers: headers)
+        context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
+        if !keepAlive {
+            let channel = context.channel
+            written.futureResult.whenComplete { _ in channel.close(promise: nil) }
+        }
+        releaseReads()
+    }
+
+    // MARK: HTTP proxy
+
+    private func startProxy(context: ChannelHandlerContext, head: HTTPRequestHead) {
+        let started = ContinuousClock.now
+        let target: ProxyTarget
+        switch ProxyTarget.parse(head.uri) {
+        case .failure(let error):
+            state = .discarding
+            respond(context: context, version: head.version, response: .error(error), keepAlive: false)
+            return
+        case .success(let parsed):
+            target = parsed
+        }
+        state = .authorizing(head, [])
+        holdReads()
+        authorize(
+            context: context, credentials: head.headers.first(name: "authorization"), header: "Authorization", pathway: target.pathway,
+            kind: .http
+        ) { handler, context, admission in
+            guard case .authorizing(let head, let early) = handler.state else { return }
+            let exchange = HTTPProxyExchange(
+                client: handler,
+                context: context,
+                proxy: handler.proxy,
+                admission: admission,
+                head: head,
+                upstreamURI: admission.pathway.upstream.basePath + target.path,
+                auditPath: target.auditPath(keepingQueryValues: admission.pathway.proxy.auditQuery),
+                started: started
+            )
+            handler.state = .proxying(exchange)
+            exchange.start(early: early)
+        }
+    }
+
+    /// Called by the exchange when it is over: answers with `answer` when the upstream gave none.
+    func exchangeFinished(keepAlive: Bool, answer: BreakGlassError?, written: EventLoopFuture<Void>?) {
+        guard let context else { return }
+        if let answer {
+            respond(context: context, version: .http1_1, response: .error(answer), keepAlive: false)
+            return
+        }
+        state = keepAlive ? .idle : .discarding
+        releaseReads()
+        if !keepAlive {
+            let channel = context.channel
+            if let written {
+                written.whenComplete { _ in channel.close(promise: nil) }
+            } else {
+                channel.close(promise: nil)
+            }
+        }
+    }
+
+    /// Verifies the credentials off the loop (or from this connection's last verified token),
+    /// then continues on the loop with the admission; refusals are answered here.
+    private func authorize(
+        context: ChannelHandlerContext,
+        credentials: String?,
+        header: String,
+        pathway: String,
+        kind: Pathway.Kind,
+        then proceed: @escaping (GatewayChannelHandler, ChannelHandlerContext, PathwayProxy.Admission) -> Void
+    ) {
+        let source = context.channel.remoteAddress?.ipAddress.flatMap(IPAddress.init)
+        let proxy = self.proxy
+        let channel = context.channel
+        let cached = verified
+        let loopBound = NIOLoopBound((self, context, proceed), eventLoop: context.eventLoop)
+        Task {
+            let result = await proxy.authorize(
+                credentials: credentials, header: header, pathwayName: pathway, kind: kind, source: source, channel: channel,
+                cached: cached)
+            channel.eventLoop.execute {
+                let (handler, context, proceed) = loopBound.value
+                switch result {
+                case .success(let admitted):
+                    handler.verified = admitted
+                    proceed(handler, context, admitted.admission)
+                case .failure(let error):
+                    handler.refuse(context: context, error)
+                }
+            }
+        }
+    }
+
+    private func refuse(context: ChannelHandlerContext, _ error: BreakGlassError) {
+        // The request body (if any) was not read; the connection cannot be reused.
+        respond(context: context, version: .http1_1, response: .error(error), keepAlive: false)
+    }
+
+    // MARK: tunnels
+
+    private func startTunnel(context: ChannelHandlerContext, head: HTTPRequestHead) {
+        guard let pathway = ProxyTarget.connectPathway(head.uri) else {
+            state = .discarding
+            let error = BreakGlassError(.invalidRequest, "CONNECT needs PATHWAY:PORT, e.g. CONNECT db-primary:5432")
+            respond(context: context, version: head.version, response: .error(error), keepAlive: false)
+            return
+        }
+        state = .authorizing(head, [])
+        holdReads()
+        authorize(
+            context: context, credentials: head.headers.first(name: "proxy-authorization"), header: "Proxy-Authorization",
+            pathway: pathway, kind: .tcp
+        ) { handler, context, admission in
+            handler.connectTunnel(context: context, admission: admission)
+        }
+    }
+
+    private func connectTunnel(context: ChannelHandlerContext, admission: PathwayProxy.Admission) {
+        let proxy = self.proxy
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        proxy.tcpUpstream(admission.pathway, on: context.eventLoop).assumeIsolated().whenComplete { result in
+            let (handler, context) = loopBound.value
+            switch result {
+            case .failure(let error):
+                handler.refuse(context: context, proxy.upstreamError(error, pathway: admission.pathway))
+            case .success(let upstream):
+                guard context.channel.isActive else {
+                    upstream.close(promise: nil)
+                    return
+                }
+                // No byte passes before the tunnel is on the record.
+                let channel = context.channel
+                Task {
+                    do {
+                        try await proxy.recordTunnelOpened(admission, mode: "connect")
+                        channel.eventLoop.execute {
+                            let (handler, _) = loopBound.value
+                            var answer = ByteBuffer()
+                            answer.writeString("HTTP/1.1 200 Connection Established\r\n\r\n")
+                            handler.switchToTunnel(upstream: upstream, answer: answer, admission: admission, mode: "connect")
+                        }
+                    } catch {
+                        upstream.close(promise: nil)
+                        channel.eventLoop.execute {
+                            let (handler, context) = loopBound.value
+                            handler.refuse(
+                                context: context,
+                                BreakGlassError(
+                                    .auditUnavailable, "the audit log cannot record this tunnel, so it is refused (no audit, no access)",
+                                    retryAfterSeconds: 5))
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Replaces HTTP on both connections by a byte-for-byte glue: the client gets `answer` (raw
+    /// response head bytes) first. Bytes either side sent early are passed on, not lost.
+    func switchToTunnel(upstream: any Channel, answer: ByteBuffer, admission: PathwayProxy.Admission, mode: String) {
+        guard let context else {
+            upstream.close(promise: nil)
+            return
+        }
+        state = .tunneling
+        let proxy = self.proxy
+        let started = ContinuousClock.now
+        let (clientGlue, upstreamGlue) = GlueHandler.pair()
+        let client = context.channel
+        // Both glues go in before either decoder leaves: a departing decoder passes on the bytes that
+        // followed the head, and its glue needs the partner in place to deliver them.
+        do {
+            let sync = client.pipeline.syncOperations
+            _ = sync.removeHandler(handlers.idle)
+            _ = sync.removeHandler(handlers.errors)
+            _ = sync.removeHandler(handlers.pipelining)
+            _ = sync.removeHandler(handlers.encoder)
+            try sync.addHandler(clientGlue)
+            let upstreamSync = upstream.pipeline.syncOperations
+            if let encoder = try? upstreamSync.handler(type: HTTPRequestEncoder.self) { _ = upstreamSync.removeHandler(encoder) }
+            if let handler = try? upstreamSync.handler(type: UpstreamHTTPHandler.self) { _ = upstreamSync.removeHandler(handler) }
+            try upstreamSync.addHandler(upstreamGlue)
+            client.writeAndFlush(answer, promise: nil)
+            // Leftovers arrive outside a read cycle, so no read-complete flushes them: flush once they are passed on.
+            sync.removeHandler(handlers.decoder).whenComplete { _ in upstream.flush() }
+            if let decoder = try? upstreamSync.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self) {
+                upstreamSync.removeHandler(decoder).whenComplete { _ in client.flush() }
+            }
+        } catch {
+            client.close(promise: nil)
+            upstream.close(promise: nil)
+            return
+        }
+        client.closeFuture.and(upstream.closeFuture).assumeIsolated().whenComplete { _ in
+            proxy.recordTunnelClosed(
+                admission, mode: mode, bytesIn: clientGlue.bytesRead, bytesOut: upstreamGlue.bytesRead,
+                duration: started.duration(to: .now),
+                ending: proxy.sessionEnding(admission.session.session) ?? "closed")
+        }
+        client.closeFuture.whenComplete { _ in upstream.close(promise: nil) }
+        upstream.closeFuture.whenComplete { _ in client.close(promise: nil) }
+        _ = client.setOption(.allowRemoteHalfClosure, value: true)
+        _ = upstream.setOption(.allowRemoteHalfClosure, value: true)
+        _ = upstream.setOption(.autoRead, value: true)
+        readsHeld = false
+        pendingRead = false
+        _ = client.pipeline.syncOperations.removeHandler(self)
+        client.read()
+        upstream.read()
+    }
+}

@@ -1,0 +1,274 @@
+import BreakGlassConfig
+import BreakGlassCore
+import BreakGlassProxy
+import BreakGlassTokens
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import Synchronization
+
+/// What the data path needs besides bytes: who may use which pathway (token, session, source),
+/// connections to upstreams, and the audit of each request and tunnel.
+public final class PathwayProxy: Sendable {
+    /// A request or tunnel that was let through.
+    struct Admission {
+        var pathway: Pathway
+        var session: SessionRegistry.SessionInfo
+        var source: IPAddress?
+        var identity: ProxyHeaders.Identity
+    }
+
+    let grants: GrantService
+    public let registry: SessionRegistry
+    let audit: any AuditSink
+    public let pool: UpstreamPool
+    let clock: any WallClock
+    let logger: Logger
+    private let upstreamTLS = Mutex<[String: NIOSSLContext]>([:])
+
+    public init(grants: GrantService, registry: SessionRegistry, audit: any AuditSink, clock: any WallClock, logger: Logger) {
+        self.grants = grants
+        self.registry = registry
+        self.audit = audit
+        self.pool = UpstreamPool()
+        self.clock = clock
+        self.logger = logger
+    }
+
+    // MARK: authorization
+
+    /// Checks the bearer token for `pathwayName`, the session, the pathway's kind and source blocks,
+    /// and that the audit log can record what follows. Refusals are audited.
+    func authorize(
+        credentials: String?,
+        header: String,
+        pathwayName: String,
+        kind: Pathway.Kind,
+        source: IPAddress?,
+        channel: any Channel,
+        cached: (token: String, admission: Admission)?
+    ) async -> Result<(token: String, admission: Admission), BreakGlassError> {
+        guard let credentials, let token = GrantService.bearerToken(credentials) else {
+            return deny(
+                BreakGlassError(.invalidToken, "send the grant token as \(header): Bearer TOKEN"), pathway: pathwayName, source: source)
+        }
+        if let cached, cached.token == token, cached.admission.pathway.name == pathwayName {
+            return admit(cached.admission, token: token, kind: kind, channel: channel)
+        }
+        let claims: GrantClaims
+        do {
+            claims = try await grants.tokens.verify(token, audience: pathwayName, now: clock.now())
+        } catch {
+            return deny(error, pathway: pathwayName, source: source)
+        }
+        let grant = TokenAuthority.grant(from: claims)
+        guard let pathway = grants.store.current.policy.pathways[pathwayName] else {
+            return deny(
+                BreakGlassError(.unknownPathway, "no pathway \(pathwayName) in the policy in force"), pathway: pathwayName, source: source)
+        }
+        let info = SessionRegistry.SessionInfo(
+            session: grant.session, user: grant.user, pathway: grant.pathway, issuedAt: grant.issuedAt, expiresAt: grant.expiresAt)
+        let admission = Admission(
+            pathway: pathway,
+            session: info,
+            source: source,
+            identity: ProxyHeaders.Identity(user: grant.user, session: grant.session, clientAddress: source.map { "\($0)" })
+        )
+        return admit(admission, token: token, kind: kind, channel: channel)
+    }
+
+    private func admit(
+        _ admission: Admission, token: String, kind: Pathway.Kind, channel: any Channel
+    ) -> Result<(token: String, admission: Admission), BreakGlassError> {
+        var admission = admission
+        let name = admission.pathway.name
+        // The policy may have changed since the token was issued (reload).
+        guard let pathway = grants.store.current.policy.pathways[name] else {
+            return deny(BreakGlassError(.unknownPathway, "no pathway \(name) in the policy in force"), admission: admission)
+        }
+        admission.pathway = pathway
+        guard pathway.kind == kind else {
+            let how = pathway.kind == .http ? "send HTTP requests to /p/\(name)/" : "open a tunnel with CONNECT \(name):PORT"
+            return deny(
+                BreakGlassError(.invalidRequest, "pathway \(name) is a \(pathway.kind.rawValue) pathway: \(how)"), admission: admission)
+        }
+        if let blocks = pathway.sourceCIDRs {
+            guard let source = admission.source, blocks.contains(where: { $0.contains(source) }) else {
+                return deny(
+                    BreakGlassError(
+                        .forbidden, "pathway \(name) is not reachable from \(admission.source.map { "\($0)" } ?? "this address")"),
+                    admission: admission)
+            }
+        }
+        if let refusal = registry.admit(admission.session, channel: channel) {
+            return deny(refusal, admission: admission)
+        }
+        guard audit.accepts(kind == .http ? .request : .tunnelOpened) else {
+            return deny(
+                BreakGlassError(
+                    .auditUnavailable, "the audit log cannot record this access, so it is refused (no audit, no access)",
+                    retryAfterSeconds: 5),
+                admission: admission)
+        }
+        return .success((token, admission))
+    }
+
+    private func deny(_ error: BreakGlassError, admission: Admission) -> Result<(token: String, admission: Admission), BreakGlassError> {
+        deny(error, pathway: admission.pathway.name, source: admission.source, session: admission.session)
+    }
+
+    private func deny(
+        _ error: BreakGlassError, pathway: String, source: IPAddress?, session: SessionRegistry.SessionInfo? = nil
+    ) -> Result<(token: String, admission: Admission), BreakGlassError> {
+        var fields: [String: AuditValue] = [
+            "pathway": .string(String(pathway.prefix(GrantRequest.Limits.pathwayLength))),
+            "code": .string(error.code.rawValue),
+            "message": .string(error.message),
+        ]
+        fields["source"] = source.map { .string("\($0)") }
+        fields["session"] = session.map { .string($0.session) }
+        fields["user"] = session.map { .string($0.user) }
+        audit.submit(AuditEvent(kind: .requestDenied, time: clock.now(), fields: fields))
+        return .failure(error)
+    }
+
+    // MARK: upstreams
+
+    /// A connection to an http pathway's upstream on `eventLoop`, from the pool or new, with the
+    /// HTTP client codec and `handler` installed.
+    func httpUpstream(_ pathway: Pathway, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
+        let upstream = pathway.upstream
+        let tls: NIOSSLContext?
+        do {
+            tls = upstream.scheme == .https ? try tlsContext(pathway) : nil
+        } catch {
+            return eventLoop.makeFailedFuture(error)
+        }
+        return pool.checkout(pathway: pathway.name, limit: pathway.proxy.maxConnections, on: eventLoop) {
+            ClientBootstrap(group: eventLoop)
+                .connectTimeout(Self.timeAmount(pathway.proxy.connectTimeout))
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let sync = channel.pipeline.syncOperations
+                        if let tls {
+                            let name = IPAddress(upstream.host) == nil ? upstream.host : nil
+                            try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: name))
+                        }
+                        try sync.addHandler(HTTPRequestEncoder())
+                        try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes)))
+                        try sync.addHandler(UpstreamHTTPHandler())
+                    }
+                }
+                .connect(host: upstream.host, port: upstream.port)
+        }
+    }
+
+    /// A new TCP connection to a tcp pathway's upstream; it reads nothing until glued.
+    func tcpUpstream(_ pathway: Pathway, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
+        pool.checkout(pathway: pathway.name, limit: pathway.proxy.maxConnections, on: eventLoop) {
+            ClientBootstrap(group: eventLoop)
+                .connectTimeout(Self.timeAmount(pathway.proxy.connectTimeout))
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(.autoRead, value: false)
+                .connect(host: pathway.upstream.host, port: pathway.upstream.port)
+        }
+    }
+
+    /// The TLS client context for an https pathway (its `upstream_ca`, or the system roots).
+    private func tlsContext(_ pathway: Pathway) throws -> NIOSSLContext {
+        let key = pathway.name + "\u{0}" + (pathway.proxy.upstreamCA ?? "")
+        if let context = upstreamTLS.withLock({ $0[key] }) { return context }
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.minimumTLSVersion = .tlsv12
+        configuration.certificateVerification = .fullVerification
+        if let ca = pathway.proxy.upstreamCA {
+            configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(ca))
+        }
+        let context = try NIOSSLContext(configuration: configuration)
+        upstreamTLS.withLock { $0[key] = context }
+        return context
+    }
+
+    /// The client-facing error for a failed upstream connection.
+    func upstreamError(_ error: any Error, pathway: Pathway) -> BreakGlassError {
+        if case UpstreamPool.Refusal.busy(let limit) = error {
+            return BreakGlassError(
+                .upstreamBusy, "pathway \(pathway.name) already has \(limit) upstream connections (max_connections)", retryAfterSeconds: 1)
+        }
+        if case ChannelError.connectTimeout = error {
+            return BreakGlassError(
+                .upstreamTimeout,
+                "pathway \(pathway.name): \(pathway.upstream) did not accept a connection within \(pathway.proxy.connectTimeout.policyText)"
+            )
+        }
+        return BreakGlassError(.upstreamUnreachable, "pathway \(pathway.name): cannot connect to \(pathway.upstream) (\(error))")
+    }
+
+    static func timeAmount(_ duration: Duration) -> TimeAmount {
+        .milliseconds(Int64(duration.totalMilliseconds))
+    }
+
+    // MARK: audit
+
+    /// One proxied HTTP request, recorded with the group commit (not awaited).
+    func recordRequest(
+        _ admission: Admission, method: HTTPMethod, path: String, status: Int?, bytesIn: Int, bytesOut: Int,
+        upstream: Duration?, total: Duration, outcome: String
+    ) {
+        var fields: [String: AuditValue] = [
+            "session": .string(admission.session.session),
+            "user": .string(admission.session.user),
+            "pathway": .string(admission.pathway.name),
+            "method": .string(method.rawValue),
+            "path": .string(path),
+            "bytes_in": .integer(Int64(bytesIn)),
+            "bytes_out": .integer(Int64(bytesOut)),
+            "total_us": .integer(Int64(total.totalMicroseconds)),
+            "outcome": .string(outcome),
+        ]
+        fields["status"] = status.map { .integer(Int64($0)) }
+        fields["upstream_us"] = upstream.map { .integer(Int64($0.totalMicroseconds)) }
+        fields["source"] = admission.source.map { .string("\($0)") }
+        audit.submit(AuditEvent(kind: .request, time: clock.now(), fields: fields))
+    }
+
+    /// A tunnel opened: recorded durably before any byte passes.
+    func recordTunnelOpened(_ admission: Admission, mode: String) async throws {
+        var fields: [String: AuditValue] = [
+            "session": .string(admission.session.session),
+            "user": .string(admission.session.user),
+            "pathway": .string(admission.pathway.name),
+            "upstream": .string("\(admission.pathway.upstream)"),
+            "mode": .string(mode),
+        ]
+        fields["source"] = admission.source.map { .string("\($0)") }
+        try await audit.record(AuditEvent(kind: .tunnelOpened, time: clock.now(), fields: fields))
+    }
+
+    func recordTunnelClosed(_ admission: Admission, mode: String, bytesIn: Int, bytesOut: Int, duration: Duration, ending: String) {
+        audit.submit(
+            AuditEvent(
+                kind: .tunnelClosed,
+                time: clock.now(),
+                fields: [
+                    "session": .string(admission.session.session),
+                    "user": .string(admission.session.user),
+                    "pathway": .string(admission.pathway.name),
+                    "mode": .string(mode),
+                    "bytes_in": .integer(Int64(bytesIn)),
+                    "bytes_out": .integer(Int64(bytesOut)),
+                    "duration_ms": .integer(Int64(duration.totalMilliseconds)),
+                    "ending": .string(ending),
+                ]
+            ))
+    }
+
+    /// How a tunnel of `session` ended, as far as the registry knows, or nil when it is still live.
+    func sessionEnding(_ session: String) -> String? {
+        registry.isLive(session) ? nil : (registry.endingDescription(session) ?? "expired")
+    }
+}

@@ -1,0 +1,263 @@
+import BreakGlassAudit
+import BreakGlassCore
+import Foundation
+import Logging
+import NIOCore
+import Synchronization
+
+/// Every live grant and the connections that carry its traffic. A grant ends at its expiry, when
+/// its holder releases it, or when an operator revokes it; its connections are closed then, and
+/// the end is audited once. Released and revoked sessions are kept in a durable file until their
+/// tokens would have expired anyway, so a restart does not bring them back.
+public final class SessionRegistry: Sendable {
+    /// How a session ended.
+    public enum Ending: String, Sendable, Codable {
+        case released, revoked, expired
+
+        var eventKind: AuditEvent.Kind {
+            switch self {
+            case .released: .grantReleased
+            case .revoked: .grantRevoked
+            case .expired: .grantExpired
+            }
+        }
+    }
+
+    /// What the registry knows of one grant.
+    public struct SessionInfo: Sendable, Equatable {
+        public var session: String
+        public var user: String
+        public var pathway: String
+        public var issuedAt: Date
+        public var expiresAt: Date
+
+        public init(session: String, user: String, pathway: String, issuedAt: Date, expiresAt: Date) {
+            self.session = session
+            self.user = user
+            self.pathway = pathway
+            self.issuedAt = issuedAt
+            self.expiresAt = expiresAt
+        }
+    }
+
+    private struct Entry {
+        var info: SessionInfo
+        var channels: [ObjectIdentifier: any Channel] = [:]
+        var ended: Ending?
+        var timer: Scheduled<Void>?
+    }
+
+    /// One line of the durable file of ended sessions.
+    private struct EndedRecord: Codable {
+        var session: String
+        var user: String
+        var pathway: String
+        var issuedAt: Date
+        var expiresAt: Date
+        var ending: Ending
+
+        enum CodingKeys: String, CodingKey {
+            case session, user, pathway, ending
+            case issuedAt = "issued_at"
+            case expiresAt = "expires_at"
+        }
+    }
+
+    private let entries = Mutex<[String: Entry]>([:])
+    /// Grants issued before this are refused: set when the file of ended sessions cannot be read,
+    /// so that a released or revoked token cannot come back (fail closed; users log in again).
+    private let issuedNotBefore = Mutex<Date?>(nil)
+    private let audit: any AuditSink
+    private let clock: any WallClock
+    private let group: any EventLoopGroup
+    private let endedFile: String?
+    private let logger: Logger
+
+    /// `endedFile` keeps released and revoked sessions across restarts (nil: kept in memory only).
+    public init(audit: any AuditSink, clock: any WallClock, group: any EventLoopGroup, endedFile: String?, logger: Logger) {
+        self.audit = audit
+        self.clock = clock
+        self.group = group
+        self.endedFile = endedFile
+        self.logger = logger
+        loadEnded()
+    }
+
+    /// Starts tracking a grant (at issuance, or when a token from before a restart is first used):
+    /// its expiry timer is set.
+    public func track(_ info: SessionInfo) {
+        entries.withLock { entries in
+            guard entries[info.session] == nil else { return }
+            entries[info.session] = Entry(info: info, timer: schedule(info))
+        }
+    }
+
+    /// Admits a request of `session` on `channel`: refused when the session has ended or expired.
+    /// The channel is closed when the session ends.
+    public func admit(_ info: SessionInfo, channel: any Channel) -> BreakGlassError? {
+        let now = clock.now()
+        guard now < info.expiresAt else {
+            return BreakGlassError(.invalidToken, "the grant expired at \(AuditValue.time(info.expiresAt))")
+        }
+        if let notBefore = issuedNotBefore.withLock({ $0 }), info.issuedAt < notBefore {
+            return BreakGlassError(.invalidToken, "grants from before the gateway's restart are no longer accepted; log in again")
+        }
+        let refusal: BreakGlassError? = entries.withLock { entries in
+            if entries[info.session] == nil { entries[info.session] = Entry(info: info, timer: schedule(info)) }
+            if let ended = entries[info.session]?.ended {
+                return BreakGlassError(.invalidToken, "the grant was \(ended.rawValue); log in again for new access")
+            }
+            entries[info.session]?.channels[ObjectIdentifier(channel)] = channel
+            return nil
+        }
+        guard refusal == nil else { return refusal }
+        channel.closeFuture.whenComplete { _ in
+            _ = self.entries.withLock { $0[info.session]?.channels.removeValue(forKey: ObjectIdentifier(channel)) }
+        }
+        return nil
+    }
+
+    /// Whether the session is live (tracked, not ended, not expired).
+    public func isLive(_ session: String) -> Bool {
+        let now = clock.now()
+        return entries.withLock { entries in
+            guard let entry = entries[session] else { return false }
+            return entry.ended == nil && now < entry.info.expiresAt
+        }
+    }
+
+    /// How the session ended ("released", "revoked"), when it ended early and is still tracked.
+    public func endingDescription(_ session: String) -> String? {
+        entries.withLock { $0[session]?.ended?.rawValue }
+    }
+
+    /// The session's details, when tracked.
+    public func info(_ session: String) -> SessionInfo? {
+        entries.withLock { $0[session]?.info }
+    }
+
+    /// Ends sessions early (release or revocation): closes their connections at once, keeps them
+    /// ended across restarts, and audits each end. Returns the sessions that were live.
+    @discardableResult
+    public func end(_ sessions: [String], as ending: Ending, by actor: String) async -> [SessionInfo] {
+        var ended: [(SessionInfo, [any Channel])] = []
+        entries.withLock { entries in
+            for session in sessions {
+                guard var entry = entries[session], entry.ended == nil else { continue }
+                entry.ended = ending
+                entry.timer?.cancel()
+                ended.append((entry.info, Array(entry.channels.values)))
+                entry.channels = [:]
+                entries[session] = entry
+            }
+        }
+        for (_, channels) in ended { for channel in channels { channel.close(promise: nil) } }
+        guard !ended.isEmpty else { return [] }
+        saveEnded()
+        for (info, channels) in ended {
+            await record(info, ending: ending, actor: actor, connections: channels.count)
+        }
+        return ended.map(\.0)
+    }
+
+    /// Live sessions, optionally only one user's.
+    public func liveSessions(user: String? = nil) -> [SessionInfo] {
+        let now = clock.now()
+        return entries.withLock { entries in
+            entries.values.filter { $0.ended == nil && now < $0.info.expiresAt && (user == nil || $0.info.user == user) }.map(\.info)
+        }
+    }
+
+    /// Live connections of a session (for tests and health).
+    public func connectionCount(_ session: String) -> Int {
+        entries.withLock { $0[session]?.channels.count ?? 0 }
+    }
+
+    // MARK: expiry
+
+    private func schedule(_ info: SessionInfo) -> Scheduled<Void> {
+        let remaining = max(0, info.expiresAt.timeIntervalSince(clock.now()))
+        let loop = group.next()
+        return loop.scheduleTask(in: .milliseconds(Int64(remaining * 1000) + 1)) { [self] in
+            expire(info.session)
+        }
+    }
+
+    private func expire(_ session: String) {
+        let removed = entries.withLock { $0.removeValue(forKey: session) }
+        guard let removed else { return }
+        guard removed.ended == nil else {
+            // Released or revoked earlier and kept until now so that its token stayed refused.
+            saveEnded()
+            return
+        }
+        let channels = Array(removed.channels.values)
+        for channel in channels { channel.close(promise: nil) }
+        logger.notice("grant expired", metadata: ["session": "\(session)", "connections_cut": "\(channels.count)"])
+        Task { await record(removed.info, ending: .expired, actor: nil, connections: channels.count) }
+    }
+
+    private func record(_ info: SessionInfo, ending: Ending, actor: String?, connections: Int) async {
+        var fields: [String: AuditValue] = [
+            "session": .string(info.session),
+            "user": .string(info.user),
+            "pathway": .string(info.pathway),
+            "expires_at": .time(info.expiresAt),
+            "connections_closed": .integer(Int64(connections)),
+        ]
+        fields["by"] = actor.map(AuditValue.string)
+        do {
+            try await audit.record(AuditEvent(kind: ending.eventKind, time: clock.now(), fields: fields))
+        } catch {
+            logger.critical("audit failed for the end of a grant", metadata: ["session": "\(info.session)", "error": "\(error)"])
+        }
+    }
+
+    // MARK: the durable file of ended sessions
+
+    private func saveEnded() {
+        guard let endedFile else { return }
+        let now = clock.now()
+        let records = entries.withLock { entries in
+            entries.values.compactMap { entry -> EndedRecord? in
+                guard let ending = entry.ended, ending != .expired, entry.info.expiresAt > now else { return nil }
+                return EndedRecord(
+                    session: entry.info.session, user: entry.info.user, pathway: entry.info.pathway, issuedAt: entry.info.issuedAt,
+                    expiresAt: entry.info.expiresAt, ending: ending)
+            }
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        encoder.dateEncodingStrategy = .iso8601
+        do {
+            let data = try encoder.encode(records.sorted { $0.session < $1.session })
+            try DurableFile.replace(endedFile, with: Array(data))
+        } catch {
+            logger.critical("cannot save ended sessions", metadata: ["file": "\(endedFile)", "error": "\(error)"])
+        }
+    }
+
+    private func loadEnded() {
+        guard let endedFile, FileManager.default.fileExists(atPath: endedFile) else { return }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        do {
+            let records = try decoder.decode([EndedRecord].self, from: Data(DurableFile.read(endedFile)))
+            let now = clock.now()
+            entries.withLock { entries in
+                for record in records where record.expiresAt > now {
+                    let info = SessionInfo(
+                        session: record.session, user: record.user, pathway: record.pathway, issuedAt: record.issuedAt,
+                        expiresAt: record.expiresAt)
+                    entries[record.session] = Entry(info: info, ended: record.ending, timer: schedule(info))
+                }
+            }
+            logger.notice("ended sessions restored", metadata: ["file": "\(endedFile)", "count": "\(records.count)"])
+        } catch {
+            issuedNotBefore.withLock { $0 = clock.now() }
+            logger.critical(
+                "cannot read the file of ended sessions: every grant from before this start is refused (log in again)",
+                metadata: ["file": "\(endedFile)", "error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,65 @@
+import NIOCore
+import NIOHTTP1
+
+/// The end of an upstream HTTP connection: hands response parts to the exchange it serves, and
+/// reads only while the client can take more.
+final class UpstreamHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    /// The exchange using this connection; nil while the connection is idle in the pool.
+    var exchange: HTTPProxyExchange?
+    private var context: ChannelHandlerContext?
+    private var pendingRead = false
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let exchange else {
+            // An idle connection must not speak; whatever it says cannot belong to anyone.
+            context.close(promise: nil)
+            return
+        }
+        exchange.upstreamRead(unwrapInboundIn(data))
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        exchange?.upstreamReadComplete()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        exchange?.upstreamClosed()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { exchange?.upstreamBecameWritable() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if let exchange, !exchange.clientWritable {
+            pendingRead = true
+        } else {
+            context.read()
+        }
+    }
+
+    /// The client can take more again.
+    func resumeReading() {
+        guard pendingRead, let context else { return }
+        pendingRead = false
+        context.read()
+    }
+}

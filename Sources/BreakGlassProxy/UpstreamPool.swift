@@ -1,0 +1,96 @@
+import NIOCore
+import Synchronization
+
+/// Keep-alive connections to upstreams, per pathway and event loop, with a per-pathway limit on
+/// open connections so that one slow pathway cannot take every socket ("fail small").
+public final class UpstreamPool: Sendable {
+    /// Why no connection could be had.
+    public enum Refusal: Error, Sendable {
+        /// The pathway already has `limit` connections open.
+        case busy(limit: Int)
+    }
+
+    private struct Idle {
+        var channel: any Channel
+        var since: NIODeadline
+    }
+
+    private struct PathwayState {
+        var open = 0
+        /// Idle connections by event loop.
+        var idle: [ObjectIdentifier: [Idle]] = [:]
+    }
+
+    private let state = Mutex<[String: PathwayState]>([:])
+    /// Idle connections older than this are closed instead of reused.
+    public let idleTimeout: TimeAmount
+
+    public init(idleTimeout: TimeAmount = .seconds(30)) {
+        self.idleTimeout = idleTimeout
+    }
+
+    /// An idle connection on `eventLoop`, or a new one made with `connect`; fails with `Refusal.busy`
+    /// when the pathway is at its limit.
+    public func checkout(
+        pathway: String,
+        limit: Int,
+        on eventLoop: any EventLoop,
+        connect: () -> EventLoopFuture<any Channel>
+    ) -> EventLoopFuture<any Channel> {
+        let loop = ObjectIdentifier(eventLoop)
+        let now = NIODeadline.now()
+        var stale: [any Channel] = []
+        let reused: (any Channel)?? = state.withLock { pools in
+            var pool = pools[pathway, default: PathwayState()]
+            defer { pools[pathway] = pool }
+            while let idle = pool.idle[loop]?.popLast() {
+                if idle.channel.isActive && now - idle.since < idleTimeout { return .some(idle.channel) }
+                stale.append(idle.channel)
+            }
+            guard pool.open < limit else { return .none }
+            pool.open += 1
+            return .some(nil)
+        }
+        for channel in stale { channel.close(promise: nil) }
+        switch reused {
+        case .none:
+            return eventLoop.makeFailedFuture(Refusal.busy(limit: limit))
+        case .some(.some(let channel)):
+            return eventLoop.makeSucceededFuture(channel)
+        case .some(.none):
+            let connecting = connect()
+            connecting.whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    channel.closeFuture.whenComplete { _ in self.closed(channel, pathway: pathway) }
+                case .failure:
+                    self.state.withLock { $0[pathway]?.open -= 1 }
+                }
+            }
+            return connecting
+        }
+    }
+
+    /// Returns a connection after a complete exchange; one that cannot be reused is closed.
+    public func checkin(_ channel: any Channel, pathway: String, reusable: Bool) {
+        guard reusable, channel.isActive else {
+            channel.close(promise: nil)
+            return
+        }
+        let loop = ObjectIdentifier(channel.eventLoop)
+        state.withLock { $0[pathway, default: PathwayState()].idle[loop, default: []].append(Idle(channel: channel, since: .now())) }
+    }
+
+    /// Open connections of a pathway (in use or idle).
+    public func openConnections(pathway: String) -> Int {
+        state.withLock { $0[pathway]?.open ?? 0 }
+    }
+
+    private func closed(_ channel: any Channel, pathway: String) {
+        let loop = ObjectIdentifier(channel.eventLoop)
+        state.withLock { pools in
+            pools[pathway]?.open -= 1
+            pools[pathway]?.idle[loop]?.removeAll { $0.channel === channel }
+        }
+    }
+}

@@ -1,0 +1,242 @@
+import BreakGlassCore
+import BreakGlassGateway
+import BreakGlassTestSupport
+import Foundation
+import NIOHTTP1
+import Testing
+
+/// The data path end to end: real TLS to the gateway, real upstreams on 127.0.0.1.
+@Suite struct ProxyTests {
+    struct Fixture {
+        let upstream: TestUpstream
+        let echo: TestTCPEchoServer
+        let gateway: TestGateway
+        let client: HTTPSTestClient
+
+        func stop() async {
+            await client.shutdown()
+            await gateway.stop()
+            await upstream.stop()
+            await echo.stop()
+        }
+
+        struct Login {
+            var token: String
+            var session: String
+        }
+
+        /// A real PAM login for `pathway`; `steps` picks a later TOTP code for a second login in the same window.
+        func login(_ user: String, pathway: String, duration: String? = nil, steps: Int = 0) async throws -> Login {
+            let body = TestGateway.grantBody(
+                user: user, password: gateway.pam.password(user), otp: try await gateway.pam.code(user, steps: steps), pathway: pathway,
+                duration: duration)
+            let response = try await client.request(.POST, gateway.baseURL + "/v1/grants", body: body)
+            guard response.status == 201, let token = response.json["token"] as? String, let session = response.json["session"] as? String
+            else { throw TestSupportError("login failed: \(response.status) \(response.text)") }
+            return Login(token: token, session: session)
+        }
+
+        func get(_ path: String, token: String?, headers: [(String, String)] = []) async throws -> HTTPSTestClient.Response {
+            var all = headers
+            if let token { all.append(("Authorization", "Bearer \(token)")) }
+            return try await client.request(.GET, gateway.baseURL + path, headers: all)
+        }
+
+        /// A raw TLS connection that has opened a CONNECT tunnel to `pathway`.
+        func tunnel(_ pathway: String, token: String) async throws -> TLSTestConnection {
+            let connection = try await TLSTestConnection(port: gateway.port, caPath: gateway.pki.caPath)
+            try await connection.send(
+                "CONNECT \(pathway):\(echo.port) HTTP/1.1\r\nHost: \(pathway)\r\nProxy-Authorization: Bearer \(token)\r\n\r\n")
+            await connection.wait { $0.text.contains("\r\n\r\n") || $0.isClosed }
+            return connection
+        }
+
+        /// A raw TLS connection with a proxied request in progress (`/drip` never ends) or done.
+        func rawRequest(_ path: String, token: String, extra: String = "") async throws -> TLSTestConnection {
+            let connection = try await TLSTestConnection(port: gateway.port, caPath: gateway.pki.caPath)
+            try await connection.send("GET \(path) HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(token)\r\n\(extra)\r\n")
+            await connection.wait { $0.text.contains("\r\n\r\n") || $0.isClosed }
+            return connection
+        }
+
+        /// A WebSocket through the gateway to the upstream's echo, upgraded.
+        func webSocket(_ pathway: String, token: String) async throws -> TLSTestConnection {
+            try await rawRequest(
+                "/p/\(pathway)/ws", token: token,
+                extra:
+                    "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            )
+        }
+
+        func events(_ kind: AuditEvent.Kind) -> [AuditEvent] { gateway.audit.events(kind) }
+    }
+
+    static let users = "{ users: [alice, bob, carol, dave] }"
+
+    static func fixture(slowTimeout: String = "1s", durableAudit: Bool = false) async throws -> Fixture {
+        let upstream = try await TestUpstream()
+        let echo = try await TestTCPEchoServer()
+        let dead = try TestPorts.unused()
+        let policy = """
+            pathways:
+              web:
+                kind: http
+                upstream: http://127.0.0.1:\(upstream.port)
+                allow: \(users)
+                default_duration: 10m
+                max_duration: 30m
+              based:
+                kind: http
+                upstream: http://127.0.0.1:\(upstream.port)/base
+                allow: \(users)
+              slow:
+                kind: http
+                upstream: http://127.0.0.1:\(upstream.port)
+                allow: \(users)
+                max_connections: 2
+                response_timeout: \(slowTimeout)
+              dead:
+                kind: http
+                upstream: http://127.0.0.1:\(dead)
+                allow: \(users)
+              echo:
+                kind: tcp
+                upstream: 127.0.0.1:\(echo.port)
+                allow: \(users)
+              rawweb:
+                kind: tcp
+                upstream: 127.0.0.1:\(upstream.port)
+                allow: \(users)
+              office:
+                kind: http
+                upstream: http://127.0.0.1:\(upstream.port)
+                allow: \(users)
+                source_cidrs: [127.0.0.0/8]
+
+            """
+        let gateway = try await TestGateway(policyBody: policy, durableAudit: durableAudit)
+        return Fixture(upstream: upstream, echo: echo, gateway: gateway, client: try HTTPSTestClient(caPath: gateway.pki.caPath))
+    }
+
+    static func header(_ echoed: [String: Any], _ name: String) -> [String] {
+        ((echoed["headers"] as? [[String]]) ?? []).filter { $0.first?.lowercased() == name.lowercased() }.compactMap { $0.last }
+    }
+
+    @Test func requestsAreProxiedWithHeaderHygieneAndAudited() async throws {
+        let fixture = try await Self.fixture()
+        defer { Task { await fixture.stop() } }
+        let login = try await fixture.login("alice", pathway: "web")
+        let response = try await fixture.get(
+            "/p/web/echo/a?ticket=INC-1&secret=hunter2", token: login.token,
+            headers: [
+                ("X-BreakGlass-User", "mallory"), ("X-Forwarded-For", "6.6.6.6"), ("X-Custom", "kept"), ("Proxy-Authorization", "Bearer x"),
+                ("Connection", "keep-alive, X-Drop-Me"), ("X-Drop-Me", "hop"),
+            ])
+        #expect(response.status == 200, "\(response.text)")
+        let echoed = response.json
+        #expect(echoed["uri"] as? String == "/echo/a?ticket=INC-1&secret=hunter2")
+        #expect(Self.header(echoed, "authorization").isEmpty)
+        #expect(Self.header(echoed, "proxy-authorization").isEmpty)
+        #expect(Self.header(echoed, "x-drop-me").isEmpty)
+        #expect(Self.header(echoed, "x-breakglass-user") == ["alice"])
+        #expect(Self.header(echoed, "x-breakglass-session") == [login.session])
+        #expect(Self.header(echoed, "x-forwarded-for") == ["127.0.0.1"])
+        #expect(Self.header(echoed, "x-forwarded-proto") == ["https"])
+        #expect(Self.header(echoed, "host") == ["127.0.0.1:\(fixture.upstream.port)"])
+        #expect(Self.header(echoed, "x-custom") == ["kept"])
+        #expect(response.headers["Keep-Alive"].isEmpty)
+
+        // A base path is kept in front; the query string goes along.
+        let based = try await fixture.get("/p/based/x?y=1", token: try await fixture.login("bob", pathway: "based").token)
+        #expect(based.json["uri"] as? String == "/base/x?y=1")
+
+        let requests = fixture.events(.request)
+        let first = try #require(requests.first { $0.fields["pathway"] == .string("web") })
+        #expect(first.fields["session"] == .string(login.session))
+        #expect(first.fields["user"] == .string("alice"))
+        #expect(first.fields["method"] == .string("GET"))
+        #expect(first.fields["path"] == .string("/echo/a?ticket=&secret="))
+        #expect(first.fields["status"] == .integer(200))
+        #expect(first.fields["outcome"] == .string("ok"))
+        #expect(requests.allSatisfy { !"\($0.fields)".contains("hunter2") && !"\($0.fields)".contains(login.token) })
+    }
+
+    @Test func refusalsCarryTheirCodeAndAreAudited() async throws {
+        let fixture = try await Self.fixture()
+        defer { Task { await fixture.stop() } }
+        let web = try await fixture.login("alice", pathway: "web")
+        let office = try await fixture.login("bob", pathway: "office")
+        // The policy is tightened after the grant: traffic from outside the new blocks is refused.
+        let policy = try String(contentsOfFile: fixture.gateway.policyPath, encoding: .utf8)
+        try policy.replacingOccurrences(of: "[127.0.0.0/8]", with: "[10.0.0.0/8]").write(
+            toFile: fixture.gateway.policyPath, atomically: true, encoding: .utf8)
+        _ = await fixture.gateway.service.grants.reload()
+
+        let none = try await fixture.get("/p/web/echo", token: nil)
+        #expect(none.status == 401)
+        #expect(none.errorCode == "invalid_token")
+        let wrongPathway = try await fixture.get("/p/based/echo", token: web.token)
+        #expect(wrongPathway.status == 401)
+        #expect(wrongPathway.errorMessage?.contains("for pathway web, not based") == true, "\(wrongPathway.text)")
+        let outside = try await fixture.get("/p/office/echo", token: office.token)
+        #expect(outside.status == 403)
+        #expect(outside.errorCode == "forbidden")
+        let traversal = try await fixture.get("/p/web/a/../../admin", token: web.token)
+        #expect(traversal.status == 400)
+        let tunnelOnHTTP = try await fixture.tunnel("web", token: web.token)
+        #expect(tunnelOnHTTP.text.hasPrefix("HTTP/1.1 400"), "\(tunnelOnHTTP.text)")
+        await tunnelOnHTTP.close()
+
+        let released = try await fixture.client.request(
+            .DELETE, fixture.gateway.baseURL + "/v1/grants/\(web.session)", headers: [("Authorization", "Bearer \(web.token)")])
+        #expect(released.status == 200, "\(released.text)")
+        let afterRelease = try await fixture.get("/p/web/echo", token: web.token)
+        #expect(afterRelease.status == 401)
+        #expect(afterRelease.errorMessage?.contains("released") == true)
+
+        let denied = fixture.events(.requestDenied)
+        #expect(denied.count >= 5)
+        #expect(denied.contains { $0.fields["code"] == .string("forbidden") && $0.fields["session"] == .string(office.session) })
+        #expect(fixture.events(.grantReleased).map { $0.fields["session"] } == [.string(web.session)])
+    }
+
+    @Test func noAuditNoProxiedRequest() async throws {
+        let fixture = try await Self.fixture()
+        defer { Task { await fixture.stop() } }
+        let login = try await fixture.login("alice", pathway: "web")
+        fixture.gateway.audit.setFailing(true)
+        let refused = try await fixture.get("/p/web/echo", token: login.token)
+        #expect(refused.status == 503)
+        #expect(refused.errorCode == "audit_unavailable")
+        fixture.gateway.audit.setFailing(false)
+        #expect(try await fixture.get("/p/web/echo", token: login.token).status == 200)
+    }
+
+    @Test func upstreamTroubleIsNamedAndStaysOnItsPathway() async throws {
+        let fixture = try await Self.fixture()
+        defer { Task { await fixture.stop() } }
+        let dead = try await fixture.get("/p/dead/", token: try await fixture.login("alice", pathway: "dead").token)
+        #expect(dead.status == 502)
+        #expect(dead.errorCode == "upstream_unreachable")
+        #expect(dead.errorMessage?.contains("pathway dead") == true)
+
+        let slow = try await fixture.login("bob", pathway: "slow")
+        let timedOut = try await fixture.get("/p/slow/slow/3000", token: slow.token)
+        #expect(timedOut.status == 504)
+        #expect(timedOut.errorCode == "upstream_timeout")
+
+        // Two requests hold the slow pathway's two connections; a third is refused at once, and the
+        // other pathway answers while both are still waiting.
+        let web = try await fixture.login("carol", pathway: "web")
+        let slowOnes = (0..<2).map { _ in Task { try await fixture.get("/p/slow/slow/900", token: slow.token) } }
+        try await Task.sleep(for: .milliseconds(200))
+        let busy = try await fixture.get("/p/slow/slow/10", token: slow.token)
+        #expect(busy.status == 503)
+        #expect(busy.errorCode == "upstream_busy")
+        let quick = try await fixture.get("/p/web/echo", token: web.token)
+        #expect(quick.status == 200)
+        let stillWaiting = fixture.gateway.service.proxy.pool.openConnections(pathway: "slow")
+        #expect(stillWaiting == 2)
+        for task in slowOnes { #expect(try await task.value.status == 200) }
+    }
+}

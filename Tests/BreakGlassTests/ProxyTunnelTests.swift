@@ -1,0 +1,227 @@
+import BreakGlassCore
+import BreakGlassGateway
+import BreakGlassTestSupport
+import Foundation
+import Logging
+import NIOEmbedded
+import NIOPosix
+import Synchronization
+import Testing
+
+/// Tunnels (CONNECT and WebSocket), the time box, release, and streaming with bounded memory.
+@Suite struct ProxyTunnelTests {
+    /// A masked client text frame (RFC 6455 §5.2).
+    static func textFrame(_ text: String) -> [UInt8] {
+        let payload = Array(text.utf8)
+        let mask: [UInt8] = [0x12, 0x34, 0x56, 0x78]
+        return [0x81, 0x80 | UInt8(payload.count)] + mask + payload.enumerated().map { $0.element ^ mask[$0.offset % 4] }
+    }
+
+    static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
+        guard needle.count <= haystack.count else { return false }
+        return (0...(haystack.count - needle.count)).contains { Array(haystack[$0..<$0 + needle.count]) == needle }
+    }
+
+    @Test func connectTunnelCarriesBytesBothWaysAndIsAudited() async throws {
+        let fixture = try await ProxyTests.fixture()
+        defer { Task { await fixture.stop() } }
+        let login = try await fixture.login("alice", pathway: "echo")
+        let tunnel = try await fixture.tunnel("echo", token: login.token)
+        #expect(tunnel.text.hasPrefix("HTTP/1.1 200 Connection Established\r\n\r\n"), "\(tunnel.text)")
+        try await tunnel.send("ping through the tunnel\n")
+        #expect(await tunnel.wait { $0.text.hasSuffix("ping through the tunnel\n") })
+        // Half close: the echo server answers everything and then closes its side.
+        try await tunnel.send("last words\n")
+        try await tunnel.closeOutput()
+        #expect(await tunnel.wait { $0.inputClosed })
+        #expect(tunnel.text.hasSuffix("last words\n"))
+        await tunnel.close()
+        #expect(await Self.eventually { fixture.events(.tunnelClosed).count == 1 })
+        let opened = try #require(fixture.events(.tunnelOpened).first)
+        #expect(opened.fields["session"] == .string(login.session))
+        #expect(opened.fields["mode"] == .string("connect"))
+        let closed = try #require(fixture.events(.tunnelClosed).first)
+        #expect(closed.fields["bytes_in"] == .integer(35))
+        #expect(closed.fields["bytes_out"] == .integer(35))
+    }
+
+    /// A client may send data right behind its CONNECT head, in the same packet; none of it is lost.
+    @Test func bytesSentRightAfterConnectArePassedOn() async throws {
+        let fixture = try await ProxyTests.fixture()
+        defer { Task { await fixture.stop() } }
+        let login = try await fixture.login("alice", pathway: "echo")
+        let connection = try await TLSTestConnection(port: fixture.gateway.port, caPath: fixture.gateway.pki.caPath)
+        try await connection.send("CONNECT echo:1 HTTP/1.1\r\nProxy-Authorization: Bearer \(login.token)\r\n\r\nearly bytes\n")
+        #expect(await connection.wait(timeout: .seconds(5)) { $0.text.hasSuffix("\r\n\r\nearly bytes\n") }, "\(connection.text)")
+        await connection.close()
+    }
+
+    @Test func standardClientsUseTheTunnel() async throws {
+        let fixture = try await ProxyTests.fixture()
+        defer { Task { await fixture.stop() } }
+        let curl = try #require(ProcessRunner.which("curl"), "curl is installed by Scripts/test")
+        let login = try await fixture.login("alice", pathway: "rawweb")
+        // curl through the gateway as an HTTPS proxy, tunnelling plain HTTP to the upstream.
+        let result = try await ProcessRunner.run(
+            curl,
+            [
+                "-sS", "--proxytunnel", "--proxy", fixture.gateway.baseURL, "--proxy-cacert", fixture.gateway.pki.caPath,
+                "--proxy-header", "Proxy-Authorization: Bearer \(login.token)", "http://rawweb:\(fixture.upstream.port)/echo/through-curl",
+            ],
+            timeout: .seconds(30))
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("through-curl"), "\(result.stdout)")
+
+        let openssl = try #require(ProcessRunner.which("openssl"), "openssl is installed by Scripts/test")
+        let echoLogin = try await fixture.login("bob", pathway: "echo")
+        // s_client may keep the connection after its input ends; `timeout` ends it once the echo is back
+        // (with SIGKILL: a process that hosts a gateway ignores SIGTERM, and its children inherit that).
+        let request = "CONNECT echo:1 HTTP/1.1\\r\\nProxy-Authorization: Bearer \(echoLogin.token)\\r\\n\\r\\nhello from s_client\\n"
+        let session = try await ProcessRunner.run(
+            "/bin/sh",
+            [
+                "-c",
+                "(printf '\(request)'; sleep 2) | timeout -s KILL 4 \(openssl) s_client -quiet -connect 127.0.0.1:\(fixture.gateway.port) -CAfile \(fixture.gateway.pki.caPath)",
+            ],
+            timeout: .seconds(20))
+        #expect(session.stdout.contains("HTTP/1.1 200 Connection Established"), "\(session.stdout) \(session.stderr)")
+        #expect(session.stdout.contains("hello from s_client"))
+    }
+
+    @Test func webSocketIsProxied() async throws {
+        let fixture = try await ProxyTests.fixture()
+        defer { Task { await fixture.stop() } }
+        let login = try await fixture.login("alice", pathway: "web")
+        let socket = try await fixture.webSocket("web", token: login.token)
+        #expect(socket.text.hasPrefix("HTTP/1.1 101"), "\(socket.text)")
+        #expect(socket.text.lowercased().contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="))
+        try await socket.send(Self.textFrame("hello websocket"))
+        #expect(await socket.wait { Self.contains($0.bytes, [0x81, 15] + Array("hello websocket".utf8)) })
+        await socket.close()
+        #expect(await Self.eventually { fixture.events(.tunnelClosed).contains { $0.fields["mode"] == .string("websocket") } })
+    }
+
+    @Test func expiryCutsEveryKindOfConnectionAndIsAuditedOnce() async throws {
+        let fixture = try await ProxyTests.fixture()
+        defer { Task { await fixture.stop() } }
+        let web = try await fixture.login("alice", pathway: "web", duration: "4s")
+        let echo = try await fixture.login("bob", pathway: "echo", duration: "4s")
+        let keepAlive = try await fixture.rawRequest("/p/web/echo", token: web.token)
+        #expect(keepAlive.text.hasPrefix("HTTP/1.1 200"))
+        let drip = try await fixture.rawRequest("/p/web/drip", token: web.token)
+        #expect(await drip.wait { $0.text.contains("drip\n") })
+        let socket = try await fixture.webSocket("web", token: web.token)
+        #expect(socket.text.hasPrefix("HTTP/1.1 101"))
+        let tunnel = try await fixture.tunnel("echo", token: echo.token)
+        try await tunnel.send("still here\n")
+        #expect(await tunnel.wait { $0.text.hasSuffix("still here\n") })
+        for connection in [keepAlive, drip, socket, tunnel] { #expect(!connection.isClosed) }
+        // The grants end 4 s after issue; every connection goes within a second of that.
+        for connection in [keepAlive, drip, socket, tunnel] {
+            #expect(await connection.wait(timeout: .seconds(7)) { $0.inputClosed })
+        }
+        #expect(await Self.eventually { fixture.events(.grantExpired).count == 2 })
+        try await Task.sleep(for: .milliseconds(300))
+        let expired = fixture.events(.grantExpired)
+        #expect(expired.count == 2)
+        let webEnd = try #require(expired.first { $0.fields["session"] == .string(web.session) })
+        #expect(webEnd.fields["connections_closed"] == .integer(3))
+        #expect(try await fixture.get("/p/web/echo", token: web.token).status == 401)
+    }
+
+    @Test func releaseCutsLiveConnections() async throws {
+        let fixture = try await ProxyTests.fixture()
+        defer { Task { await fixture.stop() } }
+        let web = try await fixture.login("alice", pathway: "web")
+        let drip = try await fixture.rawRequest("/p/web/drip", token: web.token)
+        let socket = try await fixture.webSocket("web", token: web.token)
+        #expect(await drip.wait { $0.text.contains("drip\n") })
+        #expect(fixture.gateway.service.proxy.registry.connectionCount(web.session) == 2)
+        let released = try await fixture.client.request(
+            .DELETE, fixture.gateway.baseURL + "/v1/grants/\(web.session)", headers: [("Authorization", "Bearer \(web.token)")])
+        #expect(released.status == 200)
+        #expect(await drip.wait(timeout: .seconds(2)) { $0.inputClosed })
+        #expect(await socket.wait(timeout: .seconds(2)) { $0.inputClosed })
+        let event = try #require(fixture.events(.grantReleased).first)
+        #expect(event.fields["connections_closed"] == .integer(2))
+        #expect(event.fields["by"] == .string("alice"))
+        let again = try await fixture.client.request(
+            .DELETE, fixture.gateway.baseURL + "/v1/grants/\(web.session)", headers: [("Authorization", "Bearer \(web.token)")])
+        #expect(again.status == 401)
+    }
+
+    @Test func endedSessionsStayEndedAcrossARestart() async throws {
+        let folder = try TestDirectory("ended-sessions")
+        defer { folder.remove() }
+        let file = folder.file("ended-sessions.json")
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let audit = MemoryAuditSink()
+        let info = SessionRegistry.SessionInfo(
+            session: "a1", user: "alice", pathway: "web", issuedAt: Date(), expiresAt: Date().addingTimeInterval(600))
+        let first = SessionRegistry(
+            audit: audit, clock: SystemWallClock(), group: MultiThreadedEventLoopGroup.singleton, endedFile: file, logger: logger)
+        first.track(info)
+        #expect(await first.end(["a1"], as: .revoked, by: "operator").count == 1)
+        let restarted = SessionRegistry(
+            audit: audit, clock: SystemWallClock(), group: MultiThreadedEventLoopGroup.singleton, endedFile: file, logger: logger)
+        #expect(!restarted.isLive("a1"))
+        #expect(restarted.endingDescription("a1") == "revoked")
+        // A damaged file fails closed: grants from before the start are refused.
+        try "not json".write(toFile: file, atomically: true, encoding: .utf8)
+        let damaged = SessionRegistry(
+            audit: audit, clock: SystemWallClock(), group: MultiThreadedEventLoopGroup.singleton, endedFile: file, logger: logger)
+        let channel = EmbeddedChannel()
+        #expect(damaged.admit(info, channel: channel)?.message.contains("log in again") == true)
+        _ = try? channel.finish()
+    }
+
+    @Test func largeBodiesStreamBothWaysWithBoundedMemory() async throws {
+        let fixture = try await ProxyTests.fixture()
+        defer { Task { await fixture.stop() } }
+        let curl = try #require(ProcessRunner.which("curl"), "curl is installed by Scripts/test")
+        let login = try await fixture.login("alice", pathway: "web")
+        let size = 256 << 20
+        let upload = fixture.gateway.directory.file("upload.bin")
+        #expect(FileManager.default.createFile(atPath: upload, contents: nil))
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: upload))
+        try handle.truncate(atOffset: UInt64(size))
+        try handle.close()
+        let baseline = Self.residentBytes()
+        let peak = PeakSampler()
+        let sampler = Task { while !Task.isCancelled { peak.sample(Self.residentBytes()); try? await Task.sleep(for: .milliseconds(20)) } }
+        let common = ["-sS", "--cacert", fixture.gateway.pki.caPath, "-H", "Authorization: Bearer \(login.token)"]
+        let up = try await ProcessRunner.run(
+            curl, common + ["-T", upload, fixture.gateway.baseURL + "/p/web/count"], timeout: .seconds(120))
+        let down = try await ProcessRunner.run(
+            curl, common + ["-o", "/dev/null", "-w", "%{size_download}", fixture.gateway.baseURL + "/p/web/bytes/\(size)"],
+            timeout: .seconds(120))
+        sampler.cancel()
+        #expect(up.status == 0, "\(up.stderr)")
+        #expect(up.stdout.contains("\"bytes\":\(size)"), "\(up.stdout)")
+        #expect(down.stdout == "\(size)", "\(down.stderr)")
+        let growth = peak.value - baseline
+        #expect(growth < 96 << 20, "resident memory grew by \(growth >> 20) MiB while 2 x 256 MiB passed")
+    }
+
+    static func residentBytes() -> Int {
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+        return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
+    }
+
+    static func eventually(_ condition: () -> Bool) async -> Bool {
+        for _ in 0..<300 {
+            if condition() { return true }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return condition()
+    }
+}
+
+/// The largest value seen.
+final class PeakSampler: Sendable {
+    private let peak = Mutex(0)
+    func sample(_ value: Int) { peak.withLock { $0 = max($0, value) } }
+    var value: Int { peak.withLock { $0 } }
+}

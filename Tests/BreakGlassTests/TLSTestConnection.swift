@@ -1,0 +1,85 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import NIOSSL
+import Synchronization
+
+/// A raw TLS connection for tests that need exact bytes (CONNECT, WebSocket frames, half close):
+/// everything received is collected, and tests wait for what they expect.
+final class TLSTestConnection: Sendable {
+    private final class Collector: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        let received = Mutex<(bytes: [UInt8], closed: Bool, inputClosed: Bool)>(([], false, false))
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let buffer = unwrapInboundIn(data)
+            received.withLock { $0.bytes += buffer.readableBytesView }
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            received.withLock { $0.closed = true }
+            context.fireChannelInactive()
+        }
+
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            if case ChannelEvent.inputClosed = event { received.withLock { $0.inputClosed = true } }
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    private let channel: any Channel
+    private let collector: Collector
+
+    init(port: Int, caPath: String) async throws {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caPath))
+        let context = try NIOSSLContext(configuration: tls)
+        let collector = Collector()
+        channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: nil))
+                    try channel.pipeline.syncOperations.addHandler(collector)
+                }
+            }
+            .connect(host: "127.0.0.1", port: port)
+            .get()
+        self.collector = collector
+    }
+
+    func send(_ text: String) async throws {
+        try await send(Array(text.utf8))
+    }
+
+    func send(_ bytes: [UInt8]) async throws {
+        try await channel.writeAndFlush(ByteBuffer(bytes: bytes))
+    }
+
+    /// Everything received so far.
+    var bytes: [UInt8] { collector.received.withLock { $0.bytes } }
+    var text: String { String(decoding: bytes, as: UTF8.self) }
+    var isClosed: Bool { collector.received.withLock { $0.closed } }
+    var inputClosed: Bool { collector.received.withLock { $0.inputClosed || $0.closed } }
+
+    /// Waits until `condition` holds for what was received (or the timeout passes); returns whether it held.
+    @discardableResult
+    func wait(timeout: Duration = .seconds(10), until condition: (TLSTestConnection) -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while ContinuousClock.now < deadline {
+            if condition(self) { return true }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return condition(self)
+    }
+
+    /// Half-closes: sends TLS close_notify and a FIN, but keeps reading.
+    func closeOutput() async throws {
+        try await channel.close(mode: .output)
+    }
+
+    func close() async {
+        try? await channel.close()
+    }
+}
