@@ -130,6 +130,8 @@ let package = Package(
             name: "BreakGlassClient",
             dependencies: [
                 "BreakGlassCore",
+                "BreakGlassProxy",
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

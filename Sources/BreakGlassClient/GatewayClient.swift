@@ -20,25 +20,30 @@ public struct GatewayClient: Sendable {
             throw ClientError(
                 code: "invalid_gateway", message: "gateway \"\(gateway)\" must be an https:// URL, e.g. https://127.0.0.1:8443")
         }
-        var tls = TLSConfiguration.makeClientConfiguration()
-        tls.minimumTLSVersion = .tlsv12
-        if let caFile {
-            do {
-                let roots = try NIOSSLCertificate.fromPEMFile(caFile)
-                guard !roots.isEmpty else { throw ClientError(code: "invalid_ca", message: "\(caFile) holds no certificate") }
-                tls.trustRoots = .certificates(roots)
-            } catch let error as ClientError {
-                throw error
-            } catch {
-                throw ClientError(code: "invalid_ca", message: "cannot read CA file \(caFile): \(error)")
-            }
-        }
+        let tls = try Self.tlsConfiguration(caFile: caFile)
         var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
         configuration.timeout = .init(connect: .seconds(10), read: .seconds(Int64(timeout.totalSeconds)))
         configuration.redirectConfiguration = .disallow
         self.baseURL = base
         self.client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         self.timeout = .seconds(Int64(timeout.totalSeconds))
+    }
+
+    /// TLS 1.2 or later, trusting `caFile` (PEM) or the system roots.
+    public static func tlsConfiguration(caFile: String?) throws(ClientError) -> TLSConfiguration {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        guard let caFile else { return tls }
+        do {
+            let roots = try NIOSSLCertificate.fromPEMFile(caFile)
+            guard !roots.isEmpty else { throw ClientError(code: "invalid_ca", message: "\(caFile) holds no certificate") }
+            tls.trustRoots = .certificates(roots)
+        } catch let error as ClientError {
+            throw error
+        } catch {
+            throw ClientError(code: "invalid_ca", message: "cannot read CA file \(caFile): \(error)")
+        }
+        return tls
     }
 
     /// Closes the connection pool.
@@ -88,6 +93,14 @@ public struct GatewayClient: Sendable {
         return try await send(request, expecting: 200)
     }
 
+    /// `DELETE /v1/grants/SESSION`: ends the grant early; the gateway cuts its connections.
+    public func releaseGrant(session: String, token: String) async throws(ClientError) -> ReleasedGrant {
+        var request = HTTPClientRequest(url: baseURL + "/v1/grants/" + session)
+        request.method = .DELETE
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        return try await send(request, expecting: 200)
+    }
+
     private func send<Result: Decodable>(_ request: HTTPClientRequest, expecting status: UInt) async throws(ClientError) -> Result {
         let response: HTTPClientResponse
         let body: ByteBuffer
@@ -127,6 +140,13 @@ public struct GatewayClient: Sendable {
 
         let error: Detail
     }
+}
+
+/// The answer to a release.
+public struct ReleasedGrant: Codable, Sendable, Equatable {
+    public var session: String
+    public var pathway: String
+    public var released: Bool
 }
 
 /// What `login` sends.

@@ -16,7 +16,7 @@ struct PolicyBuilder {
     let baseDirectory: String
 
     static let topKeys = ["gateway", "groups", "pathways"]
-    static let gatewayKeys = ["id", "listen", "tls", "token_key", "pam", "lockout", "audit"]
+    static let gatewayKeys = ["id", "listen", "tls", "token_key", "pam", "lockout", "audit", "admin_socket"]
     static let auditKeys = ["directory", "key", "mirrors", "checkpoint_hook", "reserve", "warn_free", "segment_size"]
     static let tlsKeys = ["certificate", "private_key"]
     static let pamKeys = ["service", "confdir", "failure_delay", "threads", "max_pending"]
@@ -86,7 +86,18 @@ struct PolicyBuilder {
             lockout = lockoutPolicy(lockoutNode, map.path("lockout"))
         }
         let audit = map.required("audit", &reader).flatMap { auditSettings($0, map.path("audit")) }
-        guard let id, let listen, let certificate, let tlsKey, let tokenKey, let pam, let lockout, let audit else { return nil }
+        var adminSocket: String?
+        var adminValid = true
+        if let socketNode = map["admin_socket"], let text = reader.nonEmptyString(socketNode, map.path("admin_socket")) {
+            adminSocket = PolicyLoader.absolutePath(text, relativeTo: baseDirectory)
+        }
+        if let path = adminSocket ?? audit.map({ $0.directory + "/admin.sock" }), path.utf8.count > 107 {
+            reader.report(
+                map["admin_socket"] ?? node, map.path("admin_socket"),
+                "\(path) is longer than a unix socket path may be (107 bytes); set a shorter admin_socket")
+            adminValid = false
+        }
+        guard let id, let listen, let certificate, let tlsKey, let tokenKey, let pam, let lockout, let audit, adminValid else { return nil }
         return GatewaySettings(
             id: id,
             listen: listen,
@@ -95,7 +106,8 @@ struct PolicyBuilder {
             tokenKey: tokenKey,
             pam: pam,
             lockout: lockout,
-            audit: audit
+            audit: audit,
+            adminSocket: adminSocket
         )
     }
 

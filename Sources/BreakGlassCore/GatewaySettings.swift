@@ -13,6 +13,8 @@ public struct GatewaySettings: Sendable, Equatable {
     public var lockout: LockoutPolicy
     /// Where and how the audit log is kept; nil only in tests that inject their own sink.
     public var audit: AuditSettings?
+    /// Absolute path of the operators' unix socket (revocation); nil: `admin.sock` in the audit folder.
+    public var adminSocket: String?
 
     public init(
         id: String,
@@ -22,7 +24,8 @@ public struct GatewaySettings: Sendable, Equatable {
         tokenKey: String,
         pam: PAMSettings,
         lockout: LockoutPolicy,
-        audit: AuditSettings? = nil
+        audit: AuditSettings? = nil,
+        adminSocket: String? = nil
     ) {
         self.id = id
         self.listen = listen
@@ -32,6 +35,12 @@ public struct GatewaySettings: Sendable, Equatable {
         self.pam = pam
         self.lockout = lockout
         self.audit = audit
+        self.adminSocket = adminSocket
+    }
+
+    /// Where the admin socket is: `admin_socket`, or `admin.sock` in the audit folder.
+    public var adminSocketPath: String? {
+        adminSocket ?? audit.map { $0.directory + "/admin.sock" }
     }
 }
 

@@ -25,8 +25,9 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         case tunneling
     }
 
-    private let router: APIRouter
-    private let proxy: PathwayProxy
+    private let route: @Sendable (APIRequest) async -> APIResponse
+    /// The data path; nil on a listener that serves only an API (the admin socket).
+    private let proxy: PathwayProxy?
     private let limits: HTTPLimits
     private let handlers: HTTPServerHandlers
     private var state = State.idle
@@ -36,8 +37,10 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// The last token verified on this connection, so that keep-alive requests skip the signature check.
     private var verified: (token: String, admission: PathwayProxy.Admission)?
 
-    init(router: APIRouter, proxy: PathwayProxy, limits: HTTPLimits, handlers: HTTPServerHandlers) {
-        self.router = router
+    init(
+        route: @escaping @Sendable (APIRequest) async -> APIResponse, proxy: PathwayProxy?, limits: HTTPLimits, handlers: HTTPServerHandlers
+    ) {
+        self.route = route
         self.proxy = proxy
         self.limits = limits
         self.handlers = handlers
@@ -63,10 +66,10 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
             if let problem = headerProblem(head) {
                 state = .discarding
                 respond(context: context, version: head.version, response: .error(problem), keepAlive: false)
-            } else if head.method == .CONNECT {
-                startTunnel(context: context, head: head)
-            } else if head.uri.hasPrefix("/p/") {
-                startProxy(context: context, head: head)
+            } else if let proxy, head.method == .CONNECT {
+                startTunnel(context: context, head: head, proxy: proxy)
+            } else if let proxy, head.uri.hasPrefix("/p/") {
+                startProxy(context: context, head: head, proxy: proxy)
             } else if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > limits.maximumBodyBytes {
                 state = .discarding
                 respond(context: context, version: head.version, response: .error(Self.tooLarge(limits)), keepAlive: false)
@@ -173,10 +176,10 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
             source: context.channel.remoteAddress?.ipAddress.flatMap(IPAddress.init)
         )
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        let router = self.router
+        let route = self.route
         let eventLoop = context.eventLoop
         Task {
-            let response = await router.route(request)
+            let response = await route(request)
             eventLoop.execute {
                 let (handler, context) = loopBound.value
                 handler.respond(context: context, version: head.version, response: response, keepAlive: head.isKeepAlive)
@@ -211,7 +214,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     // MARK: HTTP proxy
 
-    private func startProxy(context: ChannelHandlerContext, head: HTTPRequestHead) {
+    private func startProxy(context: ChannelHandlerContext, head: HTTPRequestHead, proxy: PathwayProxy) {
         let started = ContinuousClock.now
         let target: ProxyTarget
         switch ProxyTarget.parse(head.uri) {
@@ -225,14 +228,14 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         state = .authorizing(head, [])
         holdReads()
         authorize(
-            context: context, credentials: head.headers.first(name: "authorization"), header: "Authorization", pathway: target.pathway,
-            kind: .http
+            context: context, proxy: proxy, credentials: head.headers.first(name: "authorization"), header: "Authorization",
+            pathway: target.pathway, kind: .http
         ) { handler, context, admission in
             guard case .authorizing(let head, let early) = handler.state else { return }
             let exchange = HTTPProxyExchange(
                 client: handler,
                 context: context,
-                proxy: handler.proxy,
+                proxy: proxy,
                 admission: admission,
                 head: head,
                 upstreamURI: admission.pathway.upstream.basePath + target.path,
@@ -267,6 +270,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// then continues on the loop with the admission; refusals are answered here.
     private func authorize(
         context: ChannelHandlerContext,
+        proxy: PathwayProxy,
         credentials: String?,
         header: String,
         pathway: String,
@@ -274,7 +278,6 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         then proceed: @escaping (GatewayChannelHandler, ChannelHandlerContext, PathwayProxy.Admission) -> Void
     ) {
         let source = context.channel.remoteAddress?.ipAddress.flatMap(IPAddress.init)
-        let proxy = self.proxy
         let channel = context.channel
         let cached = verified
         let loopBound = NIOLoopBound((self, context, proceed), eventLoop: context.eventLoop)
@@ -302,7 +305,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     // MARK: tunnels
 
-    private func startTunnel(context: ChannelHandlerContext, head: HTTPRequestHead) {
+    private func startTunnel(context: ChannelHandlerContext, head: HTTPRequestHead, proxy: PathwayProxy) {
         guard let pathway = ProxyTarget.connectPathway(head.uri) else {
             state = .discarding
             let error = BreakGlassError(.invalidRequest, "CONNECT needs PATHWAY:PORT, e.g. CONNECT db-primary:5432")
@@ -312,15 +315,14 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         state = .authorizing(head, [])
         holdReads()
         authorize(
-            context: context, credentials: head.headers.first(name: "proxy-authorization"), header: "Proxy-Authorization",
+            context: context, proxy: proxy, credentials: head.headers.first(name: "proxy-authorization"), header: "Proxy-Authorization",
             pathway: pathway, kind: .tcp
         ) { handler, context, admission in
-            handler.connectTunnel(context: context, admission: admission)
+            handler.connectTunnel(context: context, admission: admission, proxy: proxy)
         }
     }
 
-    private func connectTunnel(context: ChannelHandlerContext, admission: PathwayProxy.Admission) {
-        let proxy = self.proxy
+    private func connectTunnel(context: ChannelHandlerContext, admission: PathwayProxy.Admission, proxy: PathwayProxy) {
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         proxy.tcpUpstream(admission.pathway, on: context.eventLoop).assumeIsolated().whenComplete { result in
             let (handler, context) = loopBound.value
@@ -362,12 +364,11 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// Replaces HTTP on both connections by a byte-for-byte glue: the client gets `answer` (raw
     /// response head bytes) first. Bytes either side sent early are passed on, not lost.
     func switchToTunnel(upstream: any Channel, answer: ByteBuffer, admission: PathwayProxy.Admission, mode: String) {
-        guard let context else {
+        guard let context, let proxy else {
             upstream.close(promise: nil)
             return
         }
         state = .tunneling
-        let proxy = self.proxy
         let started = ContinuousClock.now
         let (clientGlue, upstreamGlue) = GlueHandler.pair()
         let client = context.channel

@@ -52,7 +52,8 @@ public final class GatewayServer: Sendable {
                     try sync.addHandler(http.idle)
                     try sync.addHandler(NIOSSLServerHandler(context: grants.tlsContext))
                     try sync.addHandlers([http.encoder, http.decoder, http.pipelining, http.errors])
-                    try sync.addHandler(GatewayChannelHandler(router: router, proxy: proxy, limits: limits, handlers: http))
+                    try sync.addHandler(
+                        GatewayChannelHandler(route: { await router.route($0) }, proxy: proxy, limits: limits, handlers: http))
                 }
             }
             .bind(host: host, port: port)

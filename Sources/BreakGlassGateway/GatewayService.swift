@@ -109,6 +109,15 @@ public final class GatewayService: Service, Sendable {
                 fields: ["gateway": .string(loaded.policy.gateway.id), "listen": .string("\(server.localAddress.map { "\($0)" } ?? "?")")]
             )
         )
+        // Operators revoke through the admin socket; without it the gateway still serves (fail small).
+        var admin: AdminServer?
+        if let path = loaded.policy.gateway.adminSocketPath {
+            do {
+                admin = try await AdminServer.start(path: path, router: AdminRouter(registry: proxy.registry), group: group, logger: logger)
+            } catch {
+                logger.error("admin socket unavailable: revocation is not possible", metadata: ["path": "\(path)", "error": "\(error)"])
+            }
+        }
         onListening(server.localAddress)
         await withTaskGroup(of: Void.self) { tasks in
             tasks.addTask {
@@ -123,6 +132,7 @@ public final class GatewayService: Service, Sendable {
         }
         logger.notice("shutting down: finishing requests in progress")
         await server.shutdown()
+        await admin?.shutdown()
         await pam.shutdown()
         try? await audit.record(AuditEvent(kind: .gatewayStopped, time: .now, fields: ["gateway": .string(loaded.policy.gateway.id)]))
         await auditLog?.close()

@@ -139,7 +139,7 @@ public final class SessionRegistry: Sendable {
     /// Ends sessions early (release or revocation): closes their connections at once, keeps them
     /// ended across restarts, and audits each end. Returns the sessions that were live.
     @discardableResult
-    public func end(_ sessions: [String], as ending: Ending, by actor: String) async -> [SessionInfo] {
+    public func end(_ sessions: [String], as ending: Ending, by actor: String, reason: String? = nil) async -> [SessionInfo] {
         var ended: [(SessionInfo, [any Channel])] = []
         entries.withLock { entries in
             for session in sessions {
@@ -155,7 +155,7 @@ public final class SessionRegistry: Sendable {
         guard !ended.isEmpty else { return [] }
         saveEnded()
         for (info, channels) in ended {
-            await record(info, ending: ending, actor: actor, connections: channels.count)
+            await record(info, ending: ending, actor: actor, reason: reason, connections: channels.count)
         }
         return ended.map(\.0)
     }
@@ -166,6 +166,14 @@ public final class SessionRegistry: Sendable {
         return entries.withLock { entries in
             entries.values.filter { $0.ended == nil && now < $0.info.expiresAt && (user == nil || $0.info.user == user) }.map(\.info)
         }
+    }
+
+    /// Live sessions with their connection counts, soonest expiry first.
+    public func liveSessionsWithConnections() -> [(info: SessionInfo, connections: Int)] {
+        let now = clock.now()
+        return entries.withLock { entries in
+            entries.values.filter { $0.ended == nil && now < $0.info.expiresAt }.map { ($0.info, $0.channels.count) }
+        }.sorted { $0.info.expiresAt < $1.info.expiresAt }
     }
 
     /// Live connections of a session (for tests and health).
@@ -194,10 +202,10 @@ public final class SessionRegistry: Sendable {
         let channels = Array(removed.channels.values)
         for channel in channels { channel.close(promise: nil) }
         logger.notice("grant expired", metadata: ["session": "\(session)", "connections_cut": "\(channels.count)"])
-        Task { await record(removed.info, ending: .expired, actor: nil, connections: channels.count) }
+        Task { await record(removed.info, ending: .expired, actor: nil, reason: nil, connections: channels.count) }
     }
 
-    private func record(_ info: SessionInfo, ending: Ending, actor: String?, connections: Int) async {
+    private func record(_ info: SessionInfo, ending: Ending, actor: String?, reason: String?, connections: Int) async {
         var fields: [String: AuditValue] = [
             "session": .string(info.session),
             "user": .string(info.user),
@@ -206,6 +214,7 @@ public final class SessionRegistry: Sendable {
             "connections_closed": .integer(Int64(connections)),
         ]
         fields["by"] = actor.map(AuditValue.string)
+        fields["reason"] = reason.map(AuditValue.string)
         do {
             try await audit.record(AuditEvent(kind: ending.eventKind, time: clock.now(), fields: fields))
         } catch {

@@ -7,12 +7,16 @@ struct Breakglass: AsyncParsableCommand {
         abstract: "Emergency access gateway: time-boxed, audited grants to internal services after PAM login.",
         discussion: """
             On-call engineer:   breakglass login PATHWAY --reason "..."   then   breakglass token PATHWAY
+                                breakglass tunnel PATHWAY --listen 127.0.0.1:15432   |   breakglass connect PATHWAY
+                                breakglass logout PATHWAY
             Operator:           breakglass serve --config Policies/demo.yaml
+                                breakglass sessions --config FILE   |   breakglass revoke --config FILE --session ID
             Gateway URL and CA: --gateway / --ca, or BREAKGLASS_GATEWAY / BREAKGLASS_CA.
             """,
         subcommands: [
-            LoginCommand.self, TokenCommand.self, StatusCommand.self, ServeCommand.self, PolicyCommand.self,
-            AuditCommand.self, KeysCommand.self, CertsCommand.self,
+            LoginCommand.self, TokenCommand.self, StatusCommand.self, TunnelCommand.self, ConnectCommand.self, LogoutCommand.self,
+            ServeCommand.self, SessionsCommand.self, RevokeCommand.self, PolicyCommand.self, AuditCommand.self, KeysCommand.self,
+            CertsCommand.self,
         ]
     )
 }

@@ -18,6 +18,8 @@ public final class TestGateway: Sendable {
     public let port: Int
     private let group: ServiceGroup
     private let runner: Task<Void, any Error>
+    private let clock: any WallClock
+    private let durableAudit: Bool
 
     /// The gateway's base URL, e.g. `https://127.0.0.1:40123`.
     public var baseURL: String { "https://127.0.0.1:\(port)" }
@@ -49,7 +51,7 @@ public final class TestGateway: Sendable {
         """
 
     /// Starts a gateway. `users` maps user names to passwords for the PAM stack.
-    public init(
+    public convenience init(
         users: [String: String] = ["alice": "alice-password", "bob": "bob-password", "carol": "carol-password", "dave": "dave-password"],
         lockout: String = "{ failures: 5, window: 5m, duration: 15m, source_failures: 50 }",
         failureDelay: String = "50ms",
@@ -72,6 +74,12 @@ public final class TestGateway: Sendable {
 
             """ + policyBody
         let policyPath = try directory.write("policy.yaml", policy)
+        try await self.init(directory: directory, pki: pki, pam: pam, policyPath: policyPath, clock: clock, durableAudit: durableAudit)
+    }
+
+    private init(
+        directory: TestDirectory, pki: TestPKI, pam: PAMTestStack, policyPath: String, clock: any WallClock, durableAudit: Bool
+    ) async throws {
         let audit = MemoryAuditSink()
         var logger = Logger(label: "test-gateway")
         logger.logLevel = .warning
@@ -100,6 +108,17 @@ public final class TestGateway: Sendable {
         self.port = bound
         self.group = group
         self.runner = runner
+        self.clock = clock
+        self.durableAudit = durableAudit
+    }
+
+    /// Stops this gateway (keeping its folder) and starts a new one on the same folder, keys and
+    /// policy, as after a restart; it listens on a new port.
+    public func restarted() async throws -> TestGateway {
+        await group.triggerGracefulShutdown()
+        _ = try? await runner.value
+        return try await TestGateway(
+            directory: directory, pki: pki, pam: pam, policyPath: policyPath, clock: clock, durableAudit: durableAudit)
     }
 
     /// Stops the gateway gracefully and removes its folder.

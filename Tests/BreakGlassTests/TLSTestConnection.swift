@@ -4,7 +4,7 @@ import NIOPosix
 import NIOSSL
 import Synchronization
 
-/// A raw TLS connection for tests that need exact bytes (CONNECT, WebSocket frames, half close):
+/// A raw TLS (or plain TCP) connection for tests that need exact bytes (CONNECT, WebSocket frames, half close):
 /// everything received is collected, and tests wait for what they expect.
 final class TLSTestConnection: Sendable {
     private final class Collector: ChannelInboundHandler, Sendable {
@@ -30,17 +30,22 @@ final class TLSTestConnection: Sendable {
     private let channel: any Channel
     private let collector: Collector
 
-    init(port: Int, caPath: String) async throws {
-        var tls = TLSConfiguration.makeClientConfiguration()
-        tls.minimumTLSVersion = .tlsv12
-        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caPath))
-        let context = try NIOSSLContext(configuration: tls)
+    /// Without `caPath` the connection is plain TCP.
+    init(port: Int, caPath: String?) async throws {
+        let context: NIOSSLContext? = try caPath.map { path in
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.minimumTLSVersion = .tlsv12
+            tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(path))
+            return try NIOSSLContext(configuration: tls)
+        }
         let collector = Collector()
         channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: nil))
+                    if let context {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: nil))
+                    }
                     try channel.pipeline.syncOperations.addHandler(collector)
                 }
             }

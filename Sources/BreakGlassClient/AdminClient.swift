@@ -1,0 +1,102 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
+
+/// Talks to a gateway's admin socket (a unix socket on the gateway's machine).
+public struct AdminClient: Sendable {
+    public let socketPath: String
+
+    public init(socketPath: String) {
+        self.socketPath = socketPath
+    }
+
+    /// A live session as the gateway lists it.
+    public struct Session: Codable, Sendable, Equatable {
+        public var session: String
+        public var user: String
+        public var pathway: String
+        public var issuedAt: Date
+        public var expiresAt: Date
+        public var connections: Int
+
+        enum CodingKeys: String, CodingKey {
+            case session, user, pathway, connections
+            case issuedAt = "issued_at"
+            case expiresAt = "expires_at"
+        }
+    }
+
+    /// What to revoke: one session, all of a user's, or all.
+    public enum Target: Sendable {
+        case session(String)
+        case user(String)
+        case all
+    }
+
+    struct SessionList: Decodable {
+        var sessions: [Session]
+    }
+
+    struct Revoked: Decodable {
+        var revoked: [Session]
+    }
+
+    public func sessions() async throws(ClientError) -> [Session] {
+        let list: SessionList = try await send(.GET, "/v1/admin/sessions", body: nil)
+        return list.sessions
+    }
+
+    /// Revokes sessions at once (their connections are cut); returns those that were live.
+    public func revoke(_ target: Target, operator name: String?, reason: String?) async throws(ClientError) -> [Session] {
+        var body: [String: Any] = [:]
+        switch target {
+        case .session(let id): body["session"] = id
+        case .user(let user): body["user"] = user
+        case .all: body["all"] = true
+        }
+        body["operator"] = name
+        body["reason"] = reason
+        let data = (try? JSONSerialization.data(withJSONObject: body)) ?? Data()
+        let answer: Revoked = try await send(.POST, "/v1/admin/revoke", body: data)
+        return answer.revoked
+    }
+
+    private func send<Answer: Decodable>(_ method: HTTPMethod, _ path: String, body: Data?) async throws(ClientError) -> Answer {
+        guard let url = URL(httpURLWithSocketPath: socketPath, uri: path) else {
+            throw ClientError(code: "invalid_socket", message: "\(socketPath) cannot be used as a socket path")
+        }
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        defer { _ = client.shutdown() }
+        var request = HTTPClientRequest(url: url.absoluteString)
+        request.method = method
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(data: body))
+        }
+        let response: HTTPClientResponse
+        let bytes: ByteBuffer
+        do {
+            response = try await client.execute(request, timeout: .seconds(10))
+            bytes = try await response.body.collect(upTo: 4 << 20)
+        } catch {
+            throw ClientError(
+                code: "unreachable",
+                message: "cannot reach the admin socket \(socketPath): \(error) (is the gateway running, and may you open the socket?)")
+        }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        guard response.status == .ok else {
+            if let problem = try? decoder.decode(GatewayClient.APIErrorBody.self, from: bytes) {
+                throw ClientError(code: problem.error.code, message: problem.error.message, httpStatus: Int(response.status.code))
+            }
+            throw ClientError(code: "unexpected_response", message: "the admin socket answered \(response.status)")
+        }
+        do {
+            return try decoder.decode(Answer.self, from: bytes)
+        } catch {
+            throw ClientError(code: "unexpected_response", message: "the admin socket's answer could not be read: \(error)")
+        }
+    }
+}

@@ -1,0 +1,88 @@
+import BreakGlassCore
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// The operators' API on the admin unix socket: list live sessions and revoke them. Whoever can
+/// open the socket (its file permissions, 0600 by default) may use it.
+///
+/// - `GET /v1/admin/sessions`
+/// - `POST /v1/admin/revoke` with `{"session": ID}`, `{"user": NAME}` or `{"all": true}`, and
+///   optionally `"operator"` (who asks) and `"reason"`.
+public struct AdminRouter: Sendable {
+    let registry: SessionRegistry
+
+    public init(registry: SessionRegistry) {
+        self.registry = registry
+    }
+
+    struct SessionRow: Encodable {
+        var session: String
+        var user: String
+        var pathway: String
+        var issuedAt: Date
+        var expiresAt: Date
+        var connections: Int
+
+        enum CodingKeys: String, CodingKey {
+            case session, user, pathway, connections
+            case issuedAt = "issued_at"
+            case expiresAt = "expires_at"
+        }
+    }
+
+    struct Revocation: Decodable {
+        var session: String?
+        var user: String?
+        var all: Bool?
+        var `operator`: String?
+        var reason: String?
+    }
+
+    struct RevokeAnswer: Encodable {
+        var revoked: [SessionRow]
+    }
+
+    public func route(_ request: APIRequest) async -> APIResponse {
+        switch request.path {
+        case "/v1/admin/sessions":
+            guard request.method == .GET else { return APIRouter.methodNotAllowed(request, allowed: "GET") }
+            return .json(.ok, ["sessions": registry.liveSessionsWithConnections().map(Self.row)])
+        case "/v1/admin/revoke":
+            guard request.method == .POST else { return APIRouter.methodNotAllowed(request, allowed: "POST") }
+            return await revoke(request.body)
+        default:
+            return .error(BreakGlassError(.notFound, "no route \(request.path.prefix(200)); use /v1/admin/sessions or /v1/admin/revoke"))
+        }
+    }
+
+    private func revoke(_ body: ByteBuffer) async -> APIResponse {
+        guard let revocation = try? JSONDecoder().decode(Revocation.self, from: Data(body.readableBytesView)) else {
+            return .error(BreakGlassError(.invalidRequest, "send JSON: {\"session\": ID} or {\"user\": NAME} or {\"all\": true}"))
+        }
+        let chosen = [revocation.session != nil, revocation.user != nil, revocation.all == true].filter { $0 }.count
+        guard chosen == 1 else {
+            return .error(BreakGlassError(.invalidRequest, "name exactly one of session, user or all"))
+        }
+        let live = registry.liveSessionsWithConnections()
+        let targets = live.filter { row in
+            if let session = revocation.session { return row.info.session == session }
+            if let user = revocation.user { return row.info.user == user }
+            return true
+        }
+        if let session = revocation.session, targets.isEmpty {
+            return .error(BreakGlassError(.notFound, "no live session \(session.prefix(64))"))
+        }
+        let actor = "operator " + String((revocation.operator ?? "unnamed").prefix(64)) + " (admin socket)"
+        let ended = await registry.end(
+            targets.map(\.info.session), as: .revoked, by: actor, reason: revocation.reason.map { String($0.prefix(500)) })
+        let endedIDs = Set(ended.map(\.session))
+        return .json(.ok, RevokeAnswer(revoked: targets.filter { endedIDs.contains($0.info.session) }.map(Self.row)))
+    }
+
+    static func row(_ entry: (info: SessionRegistry.SessionInfo, connections: Int)) -> SessionRow {
+        SessionRow(
+            session: entry.info.session, user: entry.info.user, pathway: entry.info.pathway, issuedAt: entry.info.issuedAt,
+            expiresAt: entry.info.expiresAt, connections: entry.connections)
+    }
+}

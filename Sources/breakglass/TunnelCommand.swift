@@ -1,0 +1,129 @@
+import ArgumentParser
+import BreakGlassClient
+import BreakGlassCore
+import Foundation
+import NIOCore
+import NIOPosix
+
+struct TunnelCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tunnel",
+        abstract: "Listen locally and carry each connection through the gateway to a tcp pathway (e.g. for psql).",
+        discussion: """
+            breakglass tunnel db-primary --listen 127.0.0.1:15432    then    psql -h 127.0.0.1 -p 15432
+            Runs until the grant expires or Ctrl-C; every accepted connection is one CONNECT tunnel.
+            """
+    )
+
+    @Argument(help: "The pathway (kind tcp).")
+    var pathway: String
+
+    @Option(name: .long, help: "Local address to listen on (default 127.0.0.1:0, a free port).")
+    var listen = "127.0.0.1:0"
+
+    @Option(name: .long, help: "PEM file of the gateway's CA (default: $BREAKGLASS_CA).")
+    var ca: String?
+
+    func run() async throws {
+        try await reporting {
+            let stored = try StoredGrantLookup.live(pathway)
+            guard let address = ListenAddress(listen) else {
+                throw CLIFailure(message: "--listen \(listen) is not HOST:PORT (e.g. 127.0.0.1:15432)")
+            }
+            let connector: TunnelConnector
+            do throws(ClientError) {
+                connector = try TunnelConnector(
+                    gateway: stored.gateway, caFile: StoredGrantLookup.caFile(ca), pathway: pathway, token: stored.grant.token)
+            } catch {
+                throw CLIFailure(message: error.message)
+            }
+            let pathway = self.pathway
+            let server: any Channel
+            do {
+                server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .childChannelOption(.autoRead, value: false)
+                    .childChannelOption(.allowRemoteHalfClosure, value: true)
+                    .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .childChannelInitializer { local in
+                        connector.open(on: local.eventLoop).whenComplete { result in
+                            switch result {
+                            case .success(let tunnel):
+                                do {
+                                    try TunnelConnector.glue(tunnel, to: local)
+                                } catch {
+                                    tunnel.close(promise: nil)
+                                    local.close(promise: nil)
+                                }
+                            case .failure(let error):
+                                Console.error("tunnel to \(pathway) refused: \((error as? ClientError)?.message ?? "\(error)")")
+                                local.close(promise: nil)
+                            }
+                        }
+                        return local.eventLoop.makeSucceededVoidFuture()
+                    }
+                    .bind(host: address.host, port: address.port)
+                    .get()
+            } catch {
+                throw CLIFailure(message: "cannot listen on \(listen): \(error)")
+            }
+            let bound = server.localAddress?.port ?? address.port
+            let expires = stored.grant.expiresAt
+            print(
+                "Tunnel to \(pathway) listening on \(address.host):\(bound) until \(TimeFormat.local(expires)) (grant expiry). Ctrl-C stops it."
+            )
+            print("Connect your client to \(address.host) port \(bound), e.g. psql -h \(address.host) -p \(bound)")
+            let remaining = expires.timeIntervalSinceNow
+            if remaining > 0 { try? await Task.sleep(for: .milliseconds(Int64(remaining * 1000))) }
+            try? await server.close()
+            throw CLIFailure(message: "the grant for \(pathway) expired; log in again for more time", exitCode: 2)
+        }
+    }
+}
+
+struct ConnectCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "connect",
+        abstract: "Carry standard input and output through the gateway to a tcp pathway (for ssh ProxyCommand).",
+        discussion: "ssh -o ProxyCommand='breakglass connect bastion' user@bastion"
+    )
+
+    @Argument(help: "The pathway (kind tcp).")
+    var pathway: String
+
+    @Option(name: .long, help: "PEM file of the gateway's CA (default: $BREAKGLASS_CA).")
+    var ca: String?
+
+    func run() async throws {
+        try await reporting {
+            let stored = try StoredGrantLookup.live(pathway)
+            let connector: TunnelConnector
+            do throws(ClientError) {
+                connector = try TunnelConnector(
+                    gateway: stored.gateway, caFile: StoredGrantLookup.caFile(ca), pathway: pathway, token: stored.grant.token)
+            } catch {
+                throw CLIFailure(message: error.message)
+            }
+            let loop = MultiThreadedEventLoopGroup.singleton.next()
+            let tunnel: any Channel
+            do {
+                tunnel = try await connector.open(on: loop).get()
+            } catch {
+                throw CLIFailure(message: "tunnel to \(pathway) refused: \((error as? ClientError)?.message ?? "\(error)")")
+            }
+            do {
+                let pipe = try await NIOPipeBootstrap(group: loop)
+                    .channelOption(.allowRemoteHalfClosure, value: true)
+                    .channelOption(.autoRead, value: false)
+                    .takingOwnershipOfDescriptors(input: dup(0), output: dup(1))
+                    .get()
+                try await loop.submit { try TunnelConnector.glue(tunnel, to: pipe) }.get()
+                try await tunnel.closeFuture.get()
+                try? await pipe.close()
+            } catch {
+                tunnel.close(promise: nil)
+                throw CLIFailure(message: "cannot carry standard input and output: \(error)")
+            }
+        }
+    }
+}
