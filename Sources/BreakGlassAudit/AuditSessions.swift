@@ -54,9 +54,9 @@ public enum AuditSessions {
             } else if let ending = endings[event.kind], sessions[id]?.endedAt == nil {
                 sessions[id]?.endedAt = event.time
                 sessions[id]?.ending = ending
-            } else if event.kind.rawValue == "request" {
+            } else if event.kind == .request {
                 sessions[id]?.requests += 1
-            } else if event.kind.rawValue == "tunnel.opened" {
+            } else if event.kind == .tunnelOpened {
                 sessions[id]?.tunnels += 1
             }
         }

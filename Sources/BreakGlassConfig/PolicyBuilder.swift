@@ -317,7 +317,13 @@ struct PolicyBuilder {
             let kind
         {
             upstream = Upstream(text, kind: kind)
-            if upstream == nil {
+            if let parsed = upstream, parsed.scheme == .https, IPAddress(parsed.host) != nil {
+                reader.report(
+                    upstreamNode, map.path("upstream"),
+                    "an https upstream must be named by host name so that its certificate's name can be checked (e.g. https://localhost:\(parsed.port))"
+                )
+                upstream = nil
+            } else if upstream == nil {
                 let example = kind == .http ? "http://HOST:PORT or https://HOST:PORT" : "HOST:PORT or tcp://HOST:PORT"
                 reader.report(
                     upstreamNode, map.path("upstream"), "\"\(text)\" is not an upstream for a \(kind.rawValue) pathway (\(example))")

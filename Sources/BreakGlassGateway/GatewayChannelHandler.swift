@@ -373,8 +373,14 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         let (clientGlue, upstreamGlue) = GlueHandler.pair()
         let client = context.channel
         // Both glues go in before either decoder leaves: a departing decoder passes on the bytes that
-        // followed the head, and its glue needs the partner in place to deliver them.
+        // followed the head, and its glue needs the partner in place to deliver them. Neither side
+        // reads until both decoders are gone: bytes arriving with an end of input before that would be
+        // dropped by a decoder that sees the end.
+        let decodersGone: EventLoopFuture<Void>
         do {
+            _ = client.setOption(.allowRemoteHalfClosure, value: true)
+            _ = upstream.setOption(.allowRemoteHalfClosure, value: true)
+            _ = upstream.setOption(.autoRead, value: false)
             let sync = client.pipeline.syncOperations
             _ = sync.removeHandler(handlers.idle)
             _ = sync.removeHandler(handlers.errors)
@@ -386,15 +392,26 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
             if let handler = try? upstreamSync.handler(type: UpstreamHTTPHandler.self) { _ = upstreamSync.removeHandler(handler) }
             try upstreamSync.addHandler(upstreamGlue)
             client.writeAndFlush(answer, promise: nil)
-            // Leftovers arrive outside a read cycle, so no read-complete flushes them: flush once they are passed on.
-            sync.removeHandler(handlers.decoder).whenComplete { _ in upstream.flush() }
+            let clientDecoderGone = sync.removeHandler(handlers.decoder)
             if let decoder = try? upstreamSync.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self) {
-                upstreamSync.removeHandler(decoder).whenComplete { _ in client.flush() }
+                decodersGone = clientDecoderGone.and(upstreamSync.removeHandler(decoder)).map { _ in }
+            } else {
+                decodersGone = clientDecoderGone
             }
         } catch {
             client.close(promise: nil)
             upstream.close(promise: nil)
             return
+        }
+        decodersGone.assumeIsolated().whenComplete { _ in
+            // Leftovers arrive outside a read cycle, so no read-complete flushes them.
+            upstream.flush()
+            client.flush()
+            self.readsHeld = false
+            self.pendingRead = false
+            _ = client.pipeline.syncOperations.removeHandler(self)
+            _ = upstream.setOption(.autoRead, value: true)
+            client.read()
         }
         client.closeFuture.and(upstream.closeFuture).assumeIsolated().whenComplete { _ in
             proxy.recordTunnelClosed(
@@ -404,13 +421,5 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
         client.closeFuture.whenComplete { _ in upstream.close(promise: nil) }
         upstream.closeFuture.whenComplete { _ in client.close(promise: nil) }
-        _ = client.setOption(.allowRemoteHalfClosure, value: true)
-        _ = upstream.setOption(.allowRemoteHalfClosure, value: true)
-        _ = upstream.setOption(.autoRead, value: true)
-        readsHeld = false
-        pendingRead = false
-        _ = client.pipeline.syncOperations.removeHandler(self)
-        client.read()
-        upstream.read()
     }
 }

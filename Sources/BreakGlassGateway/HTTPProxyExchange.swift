@@ -64,7 +64,7 @@ final class HTTPProxyExchange {
         for part in early { clientPart(part) }
         let pathway = admission.pathway
         upstreamStarted = .now
-        proxy.httpUpstream(pathway, on: clientContext.eventLoop).assumeIsolated().whenComplete { result in
+        proxy.httpUpstream(pathway, on: clientContext.eventLoop, fresh: webSocket).assumeIsolated().whenComplete { result in
             switch result {
             case .success(let channel): self.connected(channel)
             case .failure(let error): self.fail(self.proxy.upstreamError(error, pathway: pathway), outcome: "connect failed")

@@ -137,9 +137,10 @@ public final class PathwayProxy: Sendable {
 
     // MARK: upstreams
 
-    /// A connection to an http pathway's upstream on `eventLoop`, from the pool or new, with the
-    /// HTTP client codec and `handler` installed.
-    func httpUpstream(_ pathway: Pathway, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
+    /// A connection to an http pathway's upstream on `eventLoop`, from the pool or new (`fresh`: new,
+    /// as for an upgrade, which many servers accept only as a connection's first request), with the
+    /// HTTP client codec installed.
+    func httpUpstream(_ pathway: Pathway, on eventLoop: any EventLoop, fresh: Bool) -> EventLoopFuture<any Channel> {
         let upstream = pathway.upstream
         let tls: NIOSSLContext?
         do {
@@ -147,7 +148,7 @@ public final class PathwayProxy: Sendable {
         } catch {
             return eventLoop.makeFailedFuture(error)
         }
-        return pool.checkout(pathway: pathway.name, limit: pathway.proxy.maxConnections, on: eventLoop) {
+        return pool.checkout(pathway: pathway.name, limit: pathway.proxy.maxConnections, on: eventLoop, fresh: fresh) {
             ClientBootstrap(group: eventLoop)
                 .connectTimeout(Self.timeAmount(pathway.proxy.connectTimeout))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)

@@ -29,12 +29,13 @@ public final class UpstreamPool: Sendable {
         self.idleTimeout = idleTimeout
     }
 
-    /// An idle connection on `eventLoop`, or a new one made with `connect`; fails with `Refusal.busy`
-    /// when the pathway is at its limit.
+    /// An idle connection on `eventLoop` (unless `fresh`), or a new one made with `connect`; fails
+    /// with `Refusal.busy` when the pathway is at its limit.
     public func checkout(
         pathway: String,
         limit: Int,
         on eventLoop: any EventLoop,
+        fresh: Bool = false,
         connect: () -> EventLoopFuture<any Channel>
     ) -> EventLoopFuture<any Channel> {
         let loop = ObjectIdentifier(eventLoop)
@@ -43,7 +44,7 @@ public final class UpstreamPool: Sendable {
         let reused: (any Channel)?? = state.withLock { pools in
             var pool = pools[pathway, default: PathwayState()]
             defer { pools[pathway] = pool }
-            while let idle = pool.idle[loop]?.popLast() {
+            while !fresh, let idle = pool.idle[loop]?.popLast() {
                 if idle.channel.isActive && now - idle.since < idleTimeout { return .some(idle.channel) }
                 stale.append(idle.channel)
             }

@@ -131,7 +131,7 @@ struct AuditCommand: AsyncParsableCommand {
                     return
                 }
                 print(
-                    "SESSION                           USER         PATHWAY          START (UTC)           END (UTC)             HOW       REQ  TICKET      REASON"
+                    "SESSION                           USER         PATHWAY          START (UTC)           END (UTC)             HOW       REQ  TUN  TICKET      REASON"
                 )
                 for session in sessions {
                     let end = session.endedAt ?? session.expiresAt
@@ -144,6 +144,7 @@ struct AuditCommand: AsyncParsableCommand {
                         (end.map(TimeFormat.utc) ?? "-").padding(toLength: 21, withPad: " ", startingAt: 0),
                         how.padding(toLength: 9, withPad: " ", startingAt: 0),
                         String(session.requests).padding(toLength: 4, withPad: " ", startingAt: 0),
+                        String(session.tunnels).padding(toLength: 4, withPad: " ", startingAt: 0),
                         (session.ticket ?? "-").padding(toLength: 11, withPad: " ", startingAt: 0),
                         session.reason,
                     ]

@@ -7,7 +7,7 @@ struct PolicyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "policy",
         abstract: "Work with policy files.",
-        subcommands: [Check.self]
+        subcommands: [Check.self, Cheatsheet.self]
     )
 
     struct Check: AsyncParsableCommand {
@@ -31,6 +31,31 @@ struct PolicyCommand: AsyncParsableCommand {
                 } catch {
                     throw CLIFailure(message: "\(error)")
                 }
+            }
+        }
+    }
+
+    struct Cheatsheet: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the on-call commands for every pathway of a policy (login, use, logout).",
+            discussion: "Reads only the policy's pathways and listen address; keys and certificates need not be present."
+        )
+
+        @Argument(help: "The policy file (YAML).")
+        var file: String
+
+        @Option(name: .long, help: "The gateway URL engineers use (default: https:// + gateway.listen).")
+        var gateway: String?
+
+        func run() async throws {
+            try await reporting {
+                let sheet: PolicyCheatsheet
+                do {
+                    sheet = try PolicyCheatsheet(path: file)
+                } catch {
+                    throw CLIFailure(message: "\(error)")
+                }
+                print(sheet.render(gateway: gateway))
             }
         }
     }

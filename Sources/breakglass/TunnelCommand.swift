@@ -112,12 +112,12 @@ struct ConnectCommand: AsyncParsableCommand {
                 throw CLIFailure(message: "tunnel to \(pathway) refused: \((error as? ClientError)?.message ?? "\(error)")")
             }
             do {
+                // The glue goes in as the pipe channel is made, so it reads from its first byte.
                 let pipe = try await NIOPipeBootstrap(group: loop)
                     .channelOption(.allowRemoteHalfClosure, value: true)
-                    .channelOption(.autoRead, value: false)
+                    .channelInitializer { pipe in pipe.eventLoop.makeCompletedFuture { try TunnelConnector.glue(tunnel, to: pipe) } }
                     .takingOwnershipOfDescriptors(input: dup(0), output: dup(1))
                     .get()
-                try await loop.submit { try TunnelConnector.glue(tunnel, to: pipe) }.get()
                 try await tunnel.closeFuture.get()
                 try? await pipe.close()
             } catch {

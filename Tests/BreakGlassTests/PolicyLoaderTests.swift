@@ -156,6 +156,24 @@ import Testing
         #expect(issue.message.contains("is not an upstream for a tcp pathway"))
     }
 
+    @Test func proxySettingsAreChecked() throws {
+        let pinned = Self.valid.replacingOccurrences(
+            of: "upstream: 127.0.0.1:5432", with: "upstream: 127.0.0.1:5432\n    upstream_ca: ca.pem")
+        #expect(try issues(pinned).first?.message == "only an https upstream uses a CA")
+        let byAddress = Self.valid.replacingOccurrences(
+            of: "    kind: tcp\n    upstream: 127.0.0.1:5432", with: "    kind: http\n    upstream: https://10.0.0.5:8443")
+        let issue = try #require(try issues(byAddress).first)
+        #expect(issue.keyPath == "pathways.db.upstream")
+        #expect(issue.message.contains("must be named by host name"))
+        let limits = Self.valid.replacingOccurrences(
+            of: "upstream: 127.0.0.1:5432",
+            with: "upstream: 127.0.0.1:5432\n    max_connections: 0\n    audit_query: yes\n    connect_timeout: 0s")
+        let found = try issues(limits).map(\.keyPath)
+        #expect(found.contains("pathways.db.max_connections"))
+        #expect(found.contains("pathways.db.audit_query"))
+        #expect(found.contains("pathways.db.connect_timeout"))
+    }
+
     @Test func defaultLongerThanMax() throws {
         let text = Self.valid.replacingOccurrences(of: "default_duration: 15m", with: "default_duration: 2h")
         #expect(try issues(text).first?.message == "2h is longer than max_duration 1h")

@@ -1,8 +1,10 @@
+import BreakGlassCerts
 import BreakGlassCore
 import BreakGlassGateway
 import BreakGlassTestSupport
 import Foundation
 import NIOHTTP1
+import NIOSSL
 import Testing
 
 /// The data path end to end: real TLS to the gateway, real upstreams on 127.0.0.1.
@@ -238,5 +240,62 @@ import Testing
         let stillWaiting = fixture.gateway.service.proxy.pool.openConnections(pathway: "slow")
         #expect(stillWaiting == 2)
         for task in slowOnes { #expect(try await task.value.status == 200) }
+    }
+
+    /// An https upstream is verified: its chain against the pathway's `upstream_ca`, its name against the URL.
+    @Test func httpsUpstreamsAreVerified() async throws {
+        let folder = try TestDirectory("upstream-pki")
+        defer { folder.remove() }
+        let authority = try DevCertificateAuthority.generate()
+        let caPath = try folder.write("upstream-ca.pem", try authority.certificatePEM())
+        func server(_ names: [String]) async throws -> TestUpstream {
+            let certificate = try authority.issueServerCertificate(dnsNames: names, ipAddresses: [], validity: .seconds(86_400))
+            let configuration = TLSConfiguration.makeServerConfiguration(
+                certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(try certificate.certificatePEM().utf8)).map { .certificate($0) },
+                privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(certificate.privateKeyPEM.utf8), format: .pem)))
+            return try await TestUpstream(tls: try NIOSSLContext(configuration: configuration))
+        }
+        let good = try await server(["localhost"])
+        let misnamed = try await server(["elsewhere.test"])
+        let gatewayPKI = try TestPKI(in: folder)
+        let gateway = try await TestGateway(
+            policyBody: """
+                pathways:
+                  secure:
+                    kind: http
+                    upstream: https://localhost:\(good.port)
+                    upstream_ca: \(caPath)
+                    allow: \(Self.users)
+                  untrusted:
+                    kind: http
+                    upstream: https://localhost:\(good.port)
+                    upstream_ca: \(gatewayPKI.caPath)
+                    allow: \(Self.users)
+                  misnamed:
+                    kind: http
+                    upstream: https://localhost:\(misnamed.port)
+                    upstream_ca: \(caPath)
+                    allow: \(Self.users)
+
+                """)
+        let client = try HTTPSTestClient(caPath: gateway.pki.caPath)
+        func call(_ user: String, _ pathway: String) async throws -> HTTPSTestClient.Response {
+            let body = TestGateway.grantBody(
+                user: user, password: gateway.pam.password(user), otp: try await gateway.pam.code(user), pathway: pathway)
+            let token = try await client.request(.POST, gateway.baseURL + "/v1/grants", body: body).json["token"] as? String ?? ""
+            return try await client.request(.GET, gateway.baseURL + "/p/\(pathway)/echo", headers: [("Authorization", "Bearer \(token)")])
+        }
+        let secure = try await call("alice", "secure")
+        #expect(secure.status == 200, "\(secure.text)")
+        #expect(Self.header(secure.json, "host") == ["localhost:\(good.port)"])
+        let untrusted = try await call("bob", "untrusted")
+        #expect(untrusted.status == 502)
+        #expect(untrusted.errorCode == "upstream_unreachable")
+        let misnamedAnswer = try await call("carol", "misnamed")
+        #expect(misnamedAnswer.status == 502, "\(misnamedAnswer.text)")
+        await client.shutdown()
+        await gateway.stop()
+        await good.stop()
+        await misnamed.stop()
     }
 }

@@ -45,6 +45,19 @@ import Testing
         #expect(closed.fields["bytes_out"] == .integer(35))
     }
 
+    /// A client that sends its data and at once ends its side still gets the whole answer.
+    @Test func dataThenImmediateHalfCloseGetsTheAnswer() async throws {
+        let fixture = try await ProxyTests.fixture()
+        defer { Task { await fixture.stop() } }
+        let login = try await fixture.login("alice", pathway: "echo")
+        let tunnel = try await fixture.tunnel("echo", token: login.token)
+        #expect(tunnel.text.hasPrefix("HTTP/1.1 200"))
+        try await tunnel.send("short and done\n")
+        try await tunnel.closeOutput()
+        #expect(await tunnel.wait(timeout: .seconds(5)) { $0.text.hasSuffix("short and done\n") && $0.inputClosed }, "\(tunnel.text)")
+        await tunnel.close()
+    }
+
     /// A client may send data right behind its CONNECT head, in the same packet; none of it is lost.
     @Test func bytesSentRightAfterConnectArePassedOn() async throws {
         let fixture = try await ProxyTests.fixture()
@@ -200,8 +213,10 @@ import Testing
         #expect(up.status == 0, "\(up.stderr)")
         #expect(up.stdout.contains("\"bytes\":\(size)"), "\(up.stdout)")
         #expect(down.stdout == "\(size)", "\(down.stderr)")
+        // Buffering either body would add at least 256 MiB; the margin below that absorbs what other
+        // tests running in parallel in this process allocate meanwhile.
         let growth = peak.value - baseline
-        #expect(growth < 96 << 20, "resident memory grew by \(growth >> 20) MiB while 2 x 256 MiB passed")
+        #expect(growth < 160 << 20, "resident memory grew by \(growth >> 20) MiB while 2 x 256 MiB passed")
     }
 
     static func residentBytes() -> Int {
