@@ -215,30 +215,35 @@ import Testing
     }
 
     @Test func upstreamTroubleIsNamedAndStaysOnItsPathway() async throws {
-        let fixture = try await Self.fixture()
+        let fixture = try await Self.fixture(slowTimeout: "2s")
         defer { Task { await fixture.stop() } }
+        let pool = fixture.gateway.service.proxy.pool
+        func settled(_ count: Int) async -> Bool {
+            for _ in 0..<500 where pool.openConnections(pathway: "slow") != count { try? await Task.sleep(for: .milliseconds(10)) }
+            return pool.openConnections(pathway: "slow") == count
+        }
         let dead = try await fixture.get("/p/dead/", token: try await fixture.login("alice", pathway: "dead").token)
         #expect(dead.status == 502)
         #expect(dead.errorCode == "upstream_unreachable")
         #expect(dead.errorMessage?.contains("pathway dead") == true)
 
         let slow = try await fixture.login("bob", pathway: "slow")
-        let timedOut = try await fixture.get("/p/slow/slow/3000", token: slow.token)
+        let timedOut = try await fixture.get("/p/slow/slow/4000", token: slow.token)
         #expect(timedOut.status == 504)
         #expect(timedOut.errorCode == "upstream_timeout")
+        #expect(await settled(0))
 
         // Two requests hold the slow pathway's two connections; a third is refused at once, and the
         // other pathway answers while both are still waiting.
         let web = try await fixture.login("carol", pathway: "web")
-        let slowOnes = (0..<2).map { _ in Task { try await fixture.get("/p/slow/slow/900", token: slow.token) } }
-        try await Task.sleep(for: .milliseconds(200))
+        let slowOnes = (0..<2).map { _ in Task { try await fixture.get("/p/slow/slow/1500", token: slow.token) } }
+        #expect(await settled(2))
         let busy = try await fixture.get("/p/slow/slow/10", token: slow.token)
         #expect(busy.status == 503)
         #expect(busy.errorCode == "upstream_busy")
         let quick = try await fixture.get("/p/web/echo", token: web.token)
         #expect(quick.status == 200)
-        let stillWaiting = fixture.gateway.service.proxy.pool.openConnections(pathway: "slow")
-        #expect(stillWaiting == 2)
+        #expect(pool.openConnections(pathway: "slow") == 2)
         for task in slowOnes { #expect(try await task.value.status == 200) }
     }
 
