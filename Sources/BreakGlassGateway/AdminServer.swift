@@ -25,8 +25,6 @@ final class AdminServer: Sendable {
         }
         let limits = HTTPLimits()
         let idle = TimeAmount.milliseconds(Int64(limits.idleTimeout.totalMilliseconds))
-        let previousMask = umask(0o177)
-        defer { umask(previousMask) }
         let channel = try await ServerBootstrap(group: group)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -40,6 +38,8 @@ final class AdminServer: Sendable {
             }
             .bind(unixDomainSocketPath: path)
             .get()
+        // Until this chmod the socket has the mode the umask gives; the usual 022 already denies
+        // others the write permission that connecting needs.
         chmod(path, 0o600)
         logger.notice("admin socket listening", metadata: ["path": "\(path)"])
         return AdminServer(channel: channel, path: path)

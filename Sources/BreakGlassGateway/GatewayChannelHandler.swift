@@ -266,7 +266,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
     }
 
-    /// Verifies the credentials off the loop (or from this connection's last verified token),
+    /// Verifies the credentials off the loop (or, for this connection's last verified token, on it),
     /// then continues on the loop with the admission; refusals are answered here.
     private func authorize(
         context: ChannelHandlerContext,
@@ -277,24 +277,36 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         kind: Pathway.Kind,
         then proceed: @escaping (GatewayChannelHandler, ChannelHandlerContext, PathwayProxy.Admission) -> Void
     ) {
-        let source = context.channel.remoteAddress?.ipAddress.flatMap(IPAddress.init)
         let channel = context.channel
-        let cached = verified
+        if let result = proxy.reauthorize(
+            credentials: credentials, pathwayName: pathway, kind: kind, channel: channel, cached: verified)
+        {
+            admitted(context: context, result, then: proceed)
+            return
+        }
+        let source = channel.remoteAddress?.ipAddress.flatMap(IPAddress.init)
         let loopBound = NIOLoopBound((self, context, proceed), eventLoop: context.eventLoop)
         Task {
             let result = await proxy.authorize(
-                credentials: credentials, header: header, pathwayName: pathway, kind: kind, source: source, channel: channel,
-                cached: cached)
+                credentials: credentials, header: header, pathwayName: pathway, kind: kind, source: source, channel: channel)
             channel.eventLoop.execute {
                 let (handler, context, proceed) = loopBound.value
-                switch result {
-                case .success(let admitted):
-                    handler.verified = admitted
-                    proceed(handler, context, admitted.admission)
-                case .failure(let error):
-                    handler.refuse(context: context, error)
-                }
+                handler.admitted(context: context, result, then: proceed)
             }
+        }
+    }
+
+    private func admitted(
+        context: ChannelHandlerContext,
+        _ result: Result<(token: String, admission: PathwayProxy.Admission), BreakGlassError>,
+        then proceed: (GatewayChannelHandler, ChannelHandlerContext, PathwayProxy.Admission) -> Void
+    ) {
+        switch result {
+        case .success(let admitted):
+            verified = admitted
+            proceed(self, context, admitted.admission)
+        case .failure(let error):
+            refuse(context: context, error)
         }
     }
 

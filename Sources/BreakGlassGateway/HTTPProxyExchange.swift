@@ -95,6 +95,12 @@ final class HTTPProxyExchange {
             webSocket: webSocket
         )
         channel.write(HTTPClientRequestPart.head(requestHead), promise: nil)
+        // The gateway answers `Expect: 100-continue` itself once the upstream is there (the upstream
+        // does not see the header, and the decoder drops informational answers).
+        if ProxyHeaders.expectsContinue(head.headers), !requestEnded {
+            clientContext.writeAndFlush(
+                client.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+        }
         let early = buffered
         buffered = []
         for part in early { forward(part) }

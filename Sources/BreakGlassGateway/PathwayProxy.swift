@@ -40,6 +40,19 @@ public final class PathwayProxy: Sendable {
 
     // MARK: authorization
 
+    /// The credentials of the previous request on this connection again: checks everything but the
+    /// signature (the session, kind, source blocks, audit) without leaving the event loop. Nil when
+    /// the token or pathway differs and a full `authorize` is needed.
+    func reauthorize(
+        credentials: String?, pathwayName: String, kind: Pathway.Kind, channel: any Channel,
+        cached: (token: String, admission: Admission)?
+    ) -> Result<(token: String, admission: Admission), BreakGlassError>? {
+        guard let cached, let credentials, let token = GrantService.bearerToken(credentials), cached.token == token,
+            cached.admission.pathway.name == pathwayName
+        else { return nil }
+        return admit(cached.admission, token: token, kind: kind, channel: channel)
+    }
+
     /// Checks the bearer token for `pathwayName`, the session, the pathway's kind and source blocks,
     /// and that the audit log can record what follows. Refusals are audited.
     func authorize(
@@ -48,15 +61,11 @@ public final class PathwayProxy: Sendable {
         pathwayName: String,
         kind: Pathway.Kind,
         source: IPAddress?,
-        channel: any Channel,
-        cached: (token: String, admission: Admission)?
+        channel: any Channel
     ) async -> Result<(token: String, admission: Admission), BreakGlassError> {
         guard let credentials, let token = GrantService.bearerToken(credentials) else {
             return deny(
                 BreakGlassError(.invalidToken, "send the grant token as \(header): Bearer TOKEN"), pathway: pathwayName, source: source)
-        }
-        if let cached, cached.token == token, cached.admission.pathway.name == pathwayName {
-            return admit(cached.admission, token: token, kind: kind, channel: channel)
         }
         let claims: GrantClaims
         do {

@@ -102,19 +102,23 @@ public final class SessionRegistry: Sendable {
         if let notBefore = issuedNotBefore.withLock({ $0 }), info.issuedAt < notBefore {
             return BreakGlassError(.invalidToken, "grants from before the gateway's restart are no longer accepted; log in again")
         }
-        let refusal: BreakGlassError? = entries.withLock { entries in
+        let id = ObjectIdentifier(channel)
+        let outcome: (refusal: BreakGlassError?, added: Bool) = entries.withLock { entries in
             if entries[info.session] == nil { entries[info.session] = Entry(info: info, timer: schedule(info)) }
             if let ended = entries[info.session]?.ended {
-                return BreakGlassError(.invalidToken, "the grant was \(ended.rawValue); log in again for new access")
+                return (BreakGlassError(.invalidToken, "the grant was \(ended.rawValue); log in again for new access"), false)
             }
-            entries[info.session]?.channels[ObjectIdentifier(channel)] = channel
-            return nil
+            guard entries[info.session]?.channels[id] == nil else { return (nil, false) }
+            entries[info.session]?.channels[id] = channel
+            return (nil, true)
         }
-        guard refusal == nil else { return refusal }
-        channel.closeFuture.whenComplete { _ in
-            _ = self.entries.withLock { $0[info.session]?.channels.removeValue(forKey: ObjectIdentifier(channel)) }
+        // A keep-alive connection is admitted once per request but registered once.
+        if outcome.added {
+            channel.closeFuture.whenComplete { _ in
+                _ = self.entries.withLock { $0[info.session]?.channels.removeValue(forKey: id) }
+            }
         }
-        return nil
+        return outcome.refusal
     }
 
     /// Whether the session is live (tracked, not ended, not expired).

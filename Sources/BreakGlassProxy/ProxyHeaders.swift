@@ -10,9 +10,10 @@ public enum ProxyHeaders {
         "proxy-authorization", "proxy-authenticate",
     ]
 
-    /// Headers only the gateway may set; copies sent by a client are dropped.
+    /// Headers only the gateway may set (or handles itself, as `Expect`); copies sent by a client
+    /// are dropped.
     static let gatewayOwned: Set<String> = [
-        "authorization", "x-breakglass-user", "x-breakglass-session", "x-forwarded-for", "x-forwarded-proto",
+        "authorization", "expect", "x-breakglass-user", "x-breakglass-session", "x-forwarded-for", "x-forwarded-proto",
         "x-forwarded-host", "forwarded",
     ]
 
@@ -27,6 +28,11 @@ public enum ProxyHeaders {
             self.session = session
             self.clientAddress = clientAddress
         }
+    }
+
+    /// Whether the client waits for `100 Continue` before sending its body.
+    public static func expectsContinue(_ headers: HTTPHeaders) -> Bool {
+        headers[canonicalForm: "expect"].contains { $0.lowercased() == "100-continue" }
     }
 
     /// Whether the request asks for a WebSocket upgrade.

@@ -202,14 +202,33 @@ import Testing
         #expect(fixture.events(.grantReleased).map { $0.fields["session"] } == [.string(web.session)])
     }
 
+    /// A client that waits for `100 Continue` gets it from the gateway once the upstream is there.
+    @Test func expectContinueIsAnswered() async throws {
+        let fixture = try await Self.fixture()
+        defer { Task { await fixture.stop() } }
+        let login = try await fixture.login("alice", pathway: "web")
+        let connection = try await TLSTestConnection(port: fixture.gateway.port, caPath: fixture.gateway.pki.caPath)
+        try await connection.send(
+            "POST /p/web/count HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(login.token)\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
+        #expect(await connection.wait { $0.text.hasPrefix("HTTP/1.1 100 Continue\r\n") }, "\(connection.text)")
+        try await connection.send("12345")
+        #expect(await connection.wait { $0.text.contains("{\"bytes\":5}") }, "\(connection.text)")
+        await connection.close()
+    }
+
     @Test func noAuditNoProxiedRequest() async throws {
         let fixture = try await Self.fixture()
         defer { Task { await fixture.stop() } }
         let login = try await fixture.login("alice", pathway: "web")
+        let echo = try await fixture.login("bob", pathway: "echo")
         fixture.gateway.audit.setFailing(true)
         let refused = try await fixture.get("/p/web/echo", token: login.token)
         #expect(refused.status == 503)
         #expect(refused.errorCode == "audit_unavailable")
+        let tunnel = try await fixture.tunnel("echo", token: echo.token)
+        #expect(tunnel.text.hasPrefix("HTTP/1.1 503"), "\(tunnel.text)")
+        #expect(tunnel.text.contains("audit_unavailable"))
         fixture.gateway.audit.setFailing(false)
         #expect(try await fixture.get("/p/web/echo", token: login.token).status == 200)
     }
