@@ -51,6 +51,9 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     private var warning: String?
     private var inReserve = false
     private var durableSize = 0
+    /// The queue length at which the waiting writer wants a signal; `Int.max` while it works (it
+    /// looks at the queue again before it waits). Saves a wake-up per event under load.
+    private var wakeAt = Int.max
     private var writerDone: CheckedContinuation<Void, Never>?
     private var writerFinished = false
 
@@ -145,7 +148,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
                 return
             }
             queue.append(Pending(event: event, continuation: continuation))
-            condition.signal()
+            if queue.count >= wakeAt { condition.signal() }
             condition.unlock()
         }
     }
@@ -166,7 +169,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
             return
         }
         queue.append(Pending(event: event, continuation: nil))
-        condition.signal()
+        if queue.count >= wakeAt { condition.signal() }
     }
 
     /// Why an event of this kind cannot be queued now, or nil. Call with `condition` locked.
@@ -357,6 +360,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         while true {
             condition.lock()
             while queue.isEmpty && checkpointWaiters.isEmpty && !closing && !checkpointDue() {
+                wakeAt = 1
                 if durableSize > lastCheckpointSize {
                     _ = condition.wait(until: Date().addingTimeInterval(Self.seconds(options.checkpointInterval)))
                 } else {
@@ -367,9 +371,11 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
             // are probably still coming back; give them a moment so that one flush serves them all.
             let target = lastBatchSize * 3 / 4
             if !closing, queue.count < target {
+                wakeAt = target
                 let deadline = Date().addingTimeInterval(Self.gatherWindow)
                 while !closing, queue.count < target, condition.wait(until: deadline) {}
             }
+            wakeAt = Int.max
             let batch = Array(queue.prefix(options.maximumBatch))
             lastBatchSize = batch.count
             queue.removeFirst(batch.count)

@@ -226,7 +226,9 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
             target = parsed
         }
         state = .authorizing(head, [])
-        holdReads()
+        // A body waits until the upstream can take it; a request without one needs no holding (the
+        // pipelining handler keeps the next request back until this answer ends).
+        if Self.hasBody(head) { holdReads() }
         authorize(
             context: context, proxy: proxy, credentials: head.headers.first(name: "authorization"), header: "Authorization",
             pathway: target.pathway, kind: .http
@@ -245,6 +247,10 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
             handler.state = .proxying(exchange)
             exchange.start(early: early)
         }
+    }
+
+    static func hasBody(_ head: HTTPRequestHead) -> Bool {
+        head.headers.contains(name: "transfer-encoding") || head.headers.first(name: "content-length").map { $0 != "0" } ?? false
     }
 
     /// Called by the exchange when it is over: answers with `answer` when the upstream gave none.

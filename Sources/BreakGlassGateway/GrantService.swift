@@ -316,11 +316,18 @@ public final class GrantService: Sendable {
         return BreakGlassError(.lockedOut, "too many failed logins; try again in \(seconds) s", retryAfterSeconds: seconds)
     }
 
+    /// The token of an `Authorization: Bearer TOKEN` value (scheme case-insensitive, blanks around
+    /// the token ignored); on every proxied request, so it stays clear of Foundation's string bridging.
     static func bearerToken(_ header: String) -> String? {
-        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
-        let token = parts[1].trimmingCharacters(in: .whitespaces)
-        return token.isEmpty ? nil : token
+        let parts = header.utf8.split(separator: UInt8(ascii: " "), maxSplits: 1, omittingEmptySubsequences: true)
+        guard parts.count == 2, parts[0].count == 6,
+            zip(parts[0], "bearer".utf8).allSatisfy({ $0 | 0x20 == $1 })
+        else { return nil }
+        let blank: (UInt8) -> Bool = { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
+        guard let first = parts[1].firstIndex(where: { !blank($0) }), let last = parts[1].lastIndex(where: { !blank($0) }) else {
+            return nil
+        }
+        return String(decoding: parts[1][first...last], as: UTF8.self)
     }
 
     static func milliseconds(_ duration: Duration) -> String {
