@@ -35,6 +35,8 @@ final class HTTPProxyExchange {
     private var finished = false
     /// A `101` answer to a WebSocket upgrade, switched to a tunnel once the decoder has ended it.
     private var upgrade: HTTPResponseHead?
+    /// The first error the upstream connection reported (a failed TLS handshake, say).
+    private var upstreamError: (any Error)?
 
     init(
         client: GatewayChannelHandler,
@@ -202,6 +204,10 @@ final class HTTPProxyExchange {
         client.releaseReads()
     }
 
+    func upstreamFailed(_ error: any Error) {
+        if upstreamError == nil { upstreamError = error }
+    }
+
     func upstreamClosed() {
         guard !finished, !responseEnded else { return }
         upstreamReusable = false
@@ -209,11 +215,10 @@ final class HTTPProxyExchange {
             clientContext.close(promise: nil)
             finish(outcome: "upstream closed", keepClient: false)
         } else {
+            let why = upstreamError.map { PathwayProxy.reason($0) } ?? "closed the connection without an answer"
             fail(
-                BreakGlassError(
-                    .upstreamUnreachable,
-                    "pathway \(admission.pathway.name): \(admission.pathway.upstream) closed the connection without an answer"),
-                outcome: "upstream closed")
+                BreakGlassError(.upstreamUnreachable, "pathway \(admission.pathway.name): \(admission.pathway.upstream): \(why)"),
+                outcome: upstreamError == nil ? "upstream closed" : "upstream failed")
         }
     }
 

@@ -215,7 +215,21 @@ public final class PathwayProxy: Sendable {
                 "pathway \(pathway.name): \(pathway.upstream) did not accept a connection within \(pathway.proxy.connectTimeout.policyText)"
             )
         }
-        return BreakGlassError(.upstreamUnreachable, "pathway \(pathway.name): cannot connect to \(pathway.upstream) (\(error))")
+        return BreakGlassError(
+            .upstreamUnreachable, "pathway \(pathway.name): cannot connect to \(pathway.upstream): \(Self.reason(error))")
+    }
+
+    /// A short reason for a failed upstream connection ("Connection refused", "TLS: …").
+    static func reason(_ error: any Error) -> String {
+        if let connection = error as? NIOConnectionError,
+            let io = connection.connectionErrors.compactMap({ $0.error as? IOError }).first
+        {
+            return String(cString: strerror(io.errnoCode))
+        }
+        if let io = error as? IOError { return String(cString: strerror(io.errnoCode)) }
+        if let tls = error as? NIOSSLError { return "TLS failed (\(tls))" }
+        if let tls = error as? BoringSSLError { return "TLS failed (\(tls))" }
+        return "\(error)"
     }
 
     static func timeAmount(_ duration: Duration) -> TimeAmount {

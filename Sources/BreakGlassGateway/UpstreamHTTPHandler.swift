@@ -40,6 +40,7 @@ final class UpstreamHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        exchange?.upstreamFailed(error)
         context.close(promise: nil)
     }
 

@@ -244,7 +244,8 @@ import Testing
         let dead = try await fixture.get("/p/dead/", token: try await fixture.login("alice", pathway: "dead").token)
         #expect(dead.status == 502)
         #expect(dead.errorCode == "upstream_unreachable")
-        #expect(dead.errorMessage?.contains("pathway dead") == true)
+        #expect(dead.errorMessage?.hasPrefix("pathway dead: cannot connect to http://127.0.0.1:") == true, "\(dead.text)")
+        #expect(dead.errorMessage?.hasSuffix(": Connection refused") == true, "\(dead.text)")
 
         let slow = try await fixture.login("bob", pathway: "slow")
         let timedOut = try await fixture.get("/p/slow/slow/4000", token: slow.token)
@@ -314,6 +315,7 @@ import Testing
         #expect(Self.header(secure.json, "host") == ["localhost:\(good.port)"])
         let untrusted = try await call("bob", "untrusted")
         #expect(untrusted.status == 502)
+        #expect(untrusted.errorMessage?.contains("TLS failed") == true, "\(untrusted.text)")
         #expect(untrusted.errorCode == "upstream_unreachable")
         let misnamedAnswer = try await call("carol", "misnamed")
         #expect(misnamedAnswer.status == 502, "\(misnamedAnswer.text)")
