@@ -17,9 +17,7 @@ struct GatewayOptions: ParsableArguments {
     }
 
     func resolvedCA() -> String? {
-        if let ca, !ca.isEmpty { return ca }
-        if let value = ProcessInfo.processInfo.environment["BREAKGLASS_CA"], !value.isEmpty { return value }
-        return nil
+        StoredGrantLookup.caFile(ca)
     }
 
     func makeClient() throws -> GatewayClient {

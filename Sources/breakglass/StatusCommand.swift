@@ -45,7 +45,7 @@ struct StatusCommand: AsyncParsableCommand {
     }
 
     private func check(_ stored: StoredGrant) async -> String {
-        let caFile = ca ?? ProcessInfo.processInfo.environment["BREAKGLASS_CA"]
+        let caFile = StoredGrantLookup.caFile(ca)
         let client: GatewayClient
         do {
             client = try GatewayClient(gateway: stored.gateway, caFile: caFile, timeout: .seconds(5))

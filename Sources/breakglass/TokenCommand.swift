@@ -13,19 +13,7 @@ struct TokenCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await reporting {
-            let stored: StoredGrant?
-            do throws(ClientError) {
-                stored = try TokenStore().load(pathway: pathway)
-            } catch {
-                throw CLIFailure(message: error.message)
-            }
-            guard let stored else {
-                throw CLIFailure(message: "no grant stored for \(pathway): run breakglass login \(pathway) --reason \"...\"")
-            }
-            guard stored.grant.expiresAt > Date() else {
-                throw CLIFailure(message: "the grant for \(pathway) expired at \(TimeFormat.local(stored.grant.expiresAt)); log in again")
-            }
-            print(stored.grant.token)
+            print(try StoredGrantLookup.live(pathway).grant.token)
         }
     }
 }
