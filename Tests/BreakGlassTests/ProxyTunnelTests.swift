@@ -129,6 +129,14 @@ import Testing
         try await tunnel.send("still here\n")
         #expect(await tunnel.wait { $0.text.hasSuffix("still here\n") })
         for connection in [keepAlive, drip, socket, tunnel] { #expect(!connection.isClosed) }
+        // The tunnel is busy when the time is up: bytes keep flowing through it until it is cut.
+        let sender = Task {
+            while !tunnel.isClosed, !Task.isCancelled {
+                try? await tunnel.send(Array(repeating: UInt8(ascii: "x"), count: 16 << 10))
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        defer { sender.cancel() }
         // The grants end 4 s after issue; every connection goes within a second of that.
         for connection in [keepAlive, drip, socket, tunnel] {
             #expect(await connection.wait(timeout: .seconds(7)) { $0.inputClosed })
