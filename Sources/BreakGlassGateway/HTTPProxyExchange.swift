@@ -37,6 +37,9 @@ final class HTTPProxyExchange {
     private var upgrade: HTTPResponseHead?
     /// The first error the upstream connection reported (a failed TLS handshake, say).
     private var upstreamError: (any Error)?
+    /// Whether the connection came from the pool, and whether the request was sent again on a new one.
+    private var reusedConnection = false
+    private var retried = false
 
     init(
         client: GatewayChannelHandler,
@@ -64,9 +67,13 @@ final class HTTPProxyExchange {
     /// Takes request parts that arrived before the exchange existed, then connects upstream.
     func start(early: [HTTPServerRequestPart]) {
         for part in early { clientPart(part) }
+        connect(fresh: webSocket)
+    }
+
+    private func connect(fresh: Bool) {
         let pathway = admission.pathway
         upstreamStarted = .now
-        proxy.httpUpstream(pathway, on: clientContext.eventLoop, fresh: webSocket).assumeIsolated().whenComplete { result in
+        proxy.httpUpstream(pathway, on: clientContext.eventLoop, fresh: fresh).assumeIsolated().whenComplete { result in
             switch result {
             case .success(let channel): self.connected(channel)
             case .failure(let error): self.fail(self.proxy.upstreamError(error, pathway: pathway), outcome: "connect failed")
@@ -89,6 +96,8 @@ final class HTTPProxyExchange {
         upstream = channel
         self.handler = handler
         handler.exchange = self
+        handler.served += 1
+        reusedConnection = handler.served > 1
         let requestHead = ProxyHeaders.upstreamRequest(
             head,
             uri: upstreamURI,
@@ -210,6 +219,19 @@ final class HTTPProxyExchange {
 
     func upstreamClosed() {
         guard !finished, !responseEnded else { return }
+        if retryable {
+            // A pooled connection the upstream had already closed: send the (body-less) request again
+            // on a new connection, once.
+            retried = true
+            responseTimer?.cancel()
+            responseTimer = nil
+            handler?.exchange = nil
+            handler = nil
+            upstream = nil
+            buffered = requestEnded ? [.end(nil)] : []
+            connect(fresh: true)
+            return
+        }
         upstreamReusable = false
         if responseHeadSent {
             clientContext.close(promise: nil)
@@ -220,6 +242,11 @@ final class HTTPProxyExchange {
                 BreakGlassError(.upstreamUnreachable, "pathway \(admission.pathway.name): \(admission.pathway.upstream): \(why)"),
                 outcome: upstreamError == nil ? "upstream closed" : "upstream failed")
         }
+    }
+
+    private var retryable: Bool {
+        reusedConnection && !retried && !responseHeadSent && upgrade == nil && upstreamError == nil
+            && !GatewayChannelHandler.hasBody(head)
     }
 
     private func armResponseTimer() {

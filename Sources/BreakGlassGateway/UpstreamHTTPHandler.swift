@@ -10,6 +10,8 @@ final class UpstreamHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// The exchange using this connection; nil while the connection is idle in the pool.
     var exchange: HTTPProxyExchange?
+    /// How many exchanges this connection has carried (more than one: it came from the pool).
+    var served = 0
     private var context: ChannelHandlerContext?
     private var pendingRead = false
 

@@ -10,6 +10,7 @@ import NIOWebSocket
 /// Routes: `/echo…` answers JSON with what it received (method, uri, headers, body size);
 /// `/bytes/N` streams N bytes; `POST /count` reads the body and answers its size;
 /// `/slow/MS` answers after MS milliseconds; `/drip` sends a chunk every 50 ms and never ends;
+/// `/drop-next` answers, then closes its connection at the next request instead of answering;
 /// `/ws` is a WebSocket echo.
 public final class TestUpstream: Sendable {
     public let port: Int
@@ -63,6 +64,9 @@ final class UpstreamRoutes: ChannelInboundHandler, RemovableChannelHandler {
     private var head: HTTPRequestHead?
     private var bodyBytes = 0
     private var dripping: RepeatedTask?
+    /// Set by `/drop-next`: the next request on this connection gets no answer, only a close (as
+    /// when a keep-alive connection times out just as a request is sent on it).
+    private var dropNext = false
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
@@ -83,7 +87,12 @@ final class UpstreamRoutes: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func answer(context: ChannelHandlerContext, head: HTTPRequestHead) {
+        if dropNext {
+            context.close(promise: nil)
+            return
+        }
         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+        if path == "/drop-next" { dropNext = true }
         if path.hasPrefix("/bytes/"), let count = Int(path.dropFirst("/bytes/".count)) {
             var headers = HTTPHeaders()
             headers.add(name: "Content-Length", value: String(count))

@@ -217,6 +217,18 @@ import Testing
         await connection.close()
     }
 
+    /// A pooled connection that the upstream closes as the request arrives is retried once, on a new
+    /// connection, for a request without a body; the client never sees the failure.
+    @Test func staleKeepAliveConnectionIsRetriedOnce() async throws {
+        let fixture = try await Self.fixture()
+        defer { Task { await fixture.stop() } }
+        let login = try await fixture.login("alice", pathway: "web")
+        #expect(try await fixture.get("/p/web/drop-next", token: login.token).status == 200)
+        let retried = try await fixture.get("/p/web/echo/after-drop", token: login.token)
+        #expect(retried.status == 200, "\(retried.text)")
+        #expect(retried.json["uri"] as? String == "/echo/after-drop")
+    }
+
     @Test func noAuditNoProxiedRequest() async throws {
         let fixture = try await Self.fixture()
         defer { Task { await fixture.stop() } }
