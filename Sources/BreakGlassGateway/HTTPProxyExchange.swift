@@ -98,6 +98,11 @@ final class HTTPProxyExchange {
         handler.exchange = self
         handler.served += 1
         reusedConnection = handler.served > 1
+        guard channel.isActive else {
+            // Closed between the pool and here: its close was reported to nobody.
+            upstreamClosed()
+            return
+        }
         let requestHead = ProxyHeaders.upstreamRequest(
             head,
             uri: upstreamURI,
