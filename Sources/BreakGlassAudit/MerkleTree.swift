@@ -10,10 +10,7 @@ public enum MerkleTree {
 
     /// The hash of a leaf entry.
     public static func leafHash(_ entry: some DataProtocol) -> Hash {
-        var hasher = SHA256()
-        hasher.update(data: [0x00])
-        hasher.update(data: entry)
-        return Array(hasher.finalize())
+        Array(entry).withUnsafeBytes { TreeHash.leaf($0).bytes }
     }
 
     /// The hash of an interior node.

@@ -77,7 +77,7 @@ public final class GatewayService: Service, Sendable {
         )
         self.grants = GrantService(
             store: store, resources: resources, pam: pam, audit: sink, registry: registry, clock: clock, logger: logger)
-        self.proxy = PathwayProxy(grants: grants, registry: registry, audit: sink, clock: clock, logger: logger)
+        self.proxy = PathwayProxy(grants: grants, registry: registry, audit: sink, clock: clock)
         self.audit = sink
         self.group = group
         self.limits = limits

@@ -3,7 +3,6 @@ import BreakGlassCore
 import BreakGlassProxy
 import BreakGlassTokens
 import Foundation
-import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -26,16 +25,14 @@ public final class PathwayProxy: Sendable {
     let audit: any AuditSink
     public let pool: UpstreamPool
     let clock: any WallClock
-    let logger: Logger
     private let upstreamTLS = Mutex<[String: NIOSSLContext]>([:])
 
-    public init(grants: GrantService, registry: SessionRegistry, audit: any AuditSink, clock: any WallClock, logger: Logger) {
+    public init(grants: GrantService, registry: SessionRegistry, audit: any AuditSink, clock: any WallClock) {
         self.grants = grants
         self.registry = registry
         self.audit = audit
         self.pool = UpstreamPool()
         self.clock = clock
-        self.logger = logger
     }
 
     // MARK: authorization
@@ -293,6 +290,6 @@ public final class PathwayProxy: Sendable {
 
     /// How a tunnel of `session` ended, as far as the registry knows, or nil when it is still live.
     func sessionEnding(_ session: String) -> String? {
-        registry.isLive(session) ? nil : (registry.endingDescription(session) ?? "expired")
+        registry.endingDescription(session)
     }
 }

@@ -130,14 +130,14 @@ public final class SessionRegistry: Sendable {
         }
     }
 
-    /// How the session ended ("released", "revoked"), when it ended early and is still tracked.
+    /// How the session ended ("released", "revoked", "expired"); nil while it is live.
     public func endingDescription(_ session: String) -> String? {
-        entries.withLock { $0[session]?.ended?.rawValue }
-    }
-
-    /// The session's details, when tracked.
-    public func info(_ session: String) -> SessionInfo? {
-        entries.withLock { $0[session]?.info }
+        let now = clock.now()
+        return entries.withLock { entries in
+            guard let entry = entries[session] else { return Ending.expired.rawValue }
+            if let ended = entry.ended { return ended.rawValue }
+            return now < entry.info.expiresAt ? nil : Ending.expired.rawValue
+        }
     }
 
     /// Ends sessions early (release or revocation): closes their connections at once, keeps them
@@ -162,14 +162,6 @@ public final class SessionRegistry: Sendable {
             await record(info, ending: ending, actor: actor, reason: reason, connections: channels.count)
         }
         return ended.map(\.0)
-    }
-
-    /// Live sessions, optionally only one user's.
-    public func liveSessions(user: String? = nil) -> [SessionInfo] {
-        let now = clock.now()
-        return entries.withLock { entries in
-            entries.values.filter { $0.ended == nil && now < $0.info.expiresAt && (user == nil || $0.info.user == user) }.map(\.info)
-        }
     }
 
     /// Live sessions with their connection counts, soonest expiry first.

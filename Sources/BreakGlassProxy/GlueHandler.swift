@@ -16,17 +16,12 @@ public final class GlueHandler: ChannelDuplexHandler {
     private var inputClosed = false
     /// Bytes read from this handler's channel (and written to the partner).
     public private(set) var bytesRead = 0
-    /// Told once, when this side's channel closes.
-    private let onClose: (() -> Void)?
-
-    private init(onClose: (() -> Void)?) {
-        self.onClose = onClose
-    }
+    private init() {}
 
     /// Two handlers that forward to each other; add one to each channel.
-    public static func pair(onClose: (() -> Void)? = nil) -> (GlueHandler, GlueHandler) {
-        let first = GlueHandler(onClose: onClose)
-        let second = GlueHandler(onClose: nil)
+    public static func pair() -> (GlueHandler, GlueHandler) {
+        let first = GlueHandler()
+        let second = GlueHandler()
         first.partner = second
         second.partner = first
         return (first, second)
@@ -54,7 +49,6 @@ public final class GlueHandler: ChannelDuplexHandler {
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
-        onClose?()
         partner?.partnerClose()
         context.fireChannelInactive()
     }
