@@ -1,4 +1,5 @@
 import BreakGlassCore
+import CoreMetrics
 import Crypto
 import CryptoExtras
 import Logging
@@ -20,13 +21,16 @@ extension AuditLog {
     }
 
     /// Opens the log that a policy's `gateway.audit` section describes.
-    public static func open(settings: AuditSettings, origin: String, logger: Logger) throws(AuditLogError) -> AuditLog {
+    public static func open(
+        settings: AuditSettings, origin: String, metrics: (any MetricsFactory)? = nil, logger: Logger
+    ) throws(AuditLogError) -> AuditLog {
         let options = AuditLogOptions(
             segmentSize: settings.segmentSize,
             reserve: settings.reserve,
             mirrors: settings.mirrors,
             checkpointHook: settings.checkpointHook,
-            warnFreeBytes: settings.warnFree
+            warnFreeBytes: settings.warnFree,
+            metrics: metrics
         )
         return try open(
             directory: settings.directory, origin: origin, signer: try loadSigner(settings: settings, origin: origin), options: options,

@@ -1,4 +1,5 @@
 import BreakGlassCore
+import CoreMetrics
 import Foundation
 import Logging
 
@@ -56,6 +57,10 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     private var wakeAt = Int.max
     private var writerDone: CheckedContinuation<Void, Never>?
     private var writerFinished = false
+    /// Where the tree stood at recent checkpoints (oldest first), so that proofs for recent records
+    /// need to read only the records after one of them.
+    private var marks: [TreeMark] = []
+    private static let maximumMarks = 1024
 
     // Writer thread only (and `open` before the thread starts).
     private var tree = AppendOnlyTree()
@@ -66,6 +71,20 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     private var lastCheckpointSize = -1
     private var lastCheckpointTime = ContinuousClock.now
     private var lastBatchSize = 0
+    private let meters: Meters?
+
+    /// The writer's instruments, when the options name a metrics factory.
+    private struct Meters {
+        var appends: Counter
+        var batch: Recorder
+        var fsync: CoreMetrics.Timer
+
+        init(_ factory: any MetricsFactory) {
+            appends = Counter(label: "breakglass_audit_appends_total", factory: factory)
+            batch = Recorder(label: "breakglass_audit_batch_records", factory: factory)
+            fsync = CoreMetrics.Timer(label: "breakglass_audit_fsync_seconds", factory: factory)
+        }
+    }
 
     /// What recovery did when the log was opened.
     public private(set) var recoveredBytes = 0
@@ -80,6 +99,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         self.options = options
         self.logger = logger
         self.hook = CheckpointHook(options.checkpointHook)
+        self.meters = options.metrics.map(Meters.init)
     }
 
     /// Opens (or creates) the log in `directory`, recovering a torn tail and checking the latest
@@ -93,6 +113,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     ) throws(AuditLogError) -> AuditLog {
         let log = AuditLog(directory: directory, origin: origin, signer: signer, options: options, logger: logger)
         try log.recover()
+        log.marks = [TreeMark(time: Date(), tree: log.tree, segment: log.segmentIndex, offset: log.segmentEnd)]
         let thread = Thread { log.writerLoop() }
         thread.name = "breakglass-audit-writer"
         thread.start()
@@ -220,6 +241,23 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         if let warning { return .degraded(warning) }
         return .ok
     }
+
+    /// The latest checkpoint mark taken at or before `date`; nil when older than every kept mark.
+    func mark(before date: Date) -> TreeMark? {
+        condition.lock()
+        defer { condition.unlock() }
+        return marks.last(where: { $0.time <= date })
+    }
+
+    /// The mark of the checkpoint of `size` records, when it is still kept.
+    func mark(size: Int) -> TreeMark? {
+        condition.lock()
+        defer { condition.unlock() }
+        return marks.last(where: { $0.tree.size == size })
+    }
+
+    /// Free bytes on the log's file system now, or nil when it cannot be read.
+    public var freeBytes: Int? { FileIO.freeBytes(directory) }
 
     /// Number of durable records.
     public var size: Int {
@@ -454,7 +492,14 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
                 }
                 let path = AuditLogReader.segmentsFolder(directory) + "/" + SegmentFormat.fileName(index: segmentIndex)
                 try FileIO.write(segmentFD, frames, at: segmentEnd, path: path)
+                let syncStart = ContinuousClock.now
                 try FileIO.syncData(segmentFD, path: path)
+                if let meters {
+                    let (seconds, attoseconds) = syncStart.duration(to: .now).components
+                    meters.fsync.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+                    meters.appends.increment(by: chunk.count)
+                    meters.batch.record(chunk.count)
+                }
             } catch {
                 let rest = chunks[position...].flatMap { $0 }
                 if error.code == .full {
@@ -517,6 +562,11 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         try FileIO.replaceAtomically(directory + "/checkpoint", with: bytes)
         lastCheckpointSize = checkpoint.size
         lastCheckpointTime = .now
+        let mark = TreeMark(time: Date(), tree: tree, segment: segmentIndex, offset: segmentEnd)
+        condition.lock()
+        if marks.count >= Self.maximumMarks { marks.removeFirst(marks.count / 4) }
+        marks.append(mark)
+        condition.unlock()
         for mirror in options.mirrors {
             do {
                 try FileIO.makeDirectory(mirror)

@@ -1,3 +1,5 @@
+import CoreMetrics
+
 /// Tuning and wiring of an audit log.
 public struct AuditLogOptions: Sendable {
     /// Size each segment file is preallocated to.
@@ -17,6 +19,8 @@ public struct AuditLogOptions: Sendable {
     public var checkpointHook: [String]?
     /// Free space below which the log reports itself degraded.
     public var warnFreeBytes: Int
+    /// Where the writer reports appends, batch sizes and fsync latency; nil: nowhere.
+    public var metrics: (any MetricsFactory)?
 
     public init(
         segmentSize: Int = 64 << 20,
@@ -26,7 +30,8 @@ public struct AuditLogOptions: Sendable {
         checkpointInterval: Duration = .seconds(1),
         mirrors: [String] = [],
         checkpointHook: [String]? = nil,
-        warnFreeBytes: Int = 1 << 30
+        warnFreeBytes: Int = 1 << 30,
+        metrics: (any MetricsFactory)? = nil
     ) {
         self.segmentSize = segmentSize
         self.reserve = reserve
@@ -36,5 +41,6 @@ public struct AuditLogOptions: Sendable {
         self.mirrors = mirrors
         self.checkpointHook = checkpointHook
         self.warnFreeBytes = warnFreeBytes
+        self.metrics = metrics
     }
 }

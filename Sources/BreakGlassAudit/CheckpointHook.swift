@@ -29,7 +29,7 @@ final class CheckpointHook: Sendable {
             process.standardInput = input
             do {
                 try process.run()
-                input.fileHandleForWriting.write(Data(note.utf8))
+                try input.fileHandleForWriting.write(contentsOf: Data(note.utf8))
                 try input.fileHandleForWriting.close()
                 process.waitUntilExit()
                 if process.terminationStatus != 0 {

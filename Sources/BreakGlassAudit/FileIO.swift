@@ -31,7 +31,9 @@ enum FileIO {
     }
 
     /// Reads a whole file (at most `limit` bytes), or its first `upTo` bytes.
-    static func read(_ path: String, limit: Int = 1 << 30, upTo: Int? = nil) throws(AuditLogError) -> [UInt8] {
+    /// Reads a file whole (or its first `upTo` bytes). Bytes in `gap` are not read: the buffer keeps
+    /// its size and offsets, but that range holds nothing meaningful (its pages are never touched).
+    static func read(_ path: String, limit: Int = 1 << 30, upTo: Int? = nil, gap: Range<Int>? = nil) throws(AuditLogError) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw failure("cannot open", path) }
         defer { close(fd) }
@@ -43,12 +45,19 @@ enum FileIO {
         // No zero fill: the buffer is read into directly.
         let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
             var filled = 0
-            while filled < size {
-                let result = pread(fd, buffer.baseAddress.map { $0 + filled }, size - filled, off_t(filled))
-                if result < 0 && errno == EINTR { continue }
-                if result < 0 { failed = true }
-                guard result > 0 else { break }
-                filled += result
+            var end = gap.map { min($0.lowerBound, size) } ?? size
+            while true {
+                while filled < end {
+                    let result = pread(fd, buffer.baseAddress.map { $0 + filled }, end - filled, off_t(filled))
+                    if result < 0 && errno == EINTR { continue }
+                    if result < 0 { failed = true }
+                    guard result > 0 else { break }
+                    filled += result
+                }
+                // Past the gap (which may reach the end): on to the rest.
+                guard let gap, end < size, filled == end else { break }
+                filled = min(gap.upperBound, size)
+                end = size
             }
             count = filled
         }

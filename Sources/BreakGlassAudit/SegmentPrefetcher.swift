@@ -43,7 +43,9 @@ final class SegmentPrefetcher: @unchecked Sendable {
     /// Reads and scans one segment on the calling thread.
     static func load(_ job: Job) -> Loaded {
         Result { () throws(AuditLogError) in
-            let bytes = try FileIO.read(job.path, upTo: job.limit)
+            // Records before `start` were checked when they were written or at start-up: not read again.
+            let gap = job.start > SegmentFormat.headerSize ? SegmentFormat.headerSize..<job.start : nil
+            let bytes = try FileIO.read(job.path, upTo: job.limit, gap: gap)
             return (bytes, try SegmentScan.scan(bytes, name: job.name, from: job.start, work: job.work))
         }
     }

@@ -63,7 +63,24 @@ public struct AdminClient: Sendable {
         return answer.revoked
     }
 
+    /// Runs a self-test round now (or joins the one running); the JSON answer as it comes.
+    public func selftest(pathway: String?) async throws(ClientError) -> Data {
+        let body = (try? JSONSerialization.data(withJSONObject: pathway.map { ["pathway": $0] } ?? [:])) ?? Data("{}".utf8)
+        return try await sendRaw(.POST, "/v1/admin/selftest", body: body, timeout: .seconds(600))
+    }
+
     private func send<Answer: Decodable>(_ method: HTTPMethod, _ path: String, body: Data?) async throws(ClientError) -> Answer {
+        let bytes = try await sendRaw(method, path, body: body, timeout: .seconds(10))
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        do {
+            return try decoder.decode(Answer.self, from: bytes)
+        } catch {
+            throw ClientError(code: "unexpected_response", message: "the admin socket's answer could not be read: \(error)")
+        }
+    }
+
+    private func sendRaw(_ method: HTTPMethod, _ path: String, body: Data?, timeout: TimeAmount) async throws(ClientError) -> Data {
         guard let url = URL(httpURLWithSocketPath: socketPath, uri: path) else {
             throw ClientError(code: "invalid_socket", message: "\(socketPath) cannot be used as a socket path")
         }
@@ -78,7 +95,7 @@ public struct AdminClient: Sendable {
         let response: HTTPClientResponse
         let bytes: ByteBuffer
         do {
-            response = try await client.execute(request, timeout: .seconds(10))
+            response = try await client.execute(request, timeout: timeout)
             bytes = try await response.body.collect(upTo: 4 << 20)
         } catch {
             throw ClientError(
@@ -93,10 +110,6 @@ public struct AdminClient: Sendable {
             }
             throw ClientError(code: "unexpected_response", message: "the admin socket answered \(response.status)")
         }
-        do {
-            return try decoder.decode(Answer.self, from: bytes)
-        } catch {
-            throw ClientError(code: "unexpected_response", message: "the admin socket's answer could not be read: \(error)")
-        }
+        return Data(buffer: bytes)
     }
 }

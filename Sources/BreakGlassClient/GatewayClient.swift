@@ -73,6 +73,7 @@ public struct GatewayClient: Sendable {
         body["otp"] = login.oneTimeCode
         body["ticket"] = login.ticket
         body["duration"] = login.duration
+        body["tag"] = login.tag
         let data: Data
         do {
             data = try JSONSerialization.data(withJSONObject: body)
@@ -89,6 +90,26 @@ public struct GatewayClient: Sendable {
     /// `GET /v1/grants/current`: what the gateway says about a token.
     public func currentGrant(token: String) async throws(ClientError) -> GrantStatus {
         var request = HTTPClientRequest(url: baseURL + "/v1/grants/current")
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        return try await send(request, expecting: 200)
+    }
+
+    /// `GET /v1/health`: the status and the JSON body as they come (503 means failing, with a body).
+    public func health() async throws(ClientError) -> (status: Int, body: Data) {
+        let response: HTTPClientResponse
+        let body: ByteBuffer
+        do {
+            response = try await client.execute(HTTPClientRequest(url: baseURL + "/v1/health"), timeout: timeout)
+            body = try await response.body.collect(upTo: 4 << 20)
+        } catch {
+            throw ClientError(code: "unreachable", message: "cannot reach \(baseURL): \(Self.describe(error))")
+        }
+        return (Int(response.status.code), Data(buffer: body))
+    }
+
+    /// `GET /v1/audit/trail`: the session's audit records with inclusion proofs.
+    public func auditTrail(token: String) async throws(ClientError) -> AuditTrailAnswer {
+        var request = HTTPClientRequest(url: baseURL + "/v1/audit/trail")
         request.headers.add(name: "Authorization", value: "Bearer \(token)")
         return try await send(request, expecting: 200)
     }
@@ -142,6 +163,30 @@ public struct GatewayClient: Sendable {
     }
 }
 
+/// A session's audit records, each with its inclusion proof against `checkpoint`.
+public struct AuditTrailAnswer: Codable, Sendable {
+    public struct Entry: Codable, Sendable {
+        public var index: Int
+        /// The record's canonical JSON (the leaf entry).
+        public var record: String
+        /// Proof hashes, base64, leaf upwards.
+        public var proof: [String]
+    }
+
+    public var session: String
+    public var pathway: String
+    /// The signed checkpoint note.
+    public var checkpoint: String
+    /// The key the gateway says signs its checkpoints (pin it with the auditors' copy).
+    public var verifierKey: String
+    public var records: [Entry]
+
+    enum CodingKeys: String, CodingKey {
+        case session, pathway, checkpoint, records
+        case verifierKey = "verifier_key"
+    }
+}
+
 /// The answer to a release.
 public struct ReleasedGrant: Codable, Sendable, Equatable {
     public var session: String
@@ -158,8 +203,14 @@ public struct GrantLogin: Sendable {
     public var reason: String
     public var ticket: String?
     public var duration: String?
+    /// `drill` for a rehearsal.
+    public var tag: String?
 
-    public init(user: String, password: String, oneTimeCode: String?, pathway: String, reason: String, ticket: String?, duration: String?) {
+    public init(
+        user: String, password: String, oneTimeCode: String?, pathway: String, reason: String, ticket: String?, duration: String?,
+        tag: String? = nil
+    ) {
+        self.tag = tag
         self.user = user
         self.password = password
         self.oneTimeCode = oneTimeCode
@@ -180,9 +231,11 @@ public struct IssuedGrant: Codable, Sendable, Equatable {
     public var ticket: String?
     public var issuedAt: Date
     public var expiresAt: Date
+    /// `http` or `tcp` (gateways before this field: nil).
+    public var kind: String?
 
     enum CodingKeys: String, CodingKey {
-        case token, session, pathway, user, reason, ticket
+        case token, session, pathway, user, reason, ticket, kind
         case issuedAt = "issued_at"
         case expiresAt = "expires_at"
     }

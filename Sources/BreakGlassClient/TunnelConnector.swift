@@ -110,6 +110,11 @@ final class ConnectHandshake: ChannelInboundHandler, RemovableChannelHandler {
         context.fireChannelActive()
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        // Added to a connection that is already up (GatewayConnection): ask at once.
+        if context.channel.isActive { context.writeAndFlush(NIOAny(ByteBuffer(string: request)), promise: nil) }
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = unwrapInboundIn(data)
         received.writeBuffer(&buffer)

@@ -15,7 +15,7 @@ struct PolicyBuilder {
     var reader: PolicyReader
     let baseDirectory: String
 
-    static let topKeys = ["gateway", "groups", "pathways"]
+    static let topKeys = ["gateway", "groups", "pathways", "probes", "alerts"]
     static let gatewayKeys = ["id", "listen", "tls", "token_key", "pam", "lockout", "audit", "admin_socket"]
     static let auditKeys = ["directory", "key", "mirrors", "checkpoint_hook", "reserve", "warn_free", "segment_size"]
     static let tlsKeys = ["certificate", "private_key"]
@@ -23,7 +23,7 @@ struct PolicyBuilder {
     static let lockoutKeys = ["failures", "window", "duration", "source_failures"]
     static let pathwayKeys = [
         "kind", "upstream", "allow", "default_duration", "max_duration", "require_ticket", "source_cidrs",
-        "connect_timeout", "response_timeout", "max_connections", "upstream_ca", "audit_query",
+        "connect_timeout", "response_timeout", "max_connections", "upstream_ca", "audit_query", "probe",
     ]
     static let allowKeys = ["users", "groups"]
 
@@ -41,8 +41,26 @@ struct PolicyBuilder {
         if let node = top.required("pathways", &reader) {
             pathways = self.pathways(node, "pathways", groups: groups)
         }
-        guard let gateway else { return nil }
-        return Policy(gateway: gateway, groups: groups, pathways: pathways)
+        var probes: ProbeSettings?
+        var sectionsValid = true
+        if let node = top["probes"] {
+            probes = probeSettings(node, top.path("probes"))
+            sectionsValid = probes != nil
+            if let probes,
+                groups.values.contains(where: { $0.contains(probes.user) })
+                    || pathways.values.contains(where: { $0.allowUsers.contains(probes.user) })
+            {
+                reader.report(
+                    node, top.path("probes.user"), "\(probes.user) is the probe identity; it must not be allowed on pathways or in groups")
+                sectionsValid = false
+            }
+        }
+        var alerts: [AlertSinkSettings] = []
+        if let node = top["alerts"] {
+            if let sinks = alertSinks(node, top.path("alerts")) { alerts = sinks } else { sectionsValid = false }
+        }
+        guard let gateway, sectionsValid else { return nil }
+        return Policy(gateway: gateway, groups: groups, pathways: pathways, probes: probes, alerts: alerts)
     }
 
     // MARK: gateway
@@ -437,8 +455,14 @@ struct PolicyBuilder {
         if let node = map["audit_query"] {
             if let value = reader.boolean(node, map.path("audit_query")) { proxy.auditQuery = value } else { proxyValid = false }
         }
+        var probe: PathwayProbe?
+        var probeValid = true
+        if let probeNode = map["probe"], let kind {
+            probe = pathwayProbe(probeNode, map.path("probe"), kind: kind)
+            probeValid = probe != nil
+        }
         guard let kind, let upstream, allowValid, let defaultDuration, let maxDuration, durationsValid, ticketValid, cidrsValid,
-            proxyValid
+            proxyValid, probeValid
         else { return nil }
         return Pathway(
             name: name,
@@ -450,7 +474,8 @@ struct PolicyBuilder {
             maxDuration: maxDuration,
             requireTicket: ticket,
             sourceCIDRs: cidrs,
-            proxy: proxy
+            proxy: proxy,
+            probe: probe
         )
     }
 

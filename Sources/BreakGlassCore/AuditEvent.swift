@@ -22,6 +22,10 @@ public struct AuditEvent: Sendable, Equatable {
         public static let requestDenied = Kind(rawValue: "request.denied")
         public static let tunnelOpened = Kind(rawValue: "tunnel.opened")
         public static let tunnelClosed = Kind(rawValue: "tunnel.closed")
+        public static let probeRound = Kind(rawValue: "probe.round")
+        public static let pathwayState = Kind(rawValue: "pathway.state")
+        public static let alertFailed = Kind(rawValue: "alert.failed")
+        public static let alertDropped = Kind(rawValue: "alert.dropped")
     }
 
     public var kind: Kind
@@ -49,6 +53,7 @@ public struct AuditEvent: Sendable, Equatable {
         ]
         fields["ticket"] = grant.ticket.map(AuditValue.string)
         fields["source"] = grant.source.map(AuditValue.string)
+        fields["tag"] = grant.tag.map { AuditValue.string($0.rawValue) }
         return AuditEvent(kind: .grantIssued, time: grant.issuedAt, fields: fields)
     }
 

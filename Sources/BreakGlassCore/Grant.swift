@@ -14,6 +14,16 @@ public struct Grant: Sendable, Equatable, Codable {
     public var amr: [String]
     /// The client address the grant was requested from.
     public var source: String?
+    /// What the session is for when it is not an engineer's own access: a self-test or a drill.
+    public var tag: Tag?
+
+    /// Marks sessions that exercise the gateway rather than fix something.
+    public enum Tag: String, Sendable, Codable, CaseIterable {
+        /// A gateway self-test round: can do nothing but the pathway's probe.
+        case probe
+        /// A drill: an engineer rehearsing the whole flow; a normal grant otherwise.
+        case drill
+    }
 
     public init(
         session: String,
@@ -24,7 +34,8 @@ public struct Grant: Sendable, Equatable, Codable {
         issuedAt: Date,
         expiresAt: Date,
         amr: [String],
-        source: String?
+        source: String?,
+        tag: Tag? = nil
     ) {
         self.session = session
         self.user = user
@@ -35,6 +46,7 @@ public struct Grant: Sendable, Equatable, Codable {
         self.expiresAt = expiresAt
         self.amr = amr
         self.source = source
+        self.tag = tag
     }
 
     /// A new random 128-bit session id in lowercase hex.

@@ -23,6 +23,8 @@ public struct Pathway: Sendable, Equatable {
     public var sourceCIDRs: [CIDRBlock]?
     /// How the gateway talks to the upstream.
     public var proxy: ProxySettings
+    /// What the self-test does on this pathway.
+    public var probe: PathwayProbe
 
     public init(
         name: String,
@@ -34,7 +36,8 @@ public struct Pathway: Sendable, Equatable {
         maxDuration: Duration,
         requireTicket: TicketPattern? = nil,
         sourceCIDRs: [CIDRBlock]? = nil,
-        proxy: ProxySettings = ProxySettings()
+        proxy: ProxySettings = ProxySettings(),
+        probe: PathwayProbe? = nil
     ) {
         self.name = name
         self.kind = kind
@@ -46,6 +49,7 @@ public struct Pathway: Sendable, Equatable {
         self.requireTicket = requireTicket
         self.sourceCIDRs = sourceCIDRs
         self.proxy = proxy
+        self.probe = probe ?? .standard(for: kind)
     }
 }
 

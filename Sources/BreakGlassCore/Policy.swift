@@ -7,15 +7,27 @@ public struct Policy: Sendable {
     public var groups: [String: Set<String>]
     /// Pathway name → pathway.
     public var pathways: [String: Pathway]
+    /// Self-tests; nil when the policy has no `probes:` section.
+    public var probes: ProbeSettings?
+    /// Where notifications of every grant, revocation and health change go.
+    public var alerts: [AlertSinkSettings]
 
-    public init(gateway: GatewaySettings, groups: [String: Set<String>], pathways: [String: Pathway]) {
+    public init(
+        gateway: GatewaySettings, groups: [String: Set<String>], pathways: [String: Pathway], probes: ProbeSettings? = nil,
+        alerts: [AlertSinkSettings] = []
+    ) {
         self.gateway = gateway
         self.groups = groups
         self.pathways = pathways
+        self.probes = probes
+        self.alerts = alerts
     }
 
     /// Decides a grant request for an authenticated user. The decision is a value; nothing is changed.
     public func decide(_ request: GrantRequest) -> PolicyDecision {
+        if let probes, request.user == probes.user {
+            return .deny(BreakGlassError(.forbidden, "user \(request.user) is the probe identity: it can get probe grants only"))
+        }
         guard let pathway = pathways[request.pathway] else {
             return .deny(BreakGlassError(.unknownPathway, "no pathway named \"\(request.pathway)\""))
         }

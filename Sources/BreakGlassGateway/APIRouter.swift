@@ -2,12 +2,16 @@ import BreakGlassCore
 import NIOCore
 import NIOHTTP1
 
-/// Maps API requests to the grant service.
+/// Maps API requests to the grant service, the health monitor and the audit log.
 public struct APIRouter: Sendable {
     let grants: GrantService
+    let monitor: HealthMonitor?
+    let trail: AuditTrail?
 
-    public init(grants: GrantService) {
+    public init(grants: GrantService, monitor: HealthMonitor? = nil, trail: AuditTrail? = nil) {
         self.grants = grants
+        self.monitor = monitor
+        self.trail = trail
     }
 
     public func route(_ request: APIRequest) async -> APIResponse {
@@ -22,6 +26,29 @@ public struct APIRouter: Sendable {
             guard request.method == .DELETE else { return Self.methodNotAllowed(request, allowed: "DELETE") }
             let session = String(path.dropFirst("/v1/grants/".count))
             return await grants.releaseGrant(session: session, authorization: request.headers.first(name: "authorization"))
+        case "/v1/probe/grants":
+            guard request.method == .POST else { return Self.methodNotAllowed(request, allowed: "POST") }
+            return await grants.requestProbeGrants(body: request.body, source: request.source)
+        case "/v1/health":
+            guard request.method == .GET || request.method == .HEAD else { return Self.methodNotAllowed(request, allowed: "GET") }
+            guard let monitor else { return .error(BreakGlassError(.notFound, "this gateway keeps no health")) }
+            if request.uri.hasSuffix("?ready") {
+                // For load balancers: the status says it all.
+                let ready = monitor.ready()
+                return .json(ready ? .ok : .serviceUnavailable, ["ready": ready], headers: [("Cache-Control", "no-store")])
+            }
+            let report = monitor.report()
+            return .json(report.state == .failing ? .serviceUnavailable : .ok, report, headers: [("Cache-Control", "no-store")])
+        case "/metrics":
+            guard request.method == .GET else { return Self.methodNotAllowed(request, allowed: "GET") }
+            guard let monitor else { return .error(BreakGlassError(.notFound, "this gateway keeps no metrics")) }
+            return APIResponse(
+                status: .ok, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"), ("Cache-Control", "no-store")],
+                body: ByteBuffer(bytes: monitor.metricsText()))
+        case "/v1/audit/trail":
+            guard request.method == .GET else { return Self.methodNotAllowed(request, allowed: "GET") }
+            guard let trail else { return .error(BreakGlassError(.notFound, "this gateway keeps no durable audit log")) }
+            return await trail.answer(authorization: request.headers.first(name: "authorization"))
         case "/.well-known/jwks.json":
             guard request.method == .GET else { return Self.methodNotAllowed(request, allowed: "GET") }
             return grants.jwks()

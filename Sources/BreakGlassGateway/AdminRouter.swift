@@ -11,9 +11,11 @@ import NIOHTTP1
 ///   optionally `"operator"` (who asks) and `"reason"`.
 public struct AdminRouter: Sendable {
     let registry: SessionRegistry
+    let monitor: HealthMonitor?
 
-    public init(registry: SessionRegistry) {
+    public init(registry: SessionRegistry, monitor: HealthMonitor? = nil) {
         self.registry = registry
+        self.monitor = monitor
     }
 
     struct SessionRow: Encodable {
@@ -39,6 +41,11 @@ public struct AdminRouter: Sendable {
         var reason: String?
     }
 
+    struct SelftestAnswer: Encodable {
+        var round: ProbeRoundReport
+        var health: HealthMonitor.Report
+    }
+
     struct RevokeAnswer: Encodable {
         var revoked: [SessionRow]
     }
@@ -51,8 +58,22 @@ public struct AdminRouter: Sendable {
         case "/v1/admin/revoke":
             guard request.method == .POST else { return APIRouter.methodNotAllowed(request, allowed: "POST") }
             return await revoke(request.body)
+        case "/v1/admin/selftest":
+            guard request.method == .POST else { return APIRouter.methodNotAllowed(request, allowed: "POST") }
+            guard let monitor else { return .error(BreakGlassError(.notFound, "this gateway runs no self-tests")) }
+            let only = (try? JSONDecoder().decode([String: String].self, from: Data(request.body.readableBytesView)))?["pathway"]
+            let report = await monitor.round(only: only)
+            return .json(.ok, SelftestAnswer(round: report, health: monitor.report()))
+        case "/v1/admin/health":
+            guard request.method == .GET else { return APIRouter.methodNotAllowed(request, allowed: "GET") }
+            guard let monitor else { return .error(BreakGlassError(.notFound, "this gateway keeps no health")) }
+            return .json(.ok, monitor.report())
         default:
-            return .error(BreakGlassError(.notFound, "no route \(request.path.prefix(200)); use /v1/admin/sessions or /v1/admin/revoke"))
+            return .error(
+                BreakGlassError(
+                    .notFound,
+                    "no route \(request.path.prefix(200)); use /v1/admin/sessions, /v1/admin/revoke, /v1/admin/selftest or /v1/admin/health"
+                ))
         }
     }
 

@@ -195,7 +195,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         default: break
         }
         var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: "application/json")
+        if !response.headers.contains(where: { $0.0 == "Content-Type" }) { headers.add(name: "Content-Type", value: "application/json") }
         headers.add(name: "Content-Length", value: String(response.body.readableBytes))
         headers.add(name: "X-Content-Type-Options", value: "nosniff")
         for (name, value) in response.headers { headers.add(name: name, value: value) }
@@ -231,7 +231,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         if Self.hasBody(head) { holdReads() }
         authorize(
             context: context, proxy: proxy, credentials: head.headers.first(name: "authorization"), header: "Authorization",
-            pathway: target.pathway, kind: .http
+            pathway: target.pathway, kind: .http, request: PathwayProxy.RequestLine(method: head.method, uri: head.uri)
         ) { handler, context, admission in
             guard case .authorizing(let head, let early) = handler.state else { return }
             let exchange = HTTPProxyExchange(
@@ -281,11 +281,12 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         header: String,
         pathway: String,
         kind: Pathway.Kind,
+        request: PathwayProxy.RequestLine?,
         then proceed: @escaping (GatewayChannelHandler, ChannelHandlerContext, PathwayProxy.Admission) -> Void
     ) {
         let channel = context.channel
         if let result = proxy.reauthorize(
-            credentials: credentials, pathwayName: pathway, kind: kind, channel: channel, cached: verified)
+            credentials: credentials, pathwayName: pathway, kind: kind, request: request, channel: channel, cached: verified)
         {
             admitted(context: context, result, then: proceed)
             return
@@ -294,7 +295,8 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         let loopBound = NIOLoopBound((self, context, proceed), eventLoop: context.eventLoop)
         Task {
             let result = await proxy.authorize(
-                credentials: credentials, header: header, pathwayName: pathway, kind: kind, source: source, channel: channel)
+                credentials: credentials, header: header, pathwayName: pathway, kind: kind, request: request, source: source,
+                channel: channel)
             channel.eventLoop.execute {
                 let (handler, context, proceed) = loopBound.value
                 handler.admitted(context: context, result, then: proceed)
@@ -334,7 +336,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         holdReads()
         authorize(
             context: context, proxy: proxy, credentials: head.headers.first(name: "proxy-authorization"), header: "Proxy-Authorization",
-            pathway: pathway, kind: .tcp
+            pathway: pathway, kind: .tcp, request: nil
         ) { handler, context, admission in
             handler.connectTunnel(context: context, admission: admission, proxy: proxy)
         }
@@ -404,6 +406,8 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
             _ = sync.removeHandler(handlers.errors)
             _ = sync.removeHandler(handlers.pipelining)
             _ = sync.removeHandler(handlers.encoder)
+            // A probe's tunnel only listens: the first byte its client sends ends it.
+            if admission.session.tag == .probe { try sync.addHandler(ReadOnlyTunnelGuard()) }
             try sync.addHandler(clientGlue)
             let upstreamSync = upstream.pipeline.syncOperations
             if let encoder = try? upstreamSync.handler(type: HTTPRequestEncoder.self) { _ = upstreamSync.removeHandler(encoder) }

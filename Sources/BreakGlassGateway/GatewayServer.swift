@@ -28,12 +28,13 @@ public final class GatewayServer: Sendable {
         port: Int,
         grants: GrantService,
         proxy: PathwayProxy,
+        router: APIRouter? = nil,
         limits: HTTPLimits = HTTPLimits(),
         group: any EventLoopGroup,
         logger: Logger
     ) async throws -> GatewayServer {
         let quiesce = ServerQuiescingHelper(group: group)
-        let router = APIRouter(grants: grants)
+        let router = router ?? APIRouter(grants: grants)
         let idle = TimeAmount.nanoseconds(Int64(limits.idleTimeout.totalMilliseconds) * 1_000_000)
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)

@@ -18,6 +18,11 @@ public final class GatewayService: Service, Sendable {
     private let audit: any AuditSink
     /// The durable log this service opened itself (and closes when it stops).
     public let auditLog: AuditLog?
+    /// Self-tests, health and metrics.
+    public let monitor: HealthMonitor
+    public let metrics: GatewayMetrics
+    private let alerts: AlertDispatcher?
+    private let router: APIRouter
     private let group: any EventLoopGroup
     private let limits: HTTPLimits
     private let logger: Logger
@@ -34,8 +39,11 @@ public final class GatewayService: Service, Sendable {
         logger: Logger,
         onListening: @escaping @Sendable (SocketAddress?) -> Void = { _ in }
     ) async throws(PolicyValidationError) {
+        // Alert programs that exit without reading must not kill the gateway with SIGPIPE.
+        signal(SIGPIPE, SIG_IGN)
         let store = try PolicyStore(path: policyPath, now: clock.now())
         let loaded = store.current
+        let metrics = GatewayMetrics()
         let resources = try await GatewayResources.load(loaded)
         let sink: any AuditSink
         if let audit {
@@ -48,7 +56,7 @@ public final class GatewayService: Service, Sendable {
                 ])
             }
             do {
-                let log = try AuditLog.open(settings: settings, origin: loaded.policy.gateway.id, logger: logger)
+                let log = try AuditLog.open(settings: settings, origin: loaded.policy.gateway.id, metrics: metrics.factory, logger: logger)
                 sink = log
                 self.auditLog = log
             } catch {
@@ -75,9 +83,33 @@ public final class GatewayService: Service, Sendable {
             endedFile: auditLog.map { $0.directory + "/ended-sessions.json" },
             logger: logger
         )
-        self.grants = GrantService(
-            store: store, resources: resources, pam: pam, audit: sink, registry: registry, clock: clock, logger: logger)
-        self.proxy = PathwayProxy(grants: grants, registry: registry, audit: sink, clock: clock)
+        let alerts =
+            loaded.policy.alerts.isEmpty
+            ? nil
+            : AlertDispatcher(sinks: loaded.policy.alerts, gateway: loaded.policy.gateway.id, audit: sink, metrics: metrics, logger: logger)
+        let grants = GrantService(
+            store: store, resources: resources, pam: pam, audit: sink, registry: registry, clock: clock, metrics: metrics, alerts: alerts,
+            logger: logger)
+        self.grants = grants
+        self.proxy = PathwayProxy(grants: grants, registry: registry, audit: sink, clock: clock, metrics: metrics)
+        let monitor = HealthMonitor(
+            store: store, grants: grants, registry: registry, audit: sink, auditLog: auditLog, metrics: metrics, alerts: alerts,
+            logger: logger)
+        self.monitor = monitor
+        self.metrics = metrics
+        self.alerts = alerts
+        self.router = APIRouter(
+            grants: grants, monitor: monitor, trail: auditLog.map { AuditTrail(grants: grants, auditLog: $0, clock: clock) })
+        registry.onRevoked = { sessions, actor, reason in
+            for session in sessions {
+                var fields: [String: AuditValue] = [
+                    "session": .string(session.session), "user": .string(session.user), "pathway": .string(session.pathway),
+                    "by": .string(actor),
+                ]
+                fields["reason"] = reason.map(AuditValue.string)
+                alerts?.fire(Alert(kind: "grant.revoked", time: clock.now(), fields: fields))
+            }
+        }
         self.audit = sink
         self.group = group
         self.limits = limits
@@ -98,6 +130,7 @@ public final class GatewayService: Service, Sendable {
             port: listen.port,
             grants: grants,
             proxy: proxy,
+            router: router,
             limits: limits,
             group: group,
             logger: logger
@@ -113,13 +146,16 @@ public final class GatewayService: Service, Sendable {
         var admin: AdminServer?
         if let path = loaded.policy.gateway.adminSocketPath {
             do {
-                admin = try await AdminServer.start(path: path, router: AdminRouter(registry: proxy.registry), group: group, logger: logger)
+                admin = try await AdminServer.start(
+                    path: path, router: AdminRouter(registry: proxy.registry, monitor: monitor), group: group, logger: logger)
             } catch {
                 logger.error("admin socket unavailable: revocation is not possible", metadata: ["path": "\(path)", "error": "\(error)"])
             }
         }
+        monitor.listening(on: server.localAddress)
         onListening(server.localAddress)
         await withTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try? await self.monitor.run() }
             tasks.addTask {
                 let hangups = await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown()
                 for await _ in hangups {
@@ -133,6 +169,7 @@ public final class GatewayService: Service, Sendable {
         logger.notice("shutting down: finishing requests in progress")
         await server.shutdown()
         await admin?.shutdown()
+        await alerts?.shutdown()
         await pam.shutdown()
         try? await audit.record(AuditEvent(kind: .gatewayStopped, time: .now, fields: ["gateway": .string(loaded.policy.gateway.id)]))
         await auditLog?.close()

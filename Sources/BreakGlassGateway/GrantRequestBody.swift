@@ -3,7 +3,8 @@ import Foundation
 import NIOCore
 import NIOFoundationCompat
 
-/// The JSON body of `POST /v1/grants`.
+/// The JSON body of `POST /v1/grants`, or of `POST /v1/probe/grants` (user, password, otp and
+/// `pathways`, a list).
 struct GrantRequestBody: Decodable {
     let user: String
     let password: String
@@ -12,11 +13,17 @@ struct GrantRequestBody: Decodable {
     let reason: String
     let ticket: String?
     let duration: String?
+    /// `drill` marks a rehearsal (audited and alerted as such); nothing else is accepted.
+    let tag: String?
+    /// The pathways a probe login asks grants for.
+    let pathways: [String]
 
-    static let fields = ["user", "password", "otp", "pathway", "reason", "ticket", "duration"]
+    static let fields = ["user", "password", "otp", "pathway", "reason", "ticket", "duration", "tag"]
+    static let probeFields = ["user", "password", "otp", "pathways"]
 
     /// Decodes the body; errors name the field at fault and never echo a secret.
-    static func decode(_ body: ByteBuffer) throws(BreakGlassError) -> GrantRequestBody {
+    static func decode(_ body: ByteBuffer, probe: Bool = false) throws(BreakGlassError) -> GrantRequestBody {
+        let fields = probe ? probeFields : fields
         guard body.readableBytes > 0 else {
             throw BreakGlassError(.invalidRequest, "the body must be a JSON object with user, password, otp, pathway and reason")
         }
@@ -45,14 +52,23 @@ struct GrantRequestBody: Decodable {
                 throw BreakGlassError(.invalidRequest, "field \"\(name)\" must be a string")
             }
         }
+        var pathways: [String] = []
+        if probe {
+            guard let list = object["pathways"] as? [String], !list.isEmpty, list.count <= 1000 else {
+                throw BreakGlassError(.invalidRequest, "field \"pathways\" must be a list of 1 to 1000 pathway names")
+            }
+            pathways = list
+        }
         return GrantRequestBody(
             user: try text("user", required: true) ?? "",
             password: try text("password", required: true) ?? "",
             otp: try text("otp", required: false),
-            pathway: try text("pathway", required: true) ?? "",
-            reason: try text("reason", required: true) ?? "",
+            pathway: try text("pathway", required: !probe) ?? "",
+            reason: try text("reason", required: !probe) ?? "probe round",
             ticket: try text("ticket", required: false),
-            duration: try text("duration", required: false)
+            duration: try text("duration", required: false),
+            tag: try text("tag", required: false),
+            pathways: pathways
         )
     }
 }
@@ -70,8 +86,11 @@ struct GrantBody: Encodable {
     let issuedAt: Date
     let expiresAt: Date
     let expiresInSeconds: Int
+    let tag: String?
+    let kind: String?
 
-    init(grant: Grant, token: String?, now: Date) {
+    init(grant: Grant, token: String?, now: Date, kind: Pathway.Kind? = nil) {
+        self.kind = kind?.rawValue
         self.token = token
         self.session = grant.session
         self.pathway = grant.pathway
@@ -82,10 +101,11 @@ struct GrantBody: Encodable {
         self.issuedAt = grant.issuedAt
         self.expiresAt = grant.expiresAt
         self.expiresInSeconds = max(0, Int(grant.expiresAt.timeIntervalSince(now)))
+        self.tag = grant.tag?.rawValue
     }
 
     enum CodingKeys: String, CodingKey {
-        case token, session, pathway, user, reason, ticket, amr
+        case token, session, pathway, user, reason, ticket, amr, tag, kind
         case issuedAt = "issued_at"
         case expiresAt = "expires_at"
         case expiresInSeconds = "expires_in_seconds"

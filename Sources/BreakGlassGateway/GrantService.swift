@@ -26,6 +26,8 @@ public final class GrantService: Sendable {
     private let registry: SessionRegistry?
     private let clock: any WallClock
     private let logger: Logger
+    private let metrics: GatewayMetrics?
+    private let alerts: AlertDispatcher?
 
     public init(
         store: PolicyStore,
@@ -34,8 +36,12 @@ public final class GrantService: Sendable {
         audit: any AuditSink,
         registry: SessionRegistry? = nil,
         clock: any WallClock = SystemWallClock(),
+        metrics: GatewayMetrics? = nil,
+        alerts: AlertDispatcher? = nil,
         logger: Logger
     ) {
+        self.metrics = metrics
+        self.alerts = alerts
         self.store = store
         self.runtime = Mutex(Runtime(resources: resources, lockout: LockoutTracker(policy: store.current.policy.gateway.lockout)))
         self.pam = pam
@@ -64,7 +70,6 @@ public final class GrantService: Sendable {
             return await deny(error, user: nil, source: sourceText, pathway: nil, reason: nil, ticket: nil)
         }
         let loaded = store.current
-        let gateway = loaded.policy.gateway
         var duration: Duration?
         if let text = input.duration {
             guard let parsed = Duration(policyText: text) else {
@@ -72,6 +77,16 @@ public final class GrantService: Sendable {
                 return await deny(error, input: input, source: sourceText)
             }
             duration = parsed
+        }
+        var tag: Grant.Tag?
+        if let text = input.tag {
+            guard text == Grant.Tag.drill.rawValue else {
+                return await deny(
+                    BreakGlassError(.invalidRequest, "tag \"\(text.prefix(40))\" is not accepted here; the only tag is drill"),
+                    input: input,
+                    source: sourceText)
+            }
+            tag = .drill
         }
         let request = GrantRequest(
             user: input.user,
@@ -84,57 +99,11 @@ public final class GrantService: Sendable {
         if let problem = request.shapeError() {
             return await deny(problem, input: input, source: sourceText)
         }
-        if input.password.isEmpty || input.password.utf8.count > GrantRequest.Limits.secretLength
-            || (input.otp?.utf8.count ?? 0) > GrantRequest.Limits.secretLength
-            || input.password.utf8.contains(0) || (input.otp?.utf8.contains(0) ?? false)
-        {
-            return await deny(
-                BreakGlassError(.invalidRequest, "password and otp must be non-empty text of at most 1024 bytes"), input: input,
-                source: sourceText)
+        let authentication: (amr: [String], timing: [String])
+        switch await login(input, source: source, started: started) {
+        case .failure(let error): return await deny(error, input: input, source: sourceText)
+        case .success(let result): authentication = result
         }
-        // IPv6 clients are counted per /64, the block one host usually controls.
-        let lockoutKey = source?.lockoutKey ?? "unknown"
-        let status = runtime.withLock { $0.lockout.admit(user: request.user, source: lockoutKey, now: .now) }
-        if case .locked(let retryAfter, _) = status {
-            return await deny(lockedOut(retryAfter), input: input, source: sourceText)
-        }
-
-        let pamResult: PAMAuthenticator.Attempt
-        do {
-            pamResult = try await pam.authenticate(
-                user: request.user,
-                password: input.password,
-                oneTimeCode: input.otp,
-                remoteHost: sourceText
-            )
-        } catch {
-            runtime.withLock { $0.lockout.recordAbandoned(user: request.user, source: lockoutKey) }
-            return await deny(error, input: input, source: sourceText)
-        }
-        let amr: [String]
-        switch pamResult.outcome {
-        case .authenticated(let methods):
-            amr = methods
-            runtime.withLock { $0.lockout.recordSuccess(user: request.user, source: lockoutKey) }
-        case .refused(let detail):
-            logger.info("login refused", metadata: ["user": "\(request.user)", "source": "\(lockoutKey)", "pam": "\(detail)"])
-            let after = runtime.withLock { $0.lockout.recordFailure(user: request.user, source: lockoutKey, now: .now) }
-            if case .locked(_, let scope) = after {
-                logger.warning(
-                    "lockout engaged", metadata: ["scope": "\(scope.rawValue)", "user": "\(request.user)", "source": "\(lockoutKey)"])
-            }
-            try? await Task.sleep(until: started.advanced(by: gateway.pam.failureDelay), clock: .continuous)
-            let error = BreakGlassError(.authenticationFailed, "authentication failed: the user, password or one-time code is wrong")
-            return await deny(error, input: input, source: sourceText)
-        case .broken(let detail):
-            runtime.withLock { $0.lockout.recordAbandoned(user: request.user, source: lockoutKey) }
-            logger.error("PAM stack failed", metadata: ["service": "\(pam.service)", "pam": "\(detail)"])
-            let error = BreakGlassError(
-                .unavailable, "the authentication service is not working; the gateway operator must check the PAM stack",
-                retryAfterSeconds: 5)
-            return await deny(error, input: input, source: sourceText)
-        }
-
         let terms: GrantTerms
         switch loaded.policy.decide(request) {
         case .deny(let error):
@@ -151,43 +120,187 @@ public final class GrantService: Sendable {
             ticket: terms.ticket,
             issuedAt: issuedAt,
             expiresAt: issuedAt.addingTimeInterval(TimeInterval(terms.duration.totalMilliseconds) / 1000),
-            amr: amr,
-            source: sourceText
+            amr: authentication.amr,
+            source: sourceText,
+            tag: tag
         )
+        let token: String
+        switch await issue(grant) {
+        case .failure(let error):
+            return error.code == .auditUnavailable ? .error(error) : await deny(error, input: input, source: sourceText)
+        case .success(let signed):
+            token = signed
+        }
+        let timing = (authentication.timing + ["total;dur=\(Self.milliseconds(started.duration(to: .now)))"]).joined(separator: ", ")
+        return .json(
+            .created, GrantBody(grant: grant, token: token, now: issuedAt, kind: loaded.policy.pathways[grant.pathway]?.kind),
+            headers: [("Server-Timing", timing), ("Cache-Control", "no-store")])
+    }
+
+    /// `POST /v1/probe/grants`: the gateway's own self-test logs in (a real PAM login) and gets one
+    /// short grant per pathway it probes, tagged `probe`: such a grant allows nothing but the
+    /// pathway's probe. Only the `probes.user` identity may ask.
+    public func requestProbeGrants(body: ByteBuffer, source: IPAddress?) async -> APIResponse {
+        let started = ContinuousClock.now
+        let sourceText = source.map { "\($0)" }
+        let input: GrantRequestBody
+        do {
+            input = try GrantRequestBody.decode(body, probe: true)
+        } catch {
+            return await deny(error, user: nil, source: sourceText, pathway: nil, reason: nil, ticket: nil)
+        }
+        let policy = store.current.policy
+        guard let probes = policy.probes else {
+            return await deny(BreakGlassError(.notFound, "this gateway has no probes section"), input: input, source: sourceText)
+        }
+        guard input.user == probes.user else {
+            return await deny(
+                BreakGlassError(.forbidden, "only the probe identity may ask for probe grants"), input: input, source: sourceText)
+        }
+        var pathways: [Pathway] = []
+        for name in Set(input.pathways).sorted() {
+            guard let pathway = policy.pathways[name], pathway.probe != .disabled else {
+                return await deny(
+                    BreakGlassError(.unknownPathway, "no probed pathway named \"\(name.prefix(64))\""), input: input, source: sourceText)
+            }
+            pathways.append(pathway)
+        }
+        let amr: [String]
+        switch await login(input, source: source, started: started) {
+        case .failure(let error): return await deny(error, input: input, source: sourceText)
+        case .success(let result): amr = result.amr
+        }
+        let issuedAt = clock.now()
+        let grants = pathways.map { pathway in
+            Grant(
+                session: Grant.newSessionID(), user: probes.user, pathway: pathway.name, reason: "probe round", ticket: nil,
+                issuedAt: issuedAt,
+                expiresAt: issuedAt.addingTimeInterval(TimeInterval(probes.grantDuration.totalMilliseconds) / 1000), amr: amr,
+                source: sourceText, tag: .probe)
+        }
+        // Signed and recorded together, so that one group commit covers the round's grants.
+        let outcomes = await withTaskGroup(of: (Int, Result<String, BreakGlassError>).self) { group in
+            for (index, grant) in grants.enumerated() { group.addTask { (index, await self.issue(grant)) } }
+            var outcomes: [Int: Result<String, BreakGlassError>] = [:]
+            for await (index, outcome) in group { outcomes[index] = outcome }
+            return outcomes
+        }
+        var issued: [ProbeGrantBody] = []
+        for (index, grant) in grants.enumerated() {
+            switch outcomes[index] {
+            case .success(let token):
+                issued.append(ProbeGrantBody(pathway: grant.pathway, session: grant.session, token: token, expiresAt: grant.expiresAt))
+            case .failure(let error):
+                return .error(error)
+            case nil:
+                return .error(BreakGlassError(.unavailable, "a probe grant was not issued"))
+            }
+        }
+        return .json(.created, ["grants": issued], headers: [("Cache-Control", "no-store")])
+    }
+
+    struct ProbeGrantBody: Encodable {
+        var pathway: String
+        var session: String
+        var token: String
+        var expiresAt: Date
+
+        enum CodingKeys: String, CodingKey {
+            case pathway, session, token
+            case expiresAt = "expires_at"
+        }
+    }
+
+    /// Checks the secrets' shape, the lockout and PAM; returns the methods used and Server-Timing
+    /// entries, or the error to answer (failures take at least `failure_delay`).
+    private func login(
+        _ input: GrantRequestBody, source: IPAddress?, started: ContinuousClock.Instant
+    ) async -> Result<(amr: [String], timing: [String]), BreakGlassError> {
+        if input.password.isEmpty || input.password.utf8.count > GrantRequest.Limits.secretLength
+            || (input.otp?.utf8.count ?? 0) > GrantRequest.Limits.secretLength
+            || input.password.utf8.contains(0) || (input.otp?.utf8.contains(0) ?? false)
+        {
+            return .failure(BreakGlassError(.invalidRequest, "password and otp must be non-empty text of at most 1024 bytes"))
+        }
+        // IPv6 clients are counted per /64, the block one host usually controls.
+        let lockoutKey = source?.lockoutKey ?? "unknown"
+        let status = runtime.withLock { $0.lockout.admit(user: input.user, source: lockoutKey, now: .now) }
+        if case .locked(let retryAfter, _) = status {
+            return .failure(lockedOut(retryAfter))
+        }
+        let pamResult: PAMAuthenticator.Attempt
+        do {
+            pamResult = try await pam.authenticate(
+                user: input.user,
+                password: input.password,
+                oneTimeCode: input.otp,
+                remoteHost: source.map { "\($0)" }
+            )
+        } catch {
+            runtime.withLock { $0.lockout.recordAbandoned(user: input.user, source: lockoutKey) }
+            return .failure(error)
+        }
+        switch pamResult.outcome {
+        case .authenticated(let methods):
+            runtime.withLock { $0.lockout.recordSuccess(user: input.user, source: lockoutKey) }
+            return .success(
+                (methods, ["pam;dur=\(Self.milliseconds(pamResult.ran))", "pamwait;dur=\(Self.milliseconds(pamResult.waited))"]))
+        case .refused(let detail):
+            logger.info("login refused", metadata: ["user": "\(input.user)", "source": "\(lockoutKey)", "pam": "\(detail)"])
+            let after = runtime.withLock { $0.lockout.recordFailure(user: input.user, source: lockoutKey, now: .now) }
+            if case .locked(_, let scope) = after {
+                logger.warning(
+                    "lockout engaged", metadata: ["scope": "\(scope.rawValue)", "user": "\(input.user)", "source": "\(lockoutKey)"])
+                metrics?.lockout(scope: scope.rawValue)
+            }
+            try? await Task.sleep(until: started.advanced(by: store.current.policy.gateway.pam.failureDelay), clock: .continuous)
+            return .failure(BreakGlassError(.authenticationFailed, "authentication failed: the user, password or one-time code is wrong"))
+        case .broken(let detail):
+            runtime.withLock { $0.lockout.recordAbandoned(user: input.user, source: lockoutKey) }
+            logger.error("PAM stack failed", metadata: ["service": "\(pam.service)", "pam": "\(detail)"])
+            return .failure(
+                BreakGlassError(
+                    .unavailable, "the authentication service is not working; the gateway operator must check the PAM stack",
+                    retryAfterSeconds: 5))
+        }
+    }
+
+    /// Signs the token, records `grant.issued` durably (no audit, no access), tracks the session,
+    /// and tells people (alert, metrics, log). Probe grants raise no alert.
+    private func issue(_ grant: Grant) async -> Result<String, BreakGlassError> {
         let token: String
         do {
             token = try await tokens.issue(grant)
         } catch {
             logger.error("token signing failed", metadata: ["error": "\(error)"])
-            return await deny(BreakGlassError(.unavailable, "the gateway could not sign a token"), input: input, source: sourceText)
+            return .failure(BreakGlassError(.unavailable, "the gateway could not sign a token"))
         }
         do {
             try await audit.record(.grantIssued(grant, tokenSHA256: TokenAuthority.tokenHash(token)))
         } catch {
             logger.critical("audit failed; grant withheld", metadata: ["session": "\(grant.session)", "error": "\(error)"])
-            return .error(
+            alerts?.fireOnce(
+                Alert(
+                    kind: "audit.failed", time: clock.now(),
+                    fields: ["detail": .string("a grant was withheld because the audit log cannot record it: \(error)")]),
+                every: .seconds(60))
+            return .failure(
                 BreakGlassError(
                     .auditUnavailable, "the audit log cannot record this grant, so it is not issued (no audit, no access)",
                     retryAfterSeconds: 5))
         }
-        registry?.track(
-            SessionRegistry.SessionInfo(
-                session: grant.session, user: grant.user, pathway: grant.pathway, issuedAt: grant.issuedAt, expiresAt: grant.expiresAt))
-        logger.notice(
-            "grant issued",
-            metadata: [
-                "session": "\(grant.session)", "user": "\(grant.user)", "pathway": "\(grant.pathway)",
-                "expires_at": "\(AuditValue.time(grant.expiresAt))",
-            ])
-        let total = started.duration(to: .now)
-        let timing = [
-            "pam;dur=\(Self.milliseconds(pamResult.ran))",
-            "pamwait;dur=\(Self.milliseconds(pamResult.waited))",
-            "total;dur=\(Self.milliseconds(total))",
-        ].joined(separator: ", ")
-        return .json(
-            .created, GrantBody(grant: grant, token: token, now: issuedAt),
-            headers: [("Server-Timing", timing), ("Cache-Control", "no-store")])
+        registry?.track(SessionRegistry.SessionInfo(grant: grant))
+        metrics?.grantIssued(pathway: grant.pathway, tag: grant.tag)
+        if grant.tag != .probe {
+            alerts?.fire(.grantIssued(grant))
+            logger.notice(
+                "grant issued",
+                metadata: [
+                    "session": "\(grant.session)", "user": "\(grant.user)", "pathway": "\(grant.pathway)",
+                    "expires_at": "\(AuditValue.time(grant.expiresAt))", "tag": "\(grant.tag?.rawValue ?? "")",
+                ])
+        }
+        return .success(token)
     }
 
     /// `GET /v1/grants/current`: the grant that the bearer token describes.
@@ -222,9 +335,7 @@ public final class GrantService: Sendable {
         guard let registry else {
             return .error(BreakGlassError(.unavailable, "this gateway does not track sessions"))
         }
-        let info = SessionRegistry.SessionInfo(
-            session: grant.session, user: grant.user, pathway: grant.pathway, issuedAt: grant.issuedAt, expiresAt: grant.expiresAt)
-        registry.track(info)
+        registry.track(SessionRegistry.SessionInfo(grant: grant))
         let ended = await registry.end([session], as: .released, by: grant.user)
         guard !ended.isEmpty else {
             return .error(BreakGlassError(.invalidToken, "the grant has already ended"))
@@ -308,6 +419,8 @@ public final class GrantService: Sendable {
         } catch {
             logger.critical("audit failed for a denial", metadata: ["error": "\(error)"])
         }
+        let known = pathway.flatMap { store.current.policy.pathways[$0] != nil ? $0 : nil }
+        metrics?.grantDenied(pathway: known, code: error.code)
         return .error(error)
     }
 

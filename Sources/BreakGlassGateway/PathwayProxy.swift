@@ -25,14 +25,24 @@ public final class PathwayProxy: Sendable {
     let audit: any AuditSink
     public let pool: UpstreamPool
     let clock: any WallClock
+    let metrics: GatewayMetrics?
     private let upstreamTLS = Mutex<[String: NIOSSLContext]>([:])
 
-    public init(grants: GrantService, registry: SessionRegistry, audit: any AuditSink, clock: any WallClock) {
+    public init(
+        grants: GrantService, registry: SessionRegistry, audit: any AuditSink, clock: any WallClock, metrics: GatewayMetrics? = nil
+    ) {
         self.grants = grants
         self.registry = registry
         self.audit = audit
         self.pool = UpstreamPool()
         self.clock = clock
+        self.metrics = metrics
+    }
+
+    /// The request a probe session may make: its pathway's probe exactly (tunnels: any, read-only).
+    struct RequestLine {
+        var method: HTTPMethod
+        var uri: String
     }
 
     // MARK: authorization
@@ -41,13 +51,13 @@ public final class PathwayProxy: Sendable {
     /// signature (the session, kind, source blocks, audit) without leaving the event loop. Nil when
     /// the token or pathway differs and a full `authorize` is needed.
     func reauthorize(
-        credentials: String?, pathwayName: String, kind: Pathway.Kind, channel: any Channel,
+        credentials: String?, pathwayName: String, kind: Pathway.Kind, request: RequestLine?, channel: any Channel,
         cached: (token: String, admission: Admission)?
     ) -> Result<(token: String, admission: Admission), BreakGlassError>? {
         guard let cached, let credentials, let token = GrantService.bearerToken(credentials), cached.token == token,
             cached.admission.pathway.name == pathwayName
         else { return nil }
-        return admit(cached.admission, token: token, kind: kind, channel: channel)
+        return admit(cached.admission, token: token, kind: kind, request: request, channel: channel)
     }
 
     /// Checks the bearer token for `pathwayName`, the session, the pathway's kind and source blocks,
@@ -57,6 +67,7 @@ public final class PathwayProxy: Sendable {
         header: String,
         pathwayName: String,
         kind: Pathway.Kind,
+        request: RequestLine?,
         source: IPAddress?,
         channel: any Channel
     ) async -> Result<(token: String, admission: Admission), BreakGlassError> {
@@ -75,19 +86,17 @@ public final class PathwayProxy: Sendable {
             return deny(
                 BreakGlassError(.unknownPathway, "no pathway \(pathwayName) in the policy in force"), pathway: pathwayName, source: source)
         }
-        let info = SessionRegistry.SessionInfo(
-            session: grant.session, user: grant.user, pathway: grant.pathway, issuedAt: grant.issuedAt, expiresAt: grant.expiresAt)
         let admission = Admission(
             pathway: pathway,
-            session: info,
+            session: SessionRegistry.SessionInfo(grant: grant),
             source: source,
             identity: ProxyHeaders.Identity(user: grant.user, session: grant.session, clientAddress: source.map { "\($0)" })
         )
-        return admit(admission, token: token, kind: kind, channel: channel)
+        return admit(admission, token: token, kind: kind, request: request, channel: channel)
     }
 
     private func admit(
-        _ admission: Admission, token: String, kind: Pathway.Kind, channel: any Channel
+        _ admission: Admission, token: String, kind: Pathway.Kind, request: RequestLine?, channel: any Channel
     ) -> Result<(token: String, admission: Admission), BreakGlassError> {
         var admission = admission
         let name = admission.pathway.name
@@ -109,6 +118,9 @@ public final class PathwayProxy: Sendable {
                     admission: admission)
             }
         }
+        if admission.session.tag == .probe, let refusal = Self.probeRefusal(pathway, request: request) {
+            return deny(refusal, admission: admission)
+        }
         if let refusal = registry.admit(admission.session, channel: channel) {
             return deny(refusal, admission: admission)
         }
@@ -120,6 +132,23 @@ public final class PathwayProxy: Sendable {
                 admission: admission)
         }
         return .success((token, admission))
+    }
+
+    /// Why a probe session may not make this request, or nil when it is the pathway's probe.
+    static func probeRefusal(_ pathway: Pathway, request: RequestLine?) -> BreakGlassError? {
+        switch (pathway.probe, request) {
+        case (.http(let method, let path, _, _), .some(let line)):
+            var rest = String(line.uri.dropFirst("/p/\(pathway.name)".count))
+            if rest.isEmpty { rest = "/" }
+            guard line.method.rawValue == method, rest == path else {
+                return BreakGlassError(.forbidden, "a probe grant allows only the probe of pathway \(pathway.name): \(method) \(path)")
+            }
+            return nil
+        case (.tcp, nil):
+            return nil
+        default:
+            return BreakGlassError(.forbidden, "a probe grant allows only the probe of pathway \(pathway.name)")
+        }
     }
 
     private func deny(_ error: BreakGlassError, admission: Admission) -> Result<(token: String, admission: Admission), BreakGlassError> {
@@ -254,7 +283,9 @@ public final class PathwayProxy: Sendable {
         fields["status"] = status.map { .integer(Int64($0)) }
         fields["upstream_us"] = upstream.map { .integer(Int64($0.totalMicroseconds)) }
         fields["source"] = admission.source.map { .string("\($0)") }
+        fields["tag"] = admission.session.tag.map { .string($0.rawValue) }
         audit.submit(AuditEvent(kind: .request, time: clock.now(), fields: fields))
+        metrics?.request(pathway: admission.pathway.name, status: status, bytesIn: bytesIn, bytesOut: bytesOut)
     }
 
     /// A tunnel opened: recorded durably before any byte passes.
@@ -267,10 +298,12 @@ public final class PathwayProxy: Sendable {
             "mode": .string(mode),
         ]
         fields["source"] = admission.source.map { .string("\($0)") }
+        fields["tag"] = admission.session.tag.map { .string($0.rawValue) }
         try await audit.record(AuditEvent(kind: .tunnelOpened, time: clock.now(), fields: fields))
     }
 
     func recordTunnelClosed(_ admission: Admission, mode: String, bytesIn: Int, bytesOut: Int, duration: Duration, ending: String) {
+        metrics?.tunnelClosed(pathway: admission.pathway.name, bytesIn: bytesIn, bytesOut: bytesOut)
         audit.submit(
             AuditEvent(
                 kind: .tunnelClosed,

@@ -30,8 +30,18 @@ public final class SessionRegistry: Sendable {
         public var pathway: String
         public var issuedAt: Date
         public var expiresAt: Date
+        /// `probe` sessions can do nothing but their pathway's probe.
+        public var tag: Grant.Tag?
 
-        public init(session: String, user: String, pathway: String, issuedAt: Date, expiresAt: Date) {
+        /// The session a grant describes.
+        public init(grant: Grant) {
+            self.init(
+                session: grant.session, user: grant.user, pathway: grant.pathway, issuedAt: grant.issuedAt, expiresAt: grant.expiresAt,
+                tag: grant.tag)
+        }
+
+        public init(session: String, user: String, pathway: String, issuedAt: Date, expiresAt: Date, tag: Grant.Tag? = nil) {
+            self.tag = tag
             self.session = session
             self.user = user
             self.pathway = pathway
@@ -72,6 +82,13 @@ public final class SessionRegistry: Sendable {
     private let group: any EventLoopGroup
     private let endedFile: String?
     private let logger: Logger
+    private let revokedHook = Mutex<(@Sendable ([SessionInfo], String, String?) -> Void)?>(nil)
+
+    /// Told of every revocation (the sessions, who revoked them, and why), after it is audited.
+    public var onRevoked: (@Sendable ([SessionInfo], String, String?) -> Void)? {
+        get { revokedHook.withLock { $0 } }
+        set { revokedHook.withLock { $0 = newValue } }
+    }
 
     /// `endedFile` keeps released and revoked sessions across restarts (nil: kept in memory only).
     public init(audit: any AuditSink, clock: any WallClock, group: any EventLoopGroup, endedFile: String?, logger: Logger) {
@@ -161,6 +178,7 @@ public final class SessionRegistry: Sendable {
         for (info, channels) in ended {
             await record(info, ending: ending, actor: actor, reason: reason, connections: channels.count)
         }
+        if ending == .revoked { onRevoked?(ended.map(\.0), actor, reason) }
         return ended.map(\.0)
     }
 

@@ -16,6 +16,8 @@ public struct GrantClaims: JWTPayload, Equatable {
     public var reason: String
     public var ticket: String?
     public var amr: [String]
+    /// `probe` or `drill` for sessions that exercise the gateway; absent for ordinary grants.
+    public var tag: String?
 
     public init(
         iss: IssuerClaim,
@@ -27,7 +29,8 @@ public struct GrantClaims: JWTPayload, Equatable {
         jti: IDClaim,
         reason: String,
         ticket: String?,
-        amr: [String]
+        amr: [String],
+        tag: String? = nil
     ) {
         self.iss = iss
         self.sub = sub
@@ -39,6 +42,7 @@ public struct GrantClaims: JWTPayload, Equatable {
         self.reason = reason
         self.ticket = ticket
         self.amr = amr
+        self.tag = tag
     }
 
     /// Time claims are checked by `TokenAuthority` against its own clock, so this does nothing.

@@ -36,7 +36,8 @@ public struct TokenAuthority: Sendable {
             jti: IDClaim(value: grant.session),
             reason: grant.reason,
             ticket: grant.ticket,
-            amr: grant.amr
+            amr: grant.amr,
+            tag: grant.tag?.rawValue
         )
         var header = JWTHeader()
         header.alg = "EdDSA"
@@ -98,7 +99,8 @@ public struct TokenAuthority: Sendable {
             issuedAt: claims.iat.value,
             expiresAt: claims.exp.value,
             amr: claims.amr,
-            source: nil
+            source: nil,
+            tag: claims.tag.flatMap(Grant.Tag.init(rawValue:))
         )
     }
 

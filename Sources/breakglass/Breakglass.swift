@@ -16,7 +16,7 @@ struct Breakglass: AsyncParsableCommand {
         subcommands: [
             LoginCommand.self, TokenCommand.self, StatusCommand.self, TunnelCommand.self, ConnectCommand.self, LogoutCommand.self,
             ServeCommand.self, SessionsCommand.self, RevokeCommand.self, PolicyCommand.self, AuditCommand.self, KeysCommand.self,
-            CertsCommand.self,
+            CertsCommand.self, HealthCommand.self, SelftestCommand.self, DrillCommand.self,
         ]
     )
 }

@@ -15,7 +15,10 @@ public struct PAMTestStack: Sendable {
     public let users: [String: User]
 
     /// Writes the stack for these users (name → password) into `directory`/pam.
-    public init(in directory: TestDirectory, users passwords: [String: String], service: String = "breakglass") async throws {
+    /// `window`: how many 30-second steps ahead pam_oath accepts a code.
+    public init(
+        in directory: TestDirectory, users passwords: [String: String], service: String = "breakglass", window: Int = 2
+    ) async throws {
         let folder = directory.file("pam")
         try FileManager.default.createDirectory(atPath: folder + "/pam.d", withIntermediateDirectories: true)
         var users: [String: User] = [:]
@@ -32,7 +35,7 @@ public struct PAMTestStack: Sendable {
         try oath.write(toFile: folder + "/oath.users", atomically: false, encoding: .utf8)
         let stack = """
             auth     requisite  pam_pwdfile.so pwdfile=\(folder)/passwd
-            auth     required   pam_oath.so usersfile=\(folder)/oath.users window=2 digits=6
+            auth     required   pam_oath.so usersfile=\(folder)/oath.users window=\(window) digits=6
             account  required   pam_permit.so
 
             """

@@ -57,11 +57,32 @@ public final class TestGateway: Sendable {
         failureDelay: String = "50ms",
         policyBody: String = TestGateway.defaultPolicyBody,
         clock: any WallClock = SystemWallClock(),
-        durableAudit: Bool = false
+        durableAudit: Bool = false,
+        certificateValidity: Duration = .seconds(30 * 86_400),
+        probes: String? = nil
     ) async throws {
         let directory = try TestDirectory("breakglass-gateway")
-        let pki = try TestPKI(in: directory)
-        let pam = try await PAMTestStack(in: directory, users: users)
+        let pki = try TestPKI(in: directory, validity: certificateValidity)
+        var users = users
+        var probeSection = ""
+        if let probes {
+            // The probe identity: a PAM user of its own, its secrets in a private file. pam_oath gets
+            // a wide window so that back-to-back rounds need not wait for new time steps.
+            users[TestGateway.probeUser] = "probe-password-\(UInt32.random(in: 0...UInt32.max))"
+            probeSection = """
+                probes:
+                  user: \(TestGateway.probeUser)
+                  credentials: probe.credentials
+                  ca: tls/ca.pem
+                  \(probes.replacingOccurrences(of: "\n", with: "\n  "))
+
+                """
+        }
+        let pam = try await PAMTestStack(in: directory, users: users, window: probes == nil ? 2 : 12)
+        if probes != nil, let probe = pam.users[TestGateway.probeUser] {
+            _ = try directory.write(
+                "probe.credentials", "password: \(probe.password)\ntotp_secret: \(probe.secret)\nwindow: 12\n", mode: 0o600)
+        }
         let policy = """
             gateway:
               id: test-gateway
@@ -72,7 +93,7 @@ public final class TestGateway: Sendable {
               lockout: \(lockout)
               audit: { directory: audit, key: audit-key.pem }
 
-            """ + policyBody
+            """ + probeSection + policyBody
         let policyPath = try directory.write("policy.yaml", policy)
         try await self.init(directory: directory, pki: pki, pam: pam, policyPath: policyPath, clock: clock, durableAudit: durableAudit)
     }
@@ -127,6 +148,9 @@ public final class TestGateway: Sendable {
         _ = try? await runner.value
         directory.remove()
     }
+
+    /// The probe identity's user name in gateways started with `probes:`.
+    public static let probeUser = "probe"
 
     /// A JSON body for `POST /v1/grants`.
     public static func grantBody(

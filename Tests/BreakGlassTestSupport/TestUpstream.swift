@@ -4,6 +4,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import NIOWebSocket
+import Synchronization
 
 /// A real HTTP/1.1 upstream on 127.0.0.1 for proxy tests.
 ///
@@ -15,13 +16,17 @@ import NIOWebSocket
 public final class TestUpstream: Sendable {
     public let port: Int
     private let channel: any Channel
+    /// Accepted connections, closed by `stop` as a stopped server's would be.
+    private let accepted: AcceptedChannels
 
-    /// With `tls`, the upstream speaks HTTPS.
-    public init(tls: NIOSSLContext? = nil) async throws {
+    /// With `tls`, the upstream speaks HTTPS; `port` 0 takes a free port (another: listen there again after a stop).
+    public init(tls: NIOSSLContext? = nil, port: Int = 0) async throws {
+        let accepted = AcceptedChannels()
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                accepted.add(channel)
+                return channel.eventLoop.makeCompletedFuture {
                     if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     let upgrader = NIOWebSocketServerUpgrader(
                         shouldUpgrade: { channel, head in
@@ -44,16 +49,30 @@ public final class TestUpstream: Sendable {
                     try channel.pipeline.syncOperations.addHandler(UpstreamRoutes(), name: "routes")
                 }
             }
-            .bind(host: "127.0.0.1", port: 0)
+            .bind(host: "127.0.0.1", port: port)
             .get()
         guard let port = channel.localAddress?.port else { throw TestSupportError("the test upstream did not bind") }
         self.channel = channel
         self.port = port
+        self.accepted = accepted
     }
 
+    /// Stops listening and closes every connection.
     public func stop() async {
         try? await channel.close()
+        for child in accepted.all { try? await child.close() }
     }
+}
+
+/// The connections a test server accepted.
+final class AcceptedChannels: Sendable {
+    private let channels = Mutex<[any Channel]>([])
+
+    func add(_ channel: any Channel) {
+        channels.withLock { $0 = $0.filter(\.isActive) + [channel] }
+    }
+
+    var all: [any Channel] { channels.withLock { $0 } }
 }
 
 /// Answers the test routes.
@@ -190,12 +209,15 @@ public final class TestTCPEchoServer: Sendable {
     public let port: Int
     private let channel: any Channel
 
-    public init() async throws {
+    /// With a `banner`, each connection is greeted with it first.
+    public init(banner: String? = nil) async throws {
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(TCPEcho()) }
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(TCPEcho(banner: banner))
+                }
             }
             .bind(host: "127.0.0.1", port: 0)
             .get()
@@ -212,6 +234,17 @@ public final class TestTCPEchoServer: Sendable {
 final class TCPEcho: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
+
+    private let banner: String?
+
+    init(banner: String?) {
+        self.banner = banner
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if let banner { context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: banner)), promise: nil) }
+        context.fireChannelActive()
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         context.write(data, promise: nil)

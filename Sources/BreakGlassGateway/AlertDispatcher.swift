@@ -1,0 +1,209 @@
+import AsyncHTTPClient
+import BreakGlassCore
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOSSL
+import Synchronization
+
+/// Delivers alerts to every configured sink without ever making the caller wait: each sink has a
+/// bounded queue and one worker that retries with backoff. Every failed attempt and every dropped
+/// alert is audited and counted.
+public final class AlertDispatcher: Sendable {
+    private struct Sink: Sendable {
+        var settings: AlertSinkSettings
+        var queue: AsyncStream<Alert>.Continuation
+    }
+
+    private let sinks: [Sink]
+    private let workers: Mutex<[Task<Void, Never>]>
+    private let gateway: String
+    private let audit: any AuditSink
+    private let metrics: GatewayMetrics?
+    private let logger: Logger
+    private let http: HTTPClient?
+    private let lastFired = Mutex<[String: ContinuousClock.Instant]>([:])
+
+    /// Starts one worker per sink. `backoff` is the wait after the first failed attempt (doubling, at most 60 s).
+    public init(
+        sinks settings: [AlertSinkSettings], gateway: String, audit: any AuditSink, metrics: GatewayMetrics?, logger: Logger,
+        backoff: Duration = .seconds(1)
+    ) {
+        self.gateway = gateway
+        self.audit = audit
+        self.metrics = metrics
+        self.logger = logger
+        let needsHTTP = settings.contains { if case .webhook = $0.target { true } else { false } }
+        var configuration = HTTPClient.Configuration()
+        configuration.redirectConfiguration = .disallow
+        self.http = needsHTTP ? HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration) : nil
+        var sinks: [Sink] = []
+        var streams: [(AlertSinkSettings, AsyncStream<Alert>)] = []
+        for sink in settings {
+            let (stream, continuation) = AsyncStream.makeStream(of: Alert.self, bufferingPolicy: .bufferingOldest(sink.queue))
+            sinks.append(Sink(settings: sink, queue: continuation))
+            streams.append((sink, stream))
+        }
+        self.sinks = sinks
+        self.workers = Mutex([])
+        let tasks = streams.map { sink, stream in
+            Task { [self] in
+                let tls = self.tlsConfiguration(sink)
+                for await alert in stream {
+                    await self.deliver(alert, to: sink, tls: tls, backoff: backoff)
+                }
+            }
+        }
+        workers.withLock { $0 = tasks }
+    }
+
+    /// Queues the alert for every sink; returns at once. A full queue drops it for that sink (audited).
+    public func fire(_ alert: Alert) {
+        for sink in sinks {
+            if case .dropped = sink.queue.yield(alert) {
+                dropped(alert, sink: sink.settings.name, why: "the sink's queue of \(sink.settings.queue) alerts is full")
+            }
+        }
+    }
+
+    /// Fires the alert unless one of the same kind went out less than `every` ago (for conditions
+    /// that every request would otherwise report again).
+    public func fireOnce(_ alert: Alert, every: Duration) {
+        let now = ContinuousClock.now
+        let due = lastFired.withLock { last in
+            if let previous = last[alert.kind], previous.duration(to: now) < every { return false }
+            last[alert.kind] = now
+            return true
+        }
+        if due { fire(alert) }
+    }
+
+    /// Lets queued alerts go out (waiting at most `grace`), then stops the workers.
+    public func shutdown(grace: Duration = .seconds(2)) async {
+        for sink in sinks { sink.queue.finish() }
+        let tasks = workers.withLock { $0 }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for task in tasks { await task.value }
+            }
+            group.addTask {
+                try? await Task.sleep(for: grace)
+                for task in tasks { task.cancel() }
+            }
+            await group.next()
+            group.cancelAll()
+        }
+        try? await http?.shutdown()
+    }
+
+    // MARK: delivery
+
+    private func deliver(_ alert: Alert, to sink: AlertSinkSettings, tls: Result<TLSConfiguration, any Error>?, backoff: Duration) async {
+        let body = alert.json(gateway: gateway)
+        var wait = backoff
+        for attempt in 1...sink.attempts {
+            let failure: String?
+            switch sink.target {
+            case .exec(let command):
+                failure = await Self.runExec(command, input: body, timeout: sink.timeout)
+            case .webhook(let url, _):
+                failure = await post(url, body: body, tls: tls, timeout: sink.timeout)
+            }
+            guard let failure else {
+                metrics?.alert(sink: sink.name, outcome: "delivered")
+                return
+            }
+            metrics?.alert(sink: sink.name, outcome: "failed")
+            logger.warning(
+                "alert delivery failed",
+                metadata: ["sink": "\(sink.name)", "alert": "\(alert.kind)", "attempt": "\(attempt)", "error": "\(failure)"])
+            audit.submit(
+                AuditEvent(
+                    kind: .alertFailed, time: Date(),
+                    fields: [
+                        "sink": .string(sink.name), "alert": .string(alert.kind), "attempt": .integer(Int64(attempt)),
+                        "error": .string(String(failure.prefix(500))),
+                    ]))
+            guard attempt < sink.attempts, !Task.isCancelled else { break }
+            try? await Task.sleep(for: wait)
+            wait = min(wait * 2, .seconds(60))
+        }
+        dropped(alert, sink: sink.name, why: "not delivered after \(sink.attempts) attempts")
+    }
+
+    private func dropped(_ alert: Alert, sink: String, why: String) {
+        metrics?.alert(sink: sink, outcome: "dropped")
+        logger.error("alert dropped", metadata: ["sink": "\(sink)", "alert": "\(alert.kind)", "why": "\(why)"])
+        audit.submit(
+            AuditEvent(
+                kind: .alertDropped, time: Date(), fields: ["sink": .string(sink), "alert": .string(alert.kind), "why": .string(why)]))
+    }
+
+    private func tlsConfiguration(_ sink: AlertSinkSettings) -> Result<TLSConfiguration, any Error>? {
+        guard case .webhook(_, let ca) = sink.target else { return nil }
+        return Result {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.minimumTLSVersion = .tlsv12
+            if let ca { tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(ca)) }
+            return tls
+        }
+    }
+
+    private func post(_ url: String, body: Data, tls: Result<TLSConfiguration, any Error>?, timeout: Duration) async -> String? {
+        guard let http else { return "no HTTP client" }
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "User-Agent", value: "breakglass-alerts")
+        request.body = .bytes(ByteBuffer(bytes: body))
+        if case .success(let configuration) = tls { request.tlsConfiguration = configuration }
+        if case .failure(let error) = tls { return "the webhook's CA does not load: \(error)" }
+        do {
+            let response = try await http.execute(request, timeout: .milliseconds(Int64(timeout.totalMilliseconds)))
+            _ = try? await response.body.collect(upTo: 64 << 10)
+            guard (200..<300).contains(response.status.code) else { return "the webhook answered \(response.status.code)" }
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    /// Runs the command with `input` on standard input; nil on exit status 0 within `timeout`.
+    static func runExec(_ command: [String], input: Data, timeout: Duration) async -> String? {
+        guard let executable = command.first else { return "no program" }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = Array(command.dropFirst())
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        let pipe = Pipe()
+        process.standardInput = pipe
+        let exited = AsyncStream.makeStream(of: Int32.self)
+        process.terminationHandler = { finished in
+            exited.continuation.yield(finished.terminationStatus)
+            exited.continuation.finish()
+        }
+        do {
+            try process.run()
+        } catch {
+            return "cannot run \(executable): \(error)"
+        }
+        // A program that exits without reading gets EPIPE here, not a signal (SIGPIPE is ignored).
+        try? pipe.fileHandleForWriting.write(contentsOf: input)
+        try? pipe.fileHandleForWriting.close()
+        let timer = Task {
+            try await Task.sleep(for: timeout)
+            process.terminate()
+            try await Task.sleep(for: .seconds(1))
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
+        var status: Int32 = -1
+        for await code in exited.stream { status = code }
+        timer.cancel()
+        if process.terminationReason == .uncaughtSignal {
+            return "\(executable) was killed by signal \(status) (it has \(timeout.policyText) to finish)"
+        }
+        return status == 0 ? nil : "\(executable) exited with status \(status)"
+    }
+}

@@ -1,0 +1,72 @@
+import BreakGlassAudit
+import BreakGlassCore
+import BreakGlassTokens
+import Foundation
+import NIOHTTP1
+
+/// `GET /v1/audit/trail`: a session's own audit records, each with its inclusion proof against a
+/// checkpoint signed for the answer. The grant token (even released) proves which session; it
+/// must not have expired.
+public struct AuditTrail: Sendable {
+    let grants: GrantService
+    let auditLog: AuditLog
+    let clock: any WallClock
+
+    public init(grants: GrantService, auditLog: AuditLog, clock: any WallClock) {
+        self.grants = grants
+        self.auditLog = auditLog
+        self.clock = clock
+    }
+
+    struct Entry: Encodable {
+        var index: Int
+        /// The record's canonical JSON, the exact bytes the leaf hash covers.
+        var record: String
+        var proof: [String]
+    }
+
+    struct Answer: Encodable {
+        var session: String
+        var pathway: String
+        var checkpoint: String
+        var verifierKey: String
+        var records: [Entry]
+
+        enum CodingKeys: String, CodingKey {
+            case session, pathway, checkpoint, records
+            case verifierKey = "verifier_key"
+        }
+    }
+
+    func answer(authorization: String?) async -> APIResponse {
+        guard let authorization, let token = GrantService.bearerToken(authorization) else {
+            return .error(BreakGlassError(.invalidToken, "send the grant token as Authorization: Bearer TOKEN"))
+        }
+        let grant: Grant
+        do {
+            grant = TokenAuthority.grant(from: try await grants.tokens.verify(token, audience: nil, now: clock.now()))
+        } catch {
+            return .error(error)
+        }
+        let session = grant.session
+        do {
+            let inclusion = try await auditLog.proveRecent(since: grant.issuedAt.addingTimeInterval(-5)) { record in
+                record.event.fields["session"] == .string(session)
+            }
+            let entries = inclusion.entries.map {
+                Entry(
+                    index: $0.index, record: String(decoding: $0.bytes, as: UTF8.self),
+                    proof: $0.proof.map { Data($0).base64EncodedString() })
+            }
+            return .json(
+                .ok,
+                Answer(
+                    session: session, pathway: grant.pathway, checkpoint: inclusion.checkpoint,
+                    verifierKey: auditLog.signer.verifier.keyString, records: entries),
+                headers: [("Cache-Control", "no-store")])
+        } catch {
+            return .error(
+                BreakGlassError(.auditUnavailable, "the audit trail cannot be proven now: \(error.message)", retryAfterSeconds: 5))
+        }
+    }
+}

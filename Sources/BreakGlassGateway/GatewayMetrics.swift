@@ -1,0 +1,165 @@
+import BreakGlassCore
+import CoreMetrics
+import Prometheus
+import Synchronization
+
+/// The gateway's instruments (swift-metrics over a Prometheus registry of its own, so that several
+/// gateways in one process keep separate numbers) and the `/metrics` text.
+public final class GatewayMetrics: Sendable {
+    /// Help text of every metric the gateway defines (and the audit writer's).
+    static let help: [String: String] = [
+        "breakglass_grants_issued_total": "Grants issued, by pathway and tag (none, probe, drill).",
+        "breakglass_grants_denied_total": "Grant requests refused, by pathway (unknown for names not in the policy) and error code.",
+        "breakglass_lockouts_total": "Lockouts engaged after failed logins, by scope (user or source).",
+        "breakglass_active_sessions": "Grants issued and not yet expired, released or revoked.",
+        "breakglass_proxy_requests_total": "Proxied HTTP requests, by pathway and status class.",
+        "breakglass_proxy_bytes_total": "Bytes carried for clients, by pathway and direction (in: to the upstream, out: to the client).",
+        "breakglass_tunnels_total": "CONNECT tunnels closed, by pathway.",
+        "breakglass_probe_success": "1 when the pathway's latest self-test passed, 0 when it failed.",
+        "breakglass_probe_duration_seconds": "Time of each self-test step, by pathway and step.",
+        "breakglass_probe_rounds_total": "Self-test rounds run, by result (pass or fail).",
+        "breakglass_pathway_state": "Pathway health: 0 healthy, 1 degraded, 2 failing, 3 not yet probed or not probed.",
+        "breakglass_health_state": "Gateway health: 0 healthy, 1 degraded, 2 failing.",
+        "breakglass_certificate_expiry_seconds": "Seconds until the gateway's TLS certificate expires.",
+        "breakglass_audit_records": "Durable records in the audit log.",
+        "breakglass_audit_appends_total": "Audit records made durable.",
+        "breakglass_audit_batch_records": "Records per audit write and fdatasync.",
+        "breakglass_audit_fsync_seconds": "Latency of the audit log's fdatasync calls.",
+        "breakglass_alerts_total": "Alert deliveries, by sink and outcome (delivered, failed attempt, dropped).",
+    ]
+
+    private struct RequestMeters {
+        var requests: [String: CoreMetrics.Counter] = [:]
+        var bytes: [String: CoreMetrics.Counter] = [:]
+    }
+
+    let registry = PrometheusCollectorRegistry()
+    /// The factory every instrument of this gateway comes from (also given to the audit log).
+    public let factory: any MetricsFactory
+    private let meters = Mutex(RequestMeters())
+
+    public init() {
+        factory = PrometheusHelpFactory(
+            registry: registry,
+            help: Self.help,
+            timerBuckets: [
+                "breakglass_audit_fsync_seconds": [
+                    .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
+                    .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .seconds(1),
+                ]
+            ],
+            durationBuckets: [
+                .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+                .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
+            ],
+            recorderBuckets: [:],
+            valueBuckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096]
+        )
+    }
+
+    // MARK: grants
+
+    func grantIssued(pathway: String, tag: Grant.Tag?) {
+        CoreMetrics.Counter(
+            label: "breakglass_grants_issued_total", dimensions: [("pathway", pathway), ("tag", tag?.rawValue ?? "none")], factory: factory
+        )
+        .increment()
+    }
+
+    /// `pathway` must be a name from the policy (or nil), so that labels stay few.
+    func grantDenied(pathway: String?, code: BreakGlassError.Code) {
+        CoreMetrics.Counter(
+            label: "breakglass_grants_denied_total", dimensions: [("pathway", pathway ?? "unknown"), ("code", code.rawValue)],
+            factory: factory
+        ).increment()
+    }
+
+    func lockout(scope: String) {
+        CoreMetrics.Counter(label: "breakglass_lockouts_total", dimensions: [("scope", scope)], factory: factory).increment()
+    }
+
+    // MARK: data path
+
+    /// One proxied request; on every request, so the counters are kept rather than looked up.
+    func request(pathway: String, status: Int?, bytesIn: Int, bytesOut: Int) {
+        let statusClass = status.map { "\($0 / 100)xx" } ?? "error"
+        let (requests, bytesInCounter, bytesOutCounter) = meters.withLock { meters in
+            (
+                counter(&meters.requests, "breakglass_proxy_requests_total", pathway, ("class", statusClass)),
+                counter(&meters.bytes, "breakglass_proxy_bytes_total", pathway, ("direction", "in")),
+                counter(&meters.bytes, "breakglass_proxy_bytes_total", pathway, ("direction", "out"))
+            )
+        }
+        requests.increment()
+        if bytesIn > 0 { bytesInCounter.increment(by: bytesIn) }
+        if bytesOut > 0 { bytesOutCounter.increment(by: bytesOut) }
+    }
+
+    func tunnelClosed(pathway: String, bytesIn: Int, bytesOut: Int) {
+        CoreMetrics.Counter(label: "breakglass_tunnels_total", dimensions: [("pathway", pathway)], factory: factory).increment()
+        CoreMetrics.Counter(
+            label: "breakglass_proxy_bytes_total", dimensions: [("pathway", pathway), ("direction", "in")], factory: factory
+        )
+        .increment(by: bytesIn)
+        CoreMetrics.Counter(
+            label: "breakglass_proxy_bytes_total", dimensions: [("pathway", pathway), ("direction", "out")], factory: factory
+        )
+        .increment(by: bytesOut)
+    }
+
+    private func counter(
+        _ cache: inout [String: CoreMetrics.Counter], _ label: String, _ pathway: String, _ extra: (String, String)
+    ) -> CoreMetrics.Counter {
+        let key = pathway + "\u{0}" + extra.1
+        if let counter = cache[key] { return counter }
+        let counter = CoreMetrics.Counter(label: label, dimensions: [("pathway", pathway), extra], factory: factory)
+        cache[key] = counter
+        return counter
+    }
+
+    // MARK: health
+
+    func probeStep(pathway: String, step: String, duration: Duration) {
+        CoreMetrics.Timer(label: "breakglass_probe_duration_seconds", dimensions: [("pathway", pathway), ("step", step)], factory: factory)
+            .recordNanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+    }
+
+    func probeResult(pathway: String, passed: Bool) {
+        CoreMetrics.Gauge(label: "breakglass_probe_success", dimensions: [("pathway", pathway)], factory: factory).record(passed ? 1 : 0)
+    }
+
+    func round(passed: Bool) {
+        CoreMetrics.Counter(label: "breakglass_probe_rounds_total", dimensions: [("result", passed ? "pass" : "fail")], factory: factory)
+            .increment()
+    }
+
+    func pathwayState(pathway: String, value: Int) {
+        CoreMetrics.Gauge(label: "breakglass_pathway_state", dimensions: [("pathway", pathway)], factory: factory).record(value)
+    }
+
+    func alert(sink: String, outcome: String) {
+        CoreMetrics.Counter(label: "breakglass_alerts_total", dimensions: [("sink", sink), ("outcome", outcome)], factory: factory)
+            .increment()
+    }
+
+    /// Values read when scraped.
+    struct Snapshot {
+        var activeSessions: Int
+        var certificateExpiry: Double?
+        var auditRecords: Int?
+        var health: Int
+    }
+
+    /// The Prometheus text exposition, after setting the gauges read at scrape time.
+    func exposition(_ snapshot: Snapshot) -> [UInt8] {
+        CoreMetrics.Gauge(label: "breakglass_active_sessions", factory: factory).record(snapshot.activeSessions)
+        CoreMetrics.Gauge(label: "breakglass_health_state", factory: factory).record(snapshot.health)
+        if let expiry = snapshot.certificateExpiry {
+            CoreMetrics.Gauge(label: "breakglass_certificate_expiry_seconds", factory: factory).record(expiry)
+        }
+        if let records = snapshot.auditRecords {
+            CoreMetrics.Gauge(label: "breakglass_audit_records", factory: factory).record(records)
+        }
+        return registry.emitToBuffer()
+    }
+}

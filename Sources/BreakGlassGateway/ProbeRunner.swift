@@ -1,0 +1,282 @@
+import BreakGlassAudit
+import BreakGlassClient
+import BreakGlassCore
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOSSL
+
+/// One self-test round, the way a client would do it: a real PAM login for probe grants, then per
+/// pathway (a few at once) a TLS connection to the gateway's own listener, the probe's request or
+/// tunnel through it, the release of the grant, and finally the round's audit records proven
+/// included in a fresh signed checkpoint. Every step is timed.
+struct ProbeRunner: Sendable {
+    struct Target: Sendable {
+        var host: String
+        var port: Int
+        var serverName: String?
+        var tls: NIOSSLContext
+    }
+
+    let settings: ProbeSettings
+    let target: Target
+    let auditLog: AuditLog?
+
+    struct ProbeGrant: Decodable {
+        var pathway: String
+        var session: String
+        var token: String
+    }
+
+    struct ProbeGrants: Decodable {
+        var grants: [ProbeGrant]
+    }
+
+    /// Runs the round for `pathways` with the one-time code of `step`.
+    func run(pathways: [Pathway], credentials: ProbeCredentials, step: Int64) async -> ProbeRoundReport {
+        let startedAt = Date()
+        let started = ContinuousClock.now
+        let probed = pathways.filter { $0.probe != .disabled }
+        var report = ProbeRoundReport(startedAt: startedAt, milliseconds: 0, login: nil, pathways: [], checks: [])
+        guard !probed.isEmpty else { return report }
+        let grants: [String: ProbeGrant]
+        switch await login(pathways: probed.map(\.name), credentials: credentials, step: step) {
+        case .failure(let failure):
+            report.pathways = probed.map {
+                PathwayProbeResult(pathway: $0.name, probe: $0.probe.summary, session: nil, steps: [], failure: failure, finishedAt: Date())
+            }
+            report.milliseconds = Self.milliseconds(started.duration(to: .now))
+            return report
+        case .success(let (issued, time)):
+            grants = Dictionary(issued.map { ($0.pathway, $0) }, uniquingKeysWith: { first, _ in first })
+            report.login = ProbeStep(name: "login", milliseconds: time)
+        }
+        var results = await withTaskGroup(of: PathwayProbeResult.self) { group in
+            var results: [PathwayProbeResult] = []
+            var pending = probed.makeIterator()
+            func next() -> Bool {
+                guard let pathway = pending.next() else { return false }
+                let grant = grants[pathway.name]
+                group.addTask { await self.probe(pathway, grant: grant) }
+                return true
+            }
+            for _ in 0..<settings.parallelism where !next() { break }
+            for await result in group {
+                results.append(result)
+                _ = next()
+            }
+            return results.sorted { $0.pathway < $1.pathway }
+        }
+        await checkAudit(&results, since: startedAt)
+        report.pathways = results
+        report.milliseconds = Self.milliseconds(started.duration(to: .now))
+        return report
+    }
+
+    // MARK: steps
+
+    private func login(pathways: [String], credentials: ProbeCredentials, step: Int64) async -> Result<([ProbeGrant], Double), ProbeFailure>
+    {
+        let started = ContinuousClock.now
+        let deadline = started.advanced(by: settings.timeout)
+        do throws(ClientError) {
+            let connection = try await open(deadline: deadline)
+            defer { Task { await connection.close() } }
+            let body: [String: Any] = [
+                "user": settings.user, "password": credentials.password, "otp": credentials.code(step: step), "pathways": pathways,
+            ]
+            let data = (try? JSONSerialization.data(withJSONObject: body)) ?? Data()
+            let response = try await connection.request(
+                .POST, "/v1/probe/grants", headers: [("Content-Type", "application/json")], body: Array(data),
+                timeout: Self.remaining(deadline))
+            guard response.status == 201, let decoded = try? JSONDecoder().decode(ProbeGrants.self, from: Data(response.body)) else {
+                return .failure(
+                    ProbeFailure(step: "login", message: "the gateway answered \(response.status): \(Self.errorText(response))", at: Date())
+                )
+            }
+            return .success((decoded.grants, Self.milliseconds(started.duration(to: .now))))
+        } catch {
+            return .failure(ProbeFailure(step: "login", message: error.message, at: Date()))
+        }
+    }
+
+    private func probe(_ pathway: Pathway, grant: ProbeGrant?) async -> PathwayProbeResult {
+        var result = PathwayProbeResult(
+            pathway: pathway.name, probe: pathway.probe.summary, session: grant?.session, steps: [], failure: nil, finishedAt: Date())
+        guard let grant else {
+            result.failure = ProbeFailure(step: "login", message: "the gateway issued no probe grant for this pathway", at: Date())
+            return result
+        }
+        let deadline = ContinuousClock.now.advanced(by: settings.timeout)
+        var current = "connect"
+        var connection: GatewayConnection?
+        do throws(ClientError) {
+            var mark = ContinuousClock.now
+            func lap(_ name: String) {
+                let now = ContinuousClock.now
+                result.steps.append(ProbeStep(name: name, milliseconds: Self.milliseconds(mark.duration(to: now))))
+                mark = now
+            }
+            let opened = try await open(deadline: deadline)
+            connection = opened
+            lap("connect")
+            switch pathway.probe {
+            case .http(let method, let path, let status, let bodyContains):
+                current = "request"
+                let response = try await opened.request(
+                    HTTPMethod(rawValue: method), "/p/\(pathway.name)\(path)", headers: [("Authorization", "Bearer \(grant.token)")],
+                    timeout: Self.remaining(deadline))
+                lap("request")
+                guard status.contains(response.status) else {
+                    let expected = status.count == 1 ? "\(status.lowerBound)" : "\(status.lowerBound)-\(status.upperBound)"
+                    throw ClientError(
+                        code: "unexpected",
+                        message: "\(method) \(path) answered \(response.status) (\(Self.errorText(response))), expected \(expected)")
+                }
+                if let bodyContains, !response.text.contains(bodyContains) {
+                    throw ClientError(code: "unexpected", message: "\(method) \(path) answered without \"\(bodyContains)\" in its body")
+                }
+                await opened.close()
+                connection = nil
+                current = "release"
+                // On a connection of its own: a release cuts every connection the session used.
+                let second = try await open(deadline: deadline)
+                connection = second
+                try await release(grant, on: second, deadline: deadline)
+                lap("release")
+            case .tcp(let banner):
+                current = "tunnel"
+                try await opened.openTunnel(pathway: pathway.name, token: grant.token, timeout: Self.remaining(deadline))
+                lap("tunnel")
+                if let banner {
+                    current = "banner"
+                    let first = try await opened.readTunnel(limit: banner.utf8.count, timeout: Self.remaining(deadline))
+                    lap("banner")
+                    guard first.starts(with: Array(banner.utf8)) else {
+                        let seen = String(decoding: first.prefix(40), as: UTF8.self).unicodeScalars.map {
+                            $0.isASCII && $0.value >= 0x20 ? String($0) : "."
+                        }.joined()
+                        throw ClientError(code: "unexpected", message: "the upstream's first bytes are \"\(seen)\", expected \"\(banner)\"")
+                    }
+                }
+                await opened.close()
+                connection = nil
+                current = "release"
+                let second = try await open(deadline: deadline)
+                connection = second
+                try await release(grant, on: second, deadline: deadline)
+                lap("release")
+            case .disabled:
+                break
+            }
+        } catch {
+            result.failure = ProbeFailure(step: current, message: error.message, at: Date())
+            if current != "release" { await releaseQuietly(grant, deadline: deadline) }
+        }
+        await connection?.close()
+        result.finishedAt = Date()
+        return result
+    }
+
+    private func release(_ grant: ProbeGrant, on connection: GatewayConnection, deadline: ContinuousClock.Instant) async throws(ClientError)
+    {
+        let response = try await connection.request(
+            .DELETE, "/v1/grants/\(grant.session)", headers: [("Authorization", "Bearer \(grant.token)")], timeout: Self.remaining(deadline)
+        )
+        guard response.status == 200 else {
+            throw ClientError(
+                code: "unexpected", message: "releasing the probe grant answered \(response.status): \(Self.errorText(response))")
+        }
+    }
+
+    /// After a failure the grant is still released, so that it does not linger (best effort).
+    private func releaseQuietly(_ grant: ProbeGrant, deadline: ContinuousClock.Instant) async {
+        let extended = max(deadline, ContinuousClock.now.advanced(by: .seconds(2)))
+        guard let connection = try? await open(deadline: extended) else { return }
+        try? await release(grant, on: connection, deadline: extended)
+        await connection.close()
+    }
+
+    /// Checks that each passed pathway's session is on the record: its grant, its request or tunnel
+    /// and its release, each proven included in a checkpoint signed after the round.
+    private func checkAudit(_ results: inout [PathwayProbeResult], since: Date) async {
+        guard let auditLog else { return }
+        let sessions = Set(results.filter(\.passed).compactMap(\.session))
+        guard !sessions.isEmpty else { return }
+        let started = ContinuousClock.now
+        var missing: [String: String] = [:]
+        var problem: String?
+        // A tunnel's or request's record is queued as the connection ends; give it a moment.
+        for attempt in 0..<4 {
+            if attempt > 0 { try? await Task.sleep(for: .milliseconds(50 * attempt)) }
+            do {
+                let inclusion = try await auditLog.proveRecent(since: since.addingTimeInterval(-1)) { record in
+                    if case .string(let session) = record.event.fields["session"] { return sessions.contains(session) }
+                    return false
+                }
+                if let failure = inclusion.problem(verifier: auditLog.signer.verifier) {
+                    problem = failure
+                    break
+                }
+                var kinds: [String: Set<String>] = [:]
+                for entry in inclusion.entries {
+                    if case .string(let session) = entry.record.event.fields["session"] {
+                        kinds[session, default: []].insert(entry.record.event.kind.rawValue)
+                    }
+                }
+                missing = [:]
+                for session in sessions {
+                    let seen = kinds[session] ?? []
+                    var absent = ["grant.issued", "grant.released"].filter { !seen.contains($0) }
+                    if !seen.contains("request") && !seen.contains("tunnel.opened") { absent.append("request or tunnel.opened") }
+                    if !absent.isEmpty { missing[session] = absent.joined(separator: ", ") }
+                }
+                problem = nil
+                if missing.isEmpty { break }
+            } catch {
+                problem = "proving the round's records failed: \(error.message)"
+                break
+            }
+        }
+        let elapsed = Self.milliseconds(started.duration(to: .now))
+        for index in results.indices where results[index].passed {
+            results[index].steps.append(ProbeStep(name: "audit", milliseconds: elapsed))
+            if let problem {
+                results[index].failure = ProbeFailure(step: "audit", message: problem, at: Date())
+            } else if let session = results[index].session, let absent = missing[session] {
+                results[index].failure = ProbeFailure(
+                    step: "audit", message: "the audit log has no \(absent) record for probe session \(session)", at: Date())
+            }
+        }
+    }
+
+    // MARK: helpers
+
+    private func open(deadline: ContinuousClock.Instant) async throws(ClientError) -> GatewayConnection {
+        try await GatewayConnection.open(
+            host: target.host, port: target.port, context: target.tls, serverName: target.serverName, timeout: Self.remaining(deadline))
+    }
+
+    static func remaining(_ deadline: ContinuousClock.Instant) -> Duration {
+        max(.milliseconds(1), ContinuousClock.now.duration(to: deadline))
+    }
+
+    static func milliseconds(_ duration: Duration) -> Double {
+        let (seconds, attoseconds) = duration.components
+        return ((Double(seconds) * 1000 + Double(attoseconds) / 1e15) * 1000).rounded() / 1000
+    }
+
+    static func errorText(_ response: GatewayConnection.Response) -> String {
+        struct Problem: Decodable {
+            struct Detail: Decodable {
+                var code: String
+                var message: String
+            }
+            var error: Detail
+        }
+        if let problem = try? JSONDecoder().decode(Problem.self, from: Data(response.body)) {
+            return "\(problem.error.message) [\(problem.error.code)]"
+        }
+        return String(decoding: response.body.prefix(200), as: UTF8.self)
+    }
+}
