@@ -4,6 +4,14 @@ import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// Talks to a gateway's admin socket (a unix socket on the gateway's machine).
 public struct AdminClient: Sendable {
     public let socketPath: String
@@ -83,6 +91,12 @@ public struct AdminClient: Sendable {
     private func sendRaw(_ method: HTTPMethod, _ path: String, body: Data?, timeout: TimeAmount) async throws(ClientError) -> Data {
         guard let url = URL(httpURLWithSocketPath: socketPath, uri: path) else {
             throw ClientError(code: "invalid_socket", message: "\(socketPath) cannot be used as a socket path")
+        }
+        // A missing socket is answered at once (the HTTP client would retry until its timeout).
+        var info = stat()
+        guard stat(socketPath, &info) == 0, (info.st_mode & S_IFMT) == S_IFSOCK else {
+            throw ClientError(
+                code: "unreachable", message: "there is no admin socket at \(socketPath): is the gateway running (and is this its policy)?")
         }
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         defer { _ = client.shutdown() }

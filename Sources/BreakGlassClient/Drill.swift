@@ -65,19 +65,24 @@ public struct Drill: Sendable {
         let started = ContinuousClock.now
         var report = Report(
             pathway: login.pathway, session: nil, steps: [], timeToAccessMilliseconds: nil, totalMilliseconds: 0, passed: false)
+        await perform(&report, started: started)
+        report.totalMilliseconds = Self.milliseconds(started.duration(to: .now))
+        return report
+    }
+
+    private func perform(_ report: inout Report, started: ContinuousClock.Instant) async {
         var mark = started
         func step(_ name: String, _ passed: Bool, _ detail: String) {
             let now = ContinuousClock.now
             report.steps.append(Step(name: name, milliseconds: Self.milliseconds(mark.duration(to: now)), passed: passed, detail: detail))
             mark = now
         }
-        defer { report.totalMilliseconds = Self.milliseconds(started.duration(to: .now)) }
         let client: GatewayClient
         do {
             client = try GatewayClient(gateway: gateway, caFile: caFile, timeout: timeout)
         } catch {
             step("login", false, error.message)
-            return report
+            return
         }
         defer { Task { await client.shutdown() } }
         // 1. Log in.
@@ -90,7 +95,7 @@ public struct Drill: Sendable {
             step("login", true, "session \(grant.session), expires \(AuditValue.time(grant.expiresAt))")
         } catch {
             step("login", false, "\(error.message) [\(error.code)]")
-            return report
+            return
         }
         // 2. Reach the pathway.
         let accessed = await access(grant, step: step)
@@ -106,7 +111,6 @@ public struct Drill: Sendable {
         let (trailPassed, detail) = await checkTrail(client: client, grant: grant, accessed: accessed)
         step("audit", trailPassed, detail)
         report.passed = report.steps.allSatisfy(\.passed)
-        return report
     }
 
     private func access(_ grant: IssuedGrant, step: (String, Bool, String) -> Void) async -> Bool {

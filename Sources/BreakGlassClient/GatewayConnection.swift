@@ -153,21 +153,23 @@ public final class GatewayConnection: Sendable {
         try? await channel.close()
     }
 
+    /// The future's value, or a timeout error once `timeout` has passed (the connection is then
+    /// closed; a TLS close may take a while, so the answer does not wait for it).
     private static func wait<Value: Sendable>(
         _ future: EventLoopFuture<Value>, timeout: Duration, what: String, channel: any Channel
     ) async throws(ClientError) -> Value {
+        let outcome = channel.eventLoop.makePromise(of: Value.self)
+        future.cascade(to: outcome)
         let timer = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(timeout.totalMilliseconds))) {
+            outcome.fail(ClientError(code: "timeout", message: "\(what): no answer within \(timeout.policyText)"))
             channel.close(promise: nil)
         }
         defer { timer.cancel() }
         do {
-            return try await future.get()
+            return try await outcome.futureResult.get()
         } catch let error as ClientError {
             throw error
         } catch {
-            if !channel.isActive {
-                throw ClientError(code: "timeout", message: "\(what): no answer within \(timeout.policyText) or the connection closed")
-            }
             throw ClientError(code: "failed", message: "\(what): \(GatewayClient.describe(error))")
         }
     }

@@ -218,7 +218,7 @@ extension PolicyBuilder {
         case (nil, nil):
             reader.report(node, path, "a sink needs exec: PROGRAM or webhook: URL")
         }
-        var sink = AlertSinkSettings(name: name ?? "", target: target ?? .exec([]))
+        var sink = AlertSinkSettings(name: name ?? "", target: target ?? .exec([]), workingDirectory: baseDirectory)
         var valid = target != nil
         if let nameNode = map["name"] {
             if let text = reader.nonEmptyString(nameNode, map.path("name")), text.utf8.count <= 64 {

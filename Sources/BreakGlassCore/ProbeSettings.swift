@@ -104,8 +104,14 @@ public struct AlertSinkSettings: Sendable, Equatable {
     public var attempts: Int
     /// Events waiting for this sink at most; more are dropped (and audited).
     public var queue: Int
+    /// The folder an exec sink runs in (the policy file's), so that relative arguments mean what the policy says.
+    public var workingDirectory: String?
 
-    public init(name: String, target: Target, timeout: Duration = .seconds(5), attempts: Int = 5, queue: Int = 256) {
+    public init(
+        name: String, target: Target, timeout: Duration = .seconds(5), attempts: Int = 5, queue: Int = 256,
+        workingDirectory: String? = nil
+    ) {
+        self.workingDirectory = workingDirectory
         self.name = name
         self.target = target
         self.timeout = timeout

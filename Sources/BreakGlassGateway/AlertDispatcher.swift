@@ -106,7 +106,7 @@ public final class AlertDispatcher: Sendable {
             let failure: String?
             switch sink.target {
             case .exec(let command):
-                failure = await Self.runExec(command, input: body, timeout: sink.timeout)
+                failure = await Self.runExec(command, input: body, timeout: sink.timeout, directory: sink.workingDirectory)
             case .webhook(let url, _):
                 failure = await post(url, body: body, tls: tls, timeout: sink.timeout)
             }
@@ -169,14 +169,17 @@ public final class AlertDispatcher: Sendable {
         }
     }
 
-    /// Runs the command with `input` on standard input; nil on exit status 0 within `timeout`.
-    static func runExec(_ command: [String], input: Data, timeout: Duration) async -> String? {
+    /// Runs the command in `directory` with `input` on standard input; nil on exit status 0 within
+    /// `timeout`, else what went wrong (with the start of what the program wrote to standard error).
+    static func runExec(_ command: [String], input: Data, timeout: Duration, directory: String?) async -> String? {
         guard let executable = command.first else { return "no program" }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = Array(command.dropFirst())
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        let errors = Pipe()
+        process.standardError = errors
         let pipe = Pipe()
         process.standardInput = pipe
         let exited = AsyncStream.makeStream(of: Int32.self)
@@ -201,9 +204,15 @@ public final class AlertDispatcher: Sendable {
         var status: Int32 = -1
         for await code in exited.stream { status = code }
         timer.cancel()
+        // The program has exited: what it wrote is in the pipe (a pipe holds 64 KiB; a program that
+        // writes more blocks and meets the timeout).
+        try? errors.fileHandleForWriting.close()
+        let said = (try? errors.fileHandleForReading.read(upToCount: 512)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        try? errors.fileHandleForReading.close()
+        let detail = said.isEmpty ? "" : ": " + said.split(separator: "\n").prefix(3).joined(separator: " / ")
         if process.terminationReason == .uncaughtSignal {
             return "\(executable) was killed by signal \(status) (it has \(timeout.policyText) to finish)"
         }
-        return status == 0 ? nil : "\(executable) exited with status \(status)"
+        return status == 0 ? nil : "\(executable) exited with status \(status)\(detail)"
     }
 }

@@ -368,8 +368,10 @@ public final class GrantService: Sendable {
         }
         switch outcome {
         case .loaded(let loaded):
-            if loaded.policy.gateway.listen != previous.policy.gateway.listen || loaded.policy.gateway.pam != previous.policy.gateway.pam {
-                logger.warning("gateway.listen and gateway.pam changes take effect at the next restart")
+            if loaded.policy.gateway.listen != previous.policy.gateway.listen || loaded.policy.gateway.pam != previous.policy.gateway.pam
+                || loaded.policy.alerts != previous.policy.alerts
+            {
+                logger.warning("gateway.listen, gateway.pam and alerts changes take effect at the next restart")
             }
             logger.notice(
                 "policy reloaded",

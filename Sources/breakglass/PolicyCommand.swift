@@ -7,7 +7,7 @@ struct PolicyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "policy",
         abstract: "Work with policy files.",
-        subcommands: [Check.self, Cheatsheet.self]
+        subcommands: [Check.self, Cheatsheet.self, Pathways.self]
     )
 
     struct Check: AsyncParsableCommand {
@@ -56,6 +56,28 @@ struct PolicyCommand: AsyncParsableCommand {
                     throw CLIFailure(message: "\(error)")
                 }
                 print(sheet.render(gateway: gateway))
+            }
+        }
+    }
+
+    struct Pathways: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List a policy's pathways, one per line: NAME KIND (for scripts such as Scripts/drill).",
+            discussion: "Reads only the policy's pathways; keys and certificates need not be present."
+        )
+
+        @Argument(help: "The policy file (YAML).")
+        var file: String
+
+        func run() async throws {
+            try await reporting {
+                let sheet: PolicyCheatsheet
+                do {
+                    sheet = try PolicyCheatsheet(path: file)
+                } catch {
+                    throw CLIFailure(message: "\(error)")
+                }
+                for entry in sheet.entries { print("\(entry.name) \(entry.kind)") }
             }
         }
     }

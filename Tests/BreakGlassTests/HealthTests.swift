@@ -46,7 +46,7 @@ import Testing
 
     static func fixture(
         probes: String = "interval: 1h\nfail_after: 2\nrecover_after: 2\ntimeout: 5s", alerts: String = "", durableAudit: Bool = true,
-        certificateValidity: Duration = .seconds(30 * 86_400)
+        certificateValidity: Duration = .seconds(30 * 86_400), otherProbe: String? = nil
     ) async throws -> Fixture {
         let upstream = try await TestUpstream()
         let other = try await TestUpstream()
@@ -62,6 +62,7 @@ import Testing
                 kind: http
                 upstream: http://127.0.0.1:\(other.port)
                 allow: \(users)
+            \(otherProbe.map { "    probe: \($0)" } ?? "")
               echo:
                 kind: tcp
                 upstream: 127.0.0.1:\(echo.port)
@@ -191,6 +192,26 @@ import Testing
         #expect(certificate.detail.contains("renew it soon"))
         #expect(report.state == .degraded)
         #expect(report.ready)
+    }
+
+    @Test func aHangingPathwayTimesOutAloneAndARejectedReloadDegrades() async throws {
+        let fixture = try await Self.fixture(probes: "interval: 1h\ntimeout: 1s", otherProbe: "{ path: /slow/4000 }")
+        defer { Task { await fixture.stop() } }
+        try await fixture.settled()
+        let round = await fixture.monitor.round()
+        let other = try #require(round.pathways.first { $0.pathway == "other" })
+        #expect(other.failure?.step == "request")
+        #expect(other.failure?.message.contains("no answer within") == true, "\(String(describing: other.failure))")
+        let others = round.pathways.filter { $0.pathway != "other" }
+        #expect(others.count == 2 && others.allSatisfy { $0.passed })
+
+        // A policy file that does not load leaves the last known good one in force: degraded.
+        try "gateway: {}\n".write(toFile: fixture.gateway.policyPath, atomically: true, encoding: .utf8)
+        _ = await fixture.gateway.service.grants.reload()
+        _ = await fixture.monitor.round()
+        let policy = try #require(fixture.monitor.report().checks.first { $0.name == "policy" })
+        #expect(policy.state == .degraded)
+        #expect(policy.detail.contains("last known good"))
     }
 
     @Test func anExecSinkReceivesEveryGrantAndRevocation() async throws {
