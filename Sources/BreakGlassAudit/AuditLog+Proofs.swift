@@ -8,6 +8,10 @@ extension AuditLog {
     public func proveRecent(
         since date: Date, matching: @escaping @Sendable (AuditRecord) -> Bool
     ) async throws(AuditLogError) -> AuditInclusion {
+        guard beginProof() else {
+            throw AuditLogError(.busy, "other proofs are being computed; try again in a moment")
+        }
+        defer { endProof() }
         let note: String
         do {
             note = try await checkpoint()

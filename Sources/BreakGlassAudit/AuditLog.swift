@@ -61,6 +61,9 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     /// need to read only the records after one of them.
     private var marks: [TreeMark] = []
     private static let maximumMarks = 1024
+    /// Proofs being computed (each reads segments on a thread of its own); more are refused.
+    private var proofsRunning = 0
+    private static let maximumProofs = 2
 
     // Writer thread only (and `open` before the thread starts).
     private var tree = AppendOnlyTree()
@@ -71,6 +74,8 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     private var lastCheckpointSize = -1
     private var lastCheckpointTime = ContinuousClock.now
     private var lastBatchSize = 0
+    /// The newest checkpoint this writer signed.
+    private var lastNote: String?
     private let meters: Meters?
 
     /// The writer's instruments, when the options name a metrics factory.
@@ -247,6 +252,21 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         return marks.last(where: { $0.time <= date })
+    }
+
+    /// Takes one of the few places for proof work (reading segments back); false when all are taken.
+    func beginProof() -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard proofsRunning < Self.maximumProofs else { return false }
+        proofsRunning += 1
+        return true
+    }
+
+    func endProof() {
+        condition.lock()
+        proofsRunning -= 1
+        condition.unlock()
     }
 
     /// The mark of the checkpoint of `size` records, when it is still kept.
@@ -430,7 +450,11 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
             }
             do {
                 try write(batch)
-                if !waiters.isEmpty || finishing || checkpointDue() {
+                if !finishing, !waiters.isEmpty, tree.size == lastCheckpointSize, let note = lastNote {
+                    // Nothing new since the last checkpoint: it is the answer (no new signature, no
+                    // new line in the history for callers that ask again and again).
+                    for waiter in waiters { waiter.resume(returning: note) }
+                } else if !waiters.isEmpty || finishing || checkpointDue() {
                     let note = try publishCheckpoint()
                     for waiter in waiters { waiter.resume(returning: note) }
                 }
@@ -562,9 +586,15 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         try FileIO.replaceAtomically(directory + "/checkpoint", with: bytes)
         lastCheckpointSize = checkpoint.size
         lastCheckpointTime = .now
+        lastNote = note
         let mark = TreeMark(time: Date(), tree: tree, segment: segmentIndex, offset: segmentEnd)
         condition.lock()
-        if marks.count >= Self.maximumMarks { marks.removeFirst(marks.count / 4) }
+        if marks.count >= Self.maximumMarks {
+            // Thin the older half (every other mark goes), so that the marks kept reach further back
+            // in time the longer the log runs, instead of covering only the latest stretch.
+            let half = marks.count / 2
+            marks = marks[..<half].enumerated().filter { $0.offset.isMultiple(of: 2) }.map(\.element) + marks[half...]
+        }
         marks.append(mark)
         condition.unlock()
         for mirror in options.mirrors {

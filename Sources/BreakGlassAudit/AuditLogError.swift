@@ -14,6 +14,8 @@ public struct AuditLogError: Error, Sendable, CustomStringConvertible, Equatable
         public static let key = Code(rawValue: "key")
         /// No new segment can be made and the reserve is used up; writing resumes when space returns.
         public static let full = Code(rawValue: "full")
+        /// Too much proof work at once; try again shortly.
+        public static let busy = Code(rawValue: "busy")
     }
 
     public var code: Code

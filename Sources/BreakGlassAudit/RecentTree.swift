@@ -1,29 +1,40 @@
 /// A tree known by the frontier of its first `base.size` leaves and the leaf hashes after them:
-/// enough for an RFC 9162 inclusion proof of any leaf after the frontier.
-struct RecentTree {
+/// enough for an RFC 9162 inclusion proof of any leaf after the frontier. Subtree hashes are
+/// remembered, so that many proofs cost about one pass over the leaves.
+final class RecentTree {
     let base: AppendOnlyTree
     let leaves: [MerkleTree.Hash]
+    private var known: [Range<Int>: MerkleTree.Hash] = [:]
+
+    init(base: AppendOnlyTree, leaves: [MerkleTree.Hash]) {
+        self.base = base
+        self.leaves = leaves
+    }
 
     var size: Int { base.size + leaves.count }
 
     /// The root of leaves `range` as RFC 9162 defines it, or nil when the range needs leaves that
-    /// only the frontier summarises (it never does for the ranges a proof of a recent leaf uses).
+    /// only the frontier summarises (a proof of a leaf after the frontier never needs one).
     func hash(_ range: Range<Int>) -> MerkleTree.Hash? {
+        if let hash = known[range] { return hash }
         let start = base.size
-        if range.lowerBound >= start {
-            return MerkleTree.root(leaves[(range.lowerBound - start)..<(range.upperBound - start)])
-        }
+        if range == 0..<start { return base.root }
         var offset = 0
         for node in base.frontier {
             if offset == range.lowerBound && node.size == range.count { return node.hash }
             offset += node.size
         }
-        guard range.count > 1, range.upperBound > start else { return nil }
+        guard range.count > 1 else {
+            return range.lowerBound >= start && range.lowerBound < size ? leaves[range.lowerBound - start] : nil
+        }
+        guard range.upperBound > start, range.upperBound <= size else { return nil }
         let split = MerkleTree.largestPowerOfTwo(below: range.count)
         guard let left = hash(range.lowerBound..<(range.lowerBound + split)),
             let right = hash((range.lowerBound + split)..<range.upperBound)
         else { return nil }
-        return MerkleTree.nodeHash(left, right)
+        let hash = MerkleTree.nodeHash(left, right)
+        known[range] = hash
+        return hash
     }
 
     /// The audit path of leaf `index` (which must come after the frontier), leaf upwards.

@@ -98,6 +98,10 @@ public final class GatewayConnection: Sendable {
                     collector = ResponseCollector()
                     try sync.addHandler(collector)
                 }
+                guard channel.isActive else {
+                    promise.fail(ClientError(code: "closed", message: "the gateway closed the connection"))
+                    return
+                }
                 collector.expect(promise, head: method == .HEAD)
                 var head = HTTPRequestHead(version: .http1_1, method: method, uri: uri)
                 head.headers.add(name: "Host", value: "gateway")
@@ -121,6 +125,10 @@ public final class GatewayConnection: Sendable {
             "CONNECT \(pathway):443 HTTP/1.1\r\nHost: \(pathway):443\r\nProxy-Authorization: Bearer \(token)\r\nUser-Agent: breakglass\r\n\r\n"
         let channel = self.channel
         channel.eventLoop.execute {
+            guard channel.isActive else {
+                ready.fail(ClientError(code: "closed", message: "the gateway closed the connection"))
+                return
+            }
             do {
                 try channel.pipeline.syncOperations.addHandler(ConnectHandshake(request: request, ready: ready))
             } catch {
@@ -240,6 +248,11 @@ private final class ResponseCollector: ChannelInboundHandler, RemovableChannelHa
         promise = nil
         context.fireChannelInactive()
     }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        promise?.fail(ClientError(code: "closed", message: "the connection was closed"))
+        promise = nil
+    }
 }
 
 /// Gathers a tunnel's first bytes.
@@ -254,6 +267,14 @@ private final class BytesCollector: ChannelInboundHandler {
     init(limit: Int, promise: EventLoopPromise<[UInt8]>) {
         self.limit = limit
         self.promise = promise
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if !context.channel.isActive { finish() }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        finish()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

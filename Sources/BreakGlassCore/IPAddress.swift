@@ -46,6 +46,11 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
     /// True for an IPv4 address.
     public var isIPv4: Bool { bytes.count == 4 }
 
+    /// True for 127.0.0.0/8 and ::1.
+    public var isLoopback: Bool {
+        isIPv4 ? bytes[0] == 127 : bytes == [UInt8](repeating: 0, count: 15) + [1]
+    }
+
     public var description: String {
         if isIPv4 { return bytes.map(String.init).joined(separator: ".") }
         var storage = in6_addr()

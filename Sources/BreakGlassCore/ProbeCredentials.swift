@@ -37,7 +37,8 @@ public struct ProbeCredentials: Sendable {
             let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
             guard ["password", "totp_secret", "digits", "period", "window"].contains(key) else {
                 throw Problem(
-                    line: number + 1, message: "unknown key \"\(key.prefix(40))\" (password, totp_secret, digits, period, window)")
+                    // The key is not repeated: a line that lost its key may hold a secret.
+                    line: number + 1, message: "unknown key (the keys are password, totp_secret, digits, period, window)")
             }
             guard values[key] == nil else { throw Problem(line: number + 1, message: "\(key) is given twice") }
             values[key] = (value, number + 1)

@@ -127,6 +127,7 @@ public final class AlertDispatcher: Sendable {
                     ]))
             guard attempt < sink.attempts, !Task.isCancelled else { break }
             try? await Task.sleep(for: wait)
+            if Task.isCancelled { break }
             wait = min(wait * 2, .seconds(60))
         }
         dropped(alert, sink: sink.name, why: "not delivered after \(sink.attempts) attempts")
@@ -205,9 +206,14 @@ public final class AlertDispatcher: Sendable {
         for await code in exited.stream { status = code }
         timer.cancel()
         // The program has exited: what it wrote is in the pipe (a pipe holds 64 KiB; a program that
-        // writes more blocks and meets the timeout).
+        // writes more blocks and meets the timeout). Read without waiting: a child it left running
+        // may still hold the pipe open.
         try? errors.fileHandleForWriting.close()
-        let said = (try? errors.fileHandleForReading.read(upToCount: 512)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        let descriptor = errors.fileHandleForReading.fileDescriptor
+        _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
+        var buffer = [UInt8](repeating: 0, count: 512)
+        let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+        let said = count > 0 ? String(decoding: buffer.prefix(count), as: UTF8.self) : ""
         try? errors.fileHandleForReading.close()
         let detail = said.isEmpty ? "" : ": " + said.split(separator: "\n").prefix(3).joined(separator: " / ")
         if process.terminationReason == .uncaughtSignal {

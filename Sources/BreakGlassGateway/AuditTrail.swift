@@ -48,6 +48,9 @@ public struct AuditTrail: Sendable {
         } catch {
             return .error(error)
         }
+        guard grant.tag != .probe else {
+            return .error(BreakGlassError(.forbidden, "a probe grant allows only its pathway's probe"))
+        }
         let session = grant.session
         do {
             let inclusion = try await auditLog.proveRecent(since: grant.issuedAt.addingTimeInterval(-5)) { record in
@@ -65,6 +68,10 @@ public struct AuditTrail: Sendable {
                     verifierKey: auditLog.signer.verifier.keyString, records: entries),
                 headers: [("Cache-Control", "no-store")])
         } catch {
+            if error.code == .busy {
+                return .error(
+                    BreakGlassError(.unavailable, "the gateway is proving other audit trails; try again shortly", retryAfterSeconds: 1))
+            }
             return .error(
                 BreakGlassError(.auditUnavailable, "the audit trail cannot be proven now: \(error.message)", retryAfterSeconds: 5))
         }

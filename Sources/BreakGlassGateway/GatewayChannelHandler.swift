@@ -231,7 +231,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         if Self.hasBody(head) { holdReads() }
         authorize(
             context: context, proxy: proxy, credentials: head.headers.first(name: "authorization"), header: "Authorization",
-            pathway: target.pathway, kind: .http, request: PathwayProxy.RequestLine(method: head.method, uri: head.uri)
+            pathway: target.pathway, kind: .http, request: PathwayProxy.RequestLine(head)
         ) { handler, context, admission in
             guard case .authorizing(let head, let early) = handler.state else { return }
             let exchange = HTTPProxyExchange(

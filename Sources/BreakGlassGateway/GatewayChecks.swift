@@ -37,7 +37,7 @@ struct GatewayChecks: Sendable {
         checks.append(await tokenKey(now: now))
         checks.append(auditCheck(settings: loaded.policy.gateway.audit))
         if let rejection = store.lastRejection {
-            let first = rejection.error.issues.first.map { ": \($0.description)" } ?? ""
+            let first = " (\(rejection.error.issues.count) error(s), listed in the gateway log and the policy.rejected audit record)"
             checks.append(
                 HealthCheck(
                     name: "policy", state: .degraded,

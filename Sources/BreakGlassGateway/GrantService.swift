@@ -99,6 +99,11 @@ public final class GrantService: Sendable {
         if let problem = request.shapeError() {
             return await deny(problem, input: input, source: sourceText)
         }
+        // Refused before PAM and the lockout count, so that nobody can lock the self-test out.
+        if loaded.policy.probes?.user == request.user {
+            let error = BreakGlassError(.forbidden, "user \(request.user) is the probe identity: it can get probe grants only")
+            return await deny(error, input: input, source: sourceText)
+        }
         let authentication: (amr: [String], timing: [String])
         switch await login(input, source: source, started: started) {
         case .failure(let error): return await deny(error, input: input, source: sourceText)
@@ -157,6 +162,20 @@ public final class GrantService: Sendable {
             return await deny(
                 BreakGlassError(.forbidden, "only the probe identity may ask for probe grants"), input: input, source: sourceText)
         }
+        // The self-test connects from this machine: from anywhere else probe credentials are misused.
+        let own = probes.connect.flatMap { IPAddress($0.host) }
+        guard let source, source.isLoopback || source == own else {
+            alerts?.fireOnce(
+                Alert(
+                    kind: "probe.misuse", time: clock.now(),
+                    fields: [
+                        "source": .string(sourceText ?? "unknown"), "detail": .string("probe grants were asked for from another machine"),
+                    ]),
+                every: .seconds(60))
+            return await deny(
+                BreakGlassError(.forbidden, "probe grants are for the gateway's own self-test, from this machine"), input: input,
+                source: sourceText)
+        }
         var pathways: [Pathway] = []
         for name in Set(input.pathways).sorted() {
             guard let pathway = policy.pathways[name], pathway.probe != .disabled else {
@@ -186,16 +205,23 @@ public final class GrantService: Sendable {
             return outcomes
         }
         var issued: [ProbeGrantBody] = []
+        var failure: BreakGlassError?
         for (index, grant) in grants.enumerated() {
             switch outcomes[index] {
             case .success(let token):
                 issued.append(ProbeGrantBody(pathway: grant.pathway, session: grant.session, token: token, expiresAt: grant.expiresAt))
             case .failure(let error):
-                return .error(error)
+                failure = failure ?? error
             case nil:
-                return .error(BreakGlassError(.unavailable, "a probe grant was not issued"))
+                failure = failure ?? BreakGlassError(.unavailable, "a probe grant was not issued")
             }
         }
+        if let failure {
+            // All or nothing: grants already issued end now rather than linger unused.
+            await registry?.end(issued.map(\.session), as: .released, by: "the gateway (probe round refused)")
+            return .error(failure)
+        }
+        logger.info("probe grants issued", metadata: ["pathways": "\(issued.count)", "source": "\(sourceText ?? "")"])
         return .json(.created, ["grants": issued], headers: [("Cache-Control", "no-store")])
     }
 

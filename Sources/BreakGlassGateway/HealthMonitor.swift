@@ -144,14 +144,20 @@ public final class HealthMonitor: Service, Sendable {
     /// that is not newer than the last it accepted), waiting when the next one is too far ahead.
     private func nextStep(_ credentials: ProbeCredentials) async -> Int64 {
         let now = credentials.step(at: Date())
+        let window = Int64(credentials.window)
         let step = state.withLock { state in
+            // The first round after a start skips the current step: the gateway that ran before may have used it.
+            if state.lastStep == 0 { state.lastStep = now }
+            // Far ahead means the wall clock went back: start again from now (the clock check says so).
+            if state.lastStep > now + window + 1 { state.lastStep = now }
             let step = max(now, state.lastStep + 1)
             state.lastStep = step
             return step
         }
-        if step > now + Int64(credentials.window) {
-            let startOfPrevious = Date(timeIntervalSince1970: TimeInterval((step - Int64(credentials.window)) * Int64(credentials.period)))
-            let wait = startOfPrevious.timeIntervalSinceNow
+        if step > now + window {
+            // At most one period: by then the step is within the window.
+            let usable = Date(timeIntervalSince1970: TimeInterval((step - window) * Int64(credentials.period)))
+            let wait = min(usable.timeIntervalSinceNow, TimeInterval(credentials.period))
             if wait > 0 { try? await Task.sleep(for: .milliseconds(Int64(wait * 1000) + 10)) }
         }
         return step

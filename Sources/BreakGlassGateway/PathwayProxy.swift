@@ -43,6 +43,17 @@ public final class PathwayProxy: Sendable {
     struct RequestLine {
         var method: HTTPMethod
         var uri: String
+        /// The request has a body, or asks the upstream to take it as another method.
+        var carriesMore: Bool
+
+        init(_ head: HTTPRequestHead) {
+            method = head.method
+            uri = head.uri
+            carriesMore =
+                head.headers.contains(name: "transfer-encoding") || head.headers.first(name: "content-length").map { $0 != "0" } ?? false
+                || head.headers.contains(name: "x-http-method-override") || head.headers.contains(name: "x-http-method")
+                || head.headers.contains(name: "x-method-override")
+        }
     }
 
     // MARK: authorization
@@ -140,7 +151,7 @@ public final class PathwayProxy: Sendable {
         case (.http(let method, let path, _, _), .some(let line)):
             var rest = String(line.uri.dropFirst("/p/\(pathway.name)".count))
             if rest.isEmpty { rest = "/" }
-            guard line.method.rawValue == method, rest == path else {
+            guard line.method.rawValue == method, rest == path, !line.carriesMore else {
                 return BreakGlassError(.forbidden, "a probe grant allows only the probe of pathway \(pathway.name): \(method) \(path)")
             }
             return nil

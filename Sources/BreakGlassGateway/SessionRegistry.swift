@@ -82,6 +82,8 @@ public final class SessionRegistry: Sendable {
     private let group: any EventLoopGroup
     private let endedFile: String?
     private let logger: Logger
+    /// One rewrite of the ended-sessions file at a time.
+    private let saving = NSLock()
     private let revokedHook = Mutex<(@Sendable ([SessionInfo], String, String?) -> Void)?>(nil)
 
     /// Told of every revocation (the sessions, who revoked them, and why), after it is audited.
@@ -174,7 +176,8 @@ public final class SessionRegistry: Sendable {
         }
         for (_, channels) in ended { for channel in channels { channel.close(promise: nil) } }
         guard !ended.isEmpty else { return [] }
-        saveEnded()
+        // Probe sessions are not kept across restarts: their grants last a minute and allow only the probe.
+        if ended.contains(where: { $0.0.tag != .probe }) { saveEnded() }
         for (info, channels) in ended {
             await record(info, ending: ending, actor: actor, reason: reason, connections: channels.count)
         }
@@ -209,8 +212,9 @@ public final class SessionRegistry: Sendable {
         let removed = entries.withLock { $0.removeValue(forKey: session) }
         guard let removed else { return }
         guard removed.ended == nil else {
-            // Released or revoked earlier and kept until now so that its token stayed refused.
-            saveEnded()
+            // Released or revoked earlier and kept until now so that its token stayed refused. The
+            // file is rewritten (and synced) off the event loop.
+            if removed.info.tag != .probe { Task { self.saveEnded() } }
             return
         }
         let channels = Array(removed.channels.values)
@@ -240,10 +244,12 @@ public final class SessionRegistry: Sendable {
 
     private func saveEnded() {
         guard let endedFile else { return }
+        saving.lock()
+        defer { saving.unlock() }
         let now = clock.now()
         let records = entries.withLock { entries in
             entries.values.compactMap { entry -> EndedRecord? in
-                guard let ending = entry.ended, ending != .expired, entry.info.expiresAt > now else { return nil }
+                guard let ending = entry.ended, ending != .expired, entry.info.tag != .probe, entry.info.expiresAt > now else { return nil }
                 return EndedRecord(
                     session: entry.info.session, user: entry.info.user, pathway: entry.info.pathway, issuedAt: entry.info.issuedAt,
                     expiresAt: entry.info.expiresAt, ending: ending)

@@ -50,6 +50,10 @@ struct SelftestCommand: AsyncParsableCommand {
             if let pathway, answer.round.pathways.isEmpty {
                 throw CLIFailure(message: "pathway \(pathway) was not probed (unknown, or probe: false)", exitCode: 2)
             }
+            if answer.round.pathways.isEmpty {
+                throw CLIFailure(
+                    message: "nothing was probed: the policy has no probes section, or every pathway has probe: false", exitCode: 2)
+            }
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -63,6 +63,7 @@ import Testing
                         MerkleTree.verifyInclusion(leafHash: leaves[index], index: index, treeSize: size, proof: proof ?? [], root: root))
                 }
                 if start > 0 { #expect(recent.inclusionProof(index: start - 1) == nil) }
+                #expect(RecentTree(base: base, leaves: []).hash(0..<start) == MerkleTree.root(leaves[..<start]))
             }
         }
     }
