@@ -31,7 +31,8 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     }
 
     private struct Pending {
-        var event: AuditEvent
+        /// The record but for its sequence number (encoded by the caller, not the writer).
+        var record: AuditRecord.Prepared
         /// The caller waiting for durability; nil for events submitted without waiting.
         var continuation: CheckedContinuation<Int, any Error>?
     }
@@ -166,14 +167,15 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
 
     /// Appends an event and returns its sequence number once it is durable.
     public func append(_ event: AuditEvent) async throws -> Int {
-        try await withCheckedThrowingContinuation { continuation in
+        let record = try AuditRecord.prepare(gateway: origin, event: event)
+        return try await withCheckedThrowingContinuation { continuation in
             condition.lock()
             if let refusal = refusal(for: event.kind) {
                 condition.unlock()
                 continuation.resume(throwing: AuditUnavailableError(reason: refusal))
                 return
             }
-            queue.append(Pending(event: event, continuation: continuation))
+            queue.append(Pending(record: record, continuation: continuation))
             if queue.count >= wakeAt { condition.signal() }
             condition.unlock()
         }
@@ -188,13 +190,20 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     /// Queues an event without waiting; it joins the next group commit. If it cannot be written the
     /// log stops (and says why), so later `accepts` calls refuse.
     public func submit(_ event: AuditEvent) {
+        let record: AuditRecord.Prepared
+        do {
+            record = try AuditRecord.prepare(gateway: origin, event: event)
+        } catch {
+            logger.error("audit event not recorded", metadata: ["kind": "\(event.kind)", "reason": "\(error.message)"])
+            return
+        }
         condition.lock()
         defer { condition.unlock() }
         if let refusal = refusal(for: event.kind) {
             logger.error("audit event not recorded", metadata: ["kind": "\(event.kind)", "reason": "\(refusal)"])
             return
         }
-        queue.append(Pending(event: event, continuation: nil))
+        queue.append(Pending(record: record, continuation: nil))
         if queue.count >= wakeAt { condition.signal() }
     }
 
@@ -482,17 +491,12 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     private func write(_ batch: [Pending]) throws(AuditLogError) {
         guard !batch.isEmpty else { return }
         var accepted: [(pending: Pending, bytes: [UInt8])] = []
+        accepted.reserveCapacity(batch.count)
         var sequence = tree.size
         for pending in batch {
-            do {
-                let bytes = try AuditRecord(sequence: sequence, gateway: origin, event: pending.event).encoded()
-                accepted.append((pending, bytes))
-                sequence += 1
-            } catch {
-                pending.continuation?.resume(throwing: AuditUnavailableError(reason: "\(error)"))
-            }
+            accepted.append((pending, pending.record.bytes(sequence: sequence)))
+            sequence += 1
         }
-        guard !accepted.isEmpty else { return }
         // Writes of at most `maximumWrite` bytes each, so that an interrupted write never leaves more
         // damage than recovery treats as a torn tail. Each chunk is flushed, then acknowledged.
         var chunks: [[(pending: Pending, bytes: [UInt8])]] = [[]]

@@ -24,9 +24,32 @@ public struct AuditRecord: Sendable, Equatable {
 
     /// The canonical bytes.
     public func encoded() throws(AuditLogError) -> [UInt8] {
+        try Self.prepare(gateway: gateway, event: event).bytes(sequence: sequence)
+    }
+
+    /// A record encoded but for its sequence number, which the writer alone knows: the costly part
+    /// of encoding, done by whoever appends, in parallel.
+    struct Prepared: Sendable {
+        /// `{` and the members that sort before `seq`, then those after it and `}`.
+        var head: [UInt8]
+        var tail: [UInt8]
+
+        /// The record's canonical bytes with `seq` in its place.
+        func bytes(sequence: Int) -> [UInt8] {
+            var out = head
+            out.reserveCapacity(head.count + tail.count + 28)
+            out.append(contentsOf: Array(",\"seq\":".utf8))
+            out.append(contentsOf: String(sequence).utf8)
+            out.append(UInt8(ascii: ","))
+            out.append(contentsOf: tail)
+            return out
+        }
+    }
+
+    /// Encodes the event's record without its sequence number; too large a record is refused here.
+    static func prepare(gateway: String, event: AuditEvent) throws(AuditLogError) -> Prepared {
         var object: [(String, CanonicalJSON.Value)] = [
             ("v", .integer(Int64(Self.version))),
-            ("seq", .integer(Int64(sequence))),
             ("time", .string(Self.formatTime(event.time))),
             ("gateway", .string(gateway)),
             ("event", .string(event.kind.rawValue)),
@@ -39,11 +62,12 @@ public struct AuditRecord: Sendable, Equatable {
             case .time(let date): object.append((key, .string(Self.formatTime(date))))
             }
         }
-        let bytes = CanonicalJSON.encode(object)
-        guard bytes.count <= Self.maximumSize else {
+        // "event" and "gateway" sort before "seq", "time" and "v" after: both parts hold members.
+        let (head, tail) = CanonicalJSON.encode(object, splitAt: "seq")
+        guard head.count + tail.count + 28 <= Self.maximumSize else {
             throw AuditLogError(.recordTooLarge, "an audit record is larger than \(Self.maximumSize) bytes")
         }
-        return bytes
+        return Prepared(head: head, tail: tail)
     }
 
     /// Decodes canonical bytes; fields come back as strings, integers or string lists.

@@ -16,36 +16,86 @@ enum CanonicalJSON {
     }
 
     static func encode(_ object: [(String, Value)]) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(256)
-        out.append(UInt8(ascii: "{"))
-        for (index, (key, value)) in object.sorted(by: { $0.0.utf8.lexicographicallyPrecedes($1.0.utf8) }).enumerated() {
-            if index > 0 { out.append(UInt8(ascii: ",")) }
-            appendString(key, to: &out)
-            out.append(UInt8(ascii: ":"))
-            switch value {
-            case .string(let text):
-                appendString(text, to: &out)
-            case .integer(let number):
-                out.append(contentsOf: String(number).utf8)
-            case .strings(let list):
-                out.append(UInt8(ascii: "["))
-                for (position, item) in list.enumerated() {
-                    if position > 0 { out.append(UInt8(ascii: ",")) }
-                    appendString(item, to: &out)
-                }
-                out.append(UInt8(ascii: "]"))
+        let (head, tail) = encode(object, splitAt: nil)
+        return head + tail
+    }
+
+    /// The object's canonical bytes in two parts, split where the key `split` (absent from
+    /// `object`) would go in key order: `head` is `{` and the members before it, `tail` the members
+    /// after it and `}`. Joining them (with a comma when both hold members) gives the object without
+    /// that key; putting `"KEY":VALUE` between them gives it with.
+    static func encode(_ object: [(String, Value)], splitAt split: String?) -> (head: [UInt8], tail: [UInt8]) {
+        var head: [UInt8] = []
+        head.reserveCapacity(256)
+        head.append(UInt8(ascii: "{"))
+        var tail: [UInt8] = []
+        var inTail = false
+        var first = true
+        for (key, value) in object.sorted(by: { precedes($0.0, $1.0) }) {
+            if !inTail, let split, precedes(split, key) {
+                inTail = true
+                first = true
+            }
+            if !first { inTail ? tail.append(UInt8(ascii: ",")) : head.append(UInt8(ascii: ",")) }
+            first = false
+            if inTail {
+                appendMember(key, value, to: &tail)
+            } else {
+                appendMember(key, value, to: &head)
             }
         }
-        out.append(UInt8(ascii: "}"))
-        return out
+        tail.append(UInt8(ascii: "}"))
+        return (head, tail)
+    }
+
+    /// Byte order of the UTF-8 forms.
+    static func precedes(_ a: String, _ b: String) -> Bool {
+        var a = a
+        var b = b
+        return a.withUTF8 { left in
+            b.withUTF8 { right in
+                let common = min(left.count, right.count)
+                if common > 0, let l = left.baseAddress, let r = right.baseAddress {
+                    let order = memcmp(l, r, common)
+                    if order != 0 { return order < 0 }
+                }
+                return left.count < right.count
+            }
+        }
+    }
+
+    private static func appendMember(_ key: String, _ value: Value, to out: inout [UInt8]) {
+        appendString(key, to: &out)
+        out.append(UInt8(ascii: ":"))
+        switch value {
+        case .string(let text):
+            appendString(text, to: &out)
+        case .integer(let number):
+            out.append(contentsOf: String(number).utf8)
+        case .strings(let list):
+            out.append(UInt8(ascii: "["))
+            for (position, item) in list.enumerated() {
+                if position > 0 { out.append(UInt8(ascii: ",")) }
+                appendString(item, to: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        }
     }
 
     static func appendString(_ text: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         // Most strings need no escaping: copy them whole.
-        if text.utf8.allSatisfy({ $0 >= 0x20 && $0 != 0x7F && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }) {
-            out.append(contentsOf: text.utf8)
+        var text = text
+        let plain = text.withUTF8 { bytes in
+            var clean = true
+            for byte in bytes where byte < 0x20 || byte == 0x7F || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
+                clean = false
+                break
+            }
+            if clean { out.append(contentsOf: bytes) }
+            return clean
+        }
+        if plain {
             out.append(UInt8(ascii: "\""))
             return
         }
@@ -74,11 +124,30 @@ enum CanonicalJSON {
         let fraction = Int(milliseconds - Int64(seconds) * 1000)
         var parts = tm()
         guard gmtime_r(&seconds, &parts) != nil else { return "1970-01-01T00:00:00.000Z" }
-        func pad(_ value: Int32, _ width: Int) -> String {
-            let digits = String(value)
-            return String(repeating: "0", count: max(0, width - digits.count)) + digits
+        guard (0...9999).contains(parts.tm_year + 1900) else {
+            func pad(_ value: Int32, _ width: Int) -> String {
+                let digits = String(value)
+                return String(repeating: "0", count: max(0, width - digits.count)) + digits
+            }
+            return pad(parts.tm_year + 1900, 4) + "-" + pad(parts.tm_mon + 1, 2) + "-" + pad(parts.tm_mday, 2) + "T"
+                + pad(parts.tm_hour, 2) + ":" + pad(parts.tm_min, 2) + ":" + pad(parts.tm_sec, 2) + "." + pad(Int32(fraction), 3) + "Z"
         }
-        return pad(parts.tm_year + 1900, 4) + "-" + pad(parts.tm_mon + 1, 2) + "-" + pad(parts.tm_mday, 2) + "T" + pad(parts.tm_hour, 2)
-            + ":" + pad(parts.tm_min, 2) + ":" + pad(parts.tm_sec, 2) + "." + pad(Int32(fraction), 3) + "Z"
+        // Written digit by digit: this runs for every audit record.
+        var bytes = Array("0000-00-00T00:00:00.000Z".utf8)
+        func put(_ value: Int, at end: Int, width: Int) {
+            var value = value
+            for position in stride(from: end, to: end - width, by: -1) {
+                bytes[position] = UInt8(ascii: "0") + UInt8(value % 10)
+                value /= 10
+            }
+        }
+        put(Int(parts.tm_year) + 1900, at: 3, width: 4)
+        put(Int(parts.tm_mon) + 1, at: 6, width: 2)
+        put(Int(parts.tm_mday), at: 9, width: 2)
+        put(Int(parts.tm_hour), at: 12, width: 2)
+        put(Int(parts.tm_min), at: 15, width: 2)
+        put(Int(parts.tm_sec), at: 18, width: 2)
+        put(fraction, at: 22, width: 3)
+        return String(decoding: bytes, as: UTF8.self)
     }
 }

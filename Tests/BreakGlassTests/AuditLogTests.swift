@@ -401,13 +401,41 @@ import Testing
             }
         }
 
-        /// Complete lines so far.
-        var lines: [Substring] {
+        /// Whether a complete line has arrived.
+        var hasLine: Bool {
             lock.lock()
             defer { lock.unlock() }
-            let text = String(decoding: data, as: UTF8.self)
-            guard let end = text.lastIndex(of: "\n") else { return [] }
-            return text[..<end].split(separator: "\n")
+            return data.contains(UInt8(ascii: "\n"))
+        }
+
+        /// The numbers of the complete `ack N` lines so far (read as bytes: a fast writer prints
+        /// hundreds of thousands of them).
+        var acknowledged: [Int] {
+            lock.lock()
+            defer { lock.unlock() }
+            var numbers: [Int] = []
+            var value = 0
+            var digits = 0
+            var isAck = true
+            var column = 0
+            let prefix = Array("ack ".utf8)
+            for byte in data {
+                if byte == UInt8(ascii: "\n") {
+                    if isAck && digits > 0 { numbers.append(value) }
+                    (value, digits, isAck, column) = (0, 0, true, 0)
+                    continue
+                }
+                if column < prefix.count {
+                    if byte != prefix[column] { isAck = false }
+                } else if byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") {
+                    value = value * 10 + Int(byte - UInt8(ascii: "0"))
+                    digits += 1
+                } else {
+                    isAck = false
+                }
+                column += 1
+            }
+            return numbers
         }
     }
 
@@ -433,11 +461,11 @@ import Testing
             collector.start(output.fileHandleForReading)
             try child.run()
             // Wait for the writer to get going, then kill it at a random moment.
-            for _ in 0..<400 where collector.lines.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+            for _ in 0..<400 where !collector.hasLine { try await Task.sleep(for: .milliseconds(10)) }
             try await Task.sleep(for: .milliseconds(Int.random(in: 20...300, using: &generator)))
             kill(child.processIdentifier, SIGKILL)
             child.waitUntilExit()
-            let acknowledged = collector.lines.compactMap { $0.hasPrefix("ack ") ? Int($0.dropFirst(4)) : nil }
+            let acknowledged = collector.acknowledged
             #expect(!acknowledged.isEmpty, "round \(round): the writer acknowledged nothing before it was killed")
             totalAcknowledged += acknowledged.count
 
