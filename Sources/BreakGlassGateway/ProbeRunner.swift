@@ -5,6 +5,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOSSL
+import Synchronization
 
 /// One self-test round, the way a client would do it: a real PAM login for probe grants, then per
 /// pathway (a few at once) a TLS connection to the gateway's own listener, the probe's request or
@@ -211,9 +212,16 @@ struct ProbeRunner: Sendable {
         for attempt in 0..<4 {
             if attempt > 0 { try? await Task.sleep(for: .milliseconds(50 * attempt)) }
             do {
-                let inclusion = try await auditLog.proveRecent(since: since.addingTimeInterval(-1)) { record in
-                    if case .string(let session) = record.event.fields["session"] { return sessions.contains(session) }
-                    return false
+                // A writer stuck on a hung disk must not hang the round: the proof gets the probe's timeout.
+                let proving = Task {
+                    try await auditLog.proveRecent(since: since.addingTimeInterval(-1)) { record in
+                        if case .string(let session) = record.event.fields["session"] { return sessions.contains(session) }
+                        return false
+                    }
+                }
+                guard let inclusion = try await Self.within(settings.timeout, proving) else {
+                    problem = "the audit log did not prove the round's records within \(settings.timeout.policyText)"
+                    break
                 }
                 if let failure = inclusion.problem(verifier: auditLog.signer.verifier) {
                     problem = failure
@@ -235,7 +243,7 @@ struct ProbeRunner: Sendable {
                 problem = nil
                 if missing.isEmpty { break }
             } catch {
-                problem = "proving the round's records failed: \(error.message)"
+                problem = "proving the round's records failed: \((error as? AuditLogError)?.message ?? "\(error)")"
                 break
             }
         }
@@ -256,6 +264,25 @@ struct ProbeRunner: Sendable {
     private func open(deadline: ContinuousClock.Instant) async throws(ClientError) -> GatewayConnection {
         try await GatewayConnection.open(
             host: target.host, port: target.port, context: target.tls, serverName: target.serverName, timeout: Self.remaining(deadline))
+    }
+
+    /// The task's value, or nil when it takes longer than `limit` (the task is left to finish alone).
+    static func within<Value: Sendable>(_ limit: Duration, _ task: Task<Value, any Error>) async throws -> Value? {
+        let first = FirstAnswer<Value>()
+        return try await withCheckedThrowingContinuation { continuation in
+            first.set(continuation)
+            Task {
+                do {
+                    first.answer(.success(try await task.value))
+                } catch {
+                    first.answer(.failure(error))
+                }
+            }
+            Task {
+                try? await Task.sleep(for: limit)
+                first.answer(.success(nil))
+            }
+        }
     }
 
     static func remaining(_ deadline: ContinuousClock.Instant) -> Duration {
@@ -280,5 +307,29 @@ struct ProbeRunner: Sendable {
         }
         // The upstream's own body is not repeated: health reports are read by more people than the upstream's.
         return "\(response.bodyBytes) bytes from the upstream"
+    }
+}
+
+/// Resumes a continuation with the first of several answers.
+private final class FirstAnswer<Value: Sendable>: Sendable {
+    private let state = Mutex<(CheckedContinuation<Value?, any Error>?, Result<Value?, any Error>?)>((nil, nil))
+
+    func set(_ continuation: CheckedContinuation<Value?, any Error>) {
+        let early = state.withLock { state -> Result<Value?, any Error>? in
+            if let answer = state.1 { return answer }
+            state.0 = continuation
+            return nil
+        }
+        if let early { continuation.resume(with: early) }
+    }
+
+    func answer(_ result: Result<Value?, any Error>) {
+        let waiting = state.withLock { state -> CheckedContinuation<Value?, any Error>? in
+            guard state.1 == nil else { return nil }
+            state.1 = result
+            defer { state.0 = nil }
+            return state.0
+        }
+        waiting?.resume(with: result)
     }
 }
