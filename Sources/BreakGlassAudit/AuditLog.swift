@@ -31,8 +31,15 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     }
 
     private struct Pending {
-        /// The record but for its sequence number (encoded by the caller, not the writer).
-        var record: AuditRecord.Prepared
+        /// What is to be written: a record encoded but for its sequence number by a caller that
+        /// waits anyway (`append`), or an event the writer encodes (`submit`, called on event loops
+        /// that should not spend the time).
+        enum Payload {
+            case prepared(AuditRecord.Prepared)
+            case event(AuditEvent)
+        }
+
+        var payload: Payload
         /// The caller waiting for durability; nil for events submitted without waiting.
         var continuation: CheckedContinuation<Int, any Error>?
     }
@@ -175,7 +182,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
                 continuation.resume(throwing: AuditUnavailableError(reason: refusal))
                 return
             }
-            queue.append(Pending(record: record, continuation: continuation))
+            queue.append(Pending(payload: .prepared(record), continuation: continuation))
             if queue.count >= wakeAt { condition.signal() }
             condition.unlock()
         }
@@ -190,20 +197,13 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     /// Queues an event without waiting; it joins the next group commit. If it cannot be written the
     /// log stops (and says why), so later `accepts` calls refuse.
     public func submit(_ event: AuditEvent) {
-        let record: AuditRecord.Prepared
-        do {
-            record = try AuditRecord.prepare(gateway: origin, event: event)
-        } catch {
-            logger.error("audit event not recorded", metadata: ["kind": "\(event.kind)", "reason": "\(error.message)"])
-            return
-        }
         condition.lock()
         defer { condition.unlock() }
         if let refusal = refusal(for: event.kind) {
             logger.error("audit event not recorded", metadata: ["kind": "\(event.kind)", "reason": "\(refusal)"])
             return
         }
-        queue.append(Pending(record: record, continuation: nil))
+        queue.append(Pending(payload: .event(event), continuation: nil))
         if queue.count >= wakeAt { condition.signal() }
     }
 
@@ -494,9 +494,22 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         accepted.reserveCapacity(batch.count)
         var sequence = tree.size
         for pending in batch {
-            accepted.append((pending, pending.record.bytes(sequence: sequence)))
+            let record: AuditRecord.Prepared
+            switch pending.payload {
+            case .prepared(let prepared):
+                record = prepared
+            case .event(let event):
+                do {
+                    record = try AuditRecord.prepare(gateway: origin, event: event)
+                } catch {
+                    logger.error("audit event not recorded", metadata: ["kind": "\(event.kind)", "reason": "\(error.message)"])
+                    continue
+                }
+            }
+            accepted.append((pending, record.bytes(sequence: sequence)))
             sequence += 1
         }
+        guard !accepted.isEmpty else { return }
         // Writes of at most `maximumWrite` bytes each, so that an interrupted write never leaves more
         // damage than recovery treats as a torn tail. Each chunk is flushed, then acknowledged.
         var chunks: [[(pending: Pending, bytes: [UInt8])]] = [[]]

@@ -138,14 +138,6 @@ struct ProbeRunner: Sendable {
                 if let bodyContains, !response.text.contains(bodyContains) {
                     throw ClientError(code: "unexpected", message: "\(method) \(path) answered without \"\(bodyContains)\" in its body")
                 }
-                await opened.close()
-                connection = nil
-                current = "release"
-                // On a connection of its own: a release cuts every connection the session used.
-                let second = try await open(deadline: deadline)
-                connection = second
-                try await release(grant, on: second, deadline: deadline)
-                lap("release")
             case .tcp(let banner):
                 current = "tunnel"
                 try await opened.openTunnel(pathway: pathway.name, token: grant.token, timeout: Self.remaining(deadline))
@@ -161,16 +153,17 @@ struct ProbeRunner: Sendable {
                         throw ClientError(code: "unexpected", message: "the upstream's first bytes are \"\(seen)\", expected \"\(banner)\"")
                     }
                 }
-                await opened.close()
-                connection = nil
-                current = "release"
-                let second = try await open(deadline: deadline)
-                connection = second
-                try await release(grant, on: second, deadline: deadline)
-                lap("release")
             case .disabled:
                 break
             }
+            await opened.close()
+            connection = nil
+            current = "release"
+            // On a connection of its own: a release cuts every connection the session used.
+            let second = try await open(deadline: deadline)
+            connection = second
+            try await release(grant, on: second, deadline: deadline)
+            lap("release")
         } catch {
             result.failure = ProbeFailure(step: current, message: error.message, at: Date())
             if current != "release" { await releaseQuietly(grant, deadline: deadline) }

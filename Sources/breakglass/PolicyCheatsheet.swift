@@ -27,6 +27,20 @@ struct PolicyCheatsheet {
         }.sorted { $0.name < $1.name }
     }
 
+    /// Reads the file; any problem becomes a message for people.
+    static func read(_ path: String) throws(CLIFailure) -> PolicyCheatsheet {
+        guard FileManager.default.isReadableFile(atPath: path) else {
+            throw CLIFailure(message: "cannot read the policy file \(path): it does not exist or is not readable")
+        }
+        do {
+            return try PolicyCheatsheet(path: path)
+        } catch let failure as CLIFailure {
+            throw failure
+        } catch {
+            throw CLIFailure(message: "\(error)")
+        }
+    }
+
     func render(gateway: String?) -> String {
         let url = gateway ?? "https://\(listen)"
         var lines = [

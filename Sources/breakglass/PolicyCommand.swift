@@ -49,13 +49,7 @@ struct PolicyCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reporting {
-                let sheet: PolicyCheatsheet
-                do {
-                    sheet = try PolicyCheatsheet(path: file)
-                } catch {
-                    throw CLIFailure(message: "\(error)")
-                }
-                print(sheet.render(gateway: gateway))
+                print(try PolicyCheatsheet.read(file).render(gateway: gateway))
             }
         }
     }
@@ -71,13 +65,7 @@ struct PolicyCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reporting {
-                let sheet: PolicyCheatsheet
-                do {
-                    sheet = try PolicyCheatsheet(path: file)
-                } catch {
-                    throw CLIFailure(message: "\(error)")
-                }
-                for entry in sheet.entries { print("\(entry.name) \(entry.kind)") }
+                for entry in try PolicyCheatsheet.read(file).entries { print("\(entry.name) \(entry.kind)") }
             }
         }
     }
