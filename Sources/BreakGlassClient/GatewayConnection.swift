@@ -102,7 +102,7 @@ public final class GatewayConnection: Sendable {
                     promise.fail(ClientError(code: "closed", message: "the gateway closed the connection"))
                     return
                 }
-                collector.expect(promise, head: method == .HEAD)
+                collector.expect(promise)
                 var head = HTTPRequestHead(version: .http1_1, method: method, uri: uri)
                 head.headers.add(name: "Host", value: "gateway")
                 head.headers.add(name: "User-Agent", value: "breakglass")
@@ -216,7 +216,7 @@ private final class ResponseCollector: ChannelInboundHandler, RemovableChannelHa
     private var promise: EventLoopPromise<GatewayConnection.Response>?
     private var response: GatewayConnection.Response?
 
-    func expect(_ promise: EventLoopPromise<GatewayConnection.Response>, head: Bool) {
+    func expect(_ promise: EventLoopPromise<GatewayConnection.Response>) {
         self.promise = promise
         self.response = nil
     }

@@ -194,6 +194,40 @@ import Testing
         #expect(report.ready)
     }
 
+    @Test func certificateWarningsAndAuditFailuresAreAlerted() async throws {
+        let scripts = try TestDirectory("breakglass-alerts")
+        defer { scripts.remove() }
+        let received = scripts.file("received.jsonl")
+        let script = try scripts.write("alert.sh", "#!/bin/sh\ncat >> \(received)\necho >> \(received)\n", mode: 0o755)
+        let fixture = try await Self.fixture(
+            alerts: "alerts:\n  - exec: [\(script)]\n", durableAudit: false, certificateValidity: .seconds(5 * 86_400))
+        defer { Task { await fixture.stop() } }
+        try await fixture.settled()
+        fixture.gateway.audit.setFailing(true)
+        let refused = try await fixture.login("alice", pathway: "web")
+        #expect(refused.status == 503)
+        #expect(refused.json["error"].flatMap { ($0 as? [String: Any])?["code"] as? String } == "audit_unavailable")
+
+        var kinds: [String: [String: Any]] = [:]
+        for _ in 0..<100 {
+            let text = (try? String(contentsOfFile: received, encoding: .utf8)) ?? ""
+            for line in text.split(separator: "\n") {
+                if let alert = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                    let kind = alert["alert"] as? String
+                {
+                    kinds[kind] = alert
+                }
+            }
+            if kinds["certificate.expiring"] != nil, kinds["audit.failed"] != nil { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let certificate = try #require(kinds["certificate.expiring"])
+        #expect(certificate["state"] as? String == "degraded")
+        #expect((certificate["detail"] as? String)?.contains("renew it soon") == true)
+        let audit = try #require(kinds["audit.failed"])
+        #expect((audit["detail"] as? String)?.contains("withheld") == true)
+    }
+
     @Test func aHangingPathwayTimesOutAloneAndARejectedReloadDegrades() async throws {
         // Generous for the pathways that answer (the suite shares two cores), short of the hanging one.
         let fixture = try await Self.fixture(probes: "interval: 1h\ntimeout: 3s", otherProbe: "{ path: /slow/10000 }")
