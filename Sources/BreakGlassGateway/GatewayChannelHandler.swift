@@ -23,6 +23,9 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         case proxying(HTTPProxyExchange)
         /// The connection is being handed to a tunnel; the HTTP handlers are about to go.
         case tunneling
+        /// A refused request without a body was answered before its end arrived; the end is
+        /// awaited, then the connection serves the next request.
+        case draining
     }
 
     private let route: @Sendable (APIRequest) async -> APIResponse
@@ -94,6 +97,10 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
             exchange.clientPart(part)
         case (.body, .discarding), (.end, .discarding):
             break
+        case (.end, .draining):
+            state = .idle
+        case (.body, .draining):
+            break
         default:
             // A part out of order: the HTTP decoder should never do this; close rather than guess.
             context.close(promise: nil)
@@ -122,7 +129,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
             return
         }
         switch state {
-        case .idle, .discarding: context.close(promise: nil)
+        case .idle, .discarding, .draining: context.close(promise: nil)
         case .receiving, .responding, .authorizing, .proxying, .tunneling: break
         }
     }
@@ -319,7 +326,14 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private func refuse(context: ChannelHandlerContext, _ error: BreakGlassError) {
-        // The request body (if any) was not read; the connection cannot be reused.
+        // A proxied request without a body leaves nothing unread: the connection stays for the next
+        // request. A body (or a tunnel) was not read, so that connection cannot be reused.
+        if case .authorizing(let head, let early) = state, head.method != .CONNECT, !Self.hasBody(head), head.isKeepAlive {
+            let ended = early.contains { if case .end = $0 { true } else { false } }
+            respond(context: context, version: head.version, response: .error(error), keepAlive: true)
+            if !ended { state = .draining }
+            return
+        }
         respond(context: context, version: .http1_1, response: .error(error), keepAlive: false)
     }
 

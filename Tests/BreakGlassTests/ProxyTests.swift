@@ -203,6 +203,27 @@ import Testing
     }
 
     /// A client that waits for `100 Continue` gets it from the gateway once the upstream is there.
+    @Test func aRefusedRequestWithoutBodyKeepsTheConnection() async throws {
+        let fixture = try await Self.fixture()
+        defer { Task { await fixture.stop() } }
+        let login = try await fixture.login("alice", pathway: "web")
+        let connection = try await TLSTestConnection(port: fixture.gateway.port, caPath: fixture.gateway.pki.caPath)
+        try await connection.send("GET /p/web/echo HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer not-a-token\r\n\r\n")
+        #expect(await connection.wait { $0.text.contains("invalid_token") })
+        #expect(connection.text.hasPrefix("HTTP/1.1 401"))
+        #expect(connection.text.lowercased().contains("connection: keep-alive"))
+        try await connection.send("GET /p/web/echo HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(login.token)\r\n\r\n")
+        #expect(await connection.wait { $0.text.contains("HTTP/1.1 200") })
+        #expect(!connection.isClosed)
+        // With a body the refusal cannot leave the connection usable: the body was never read.
+        let second = try await TLSTestConnection(port: fixture.gateway.port, caPath: fixture.gateway.pki.caPath)
+        try await second.send(
+            "POST /p/web/echo HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer not-a-token\r\nContent-Length: 5\r\n\r\nhello")
+        #expect(await second.wait(timeout: .seconds(3)) { $0.inputClosed }, "\(second.text)")
+        #expect(second.text.hasPrefix("HTTP/1.1 401"))
+        await connection.close()
+    }
+
     @Test func expectContinueIsAnswered() async throws {
         let fixture = try await Self.fixture()
         defer { Task { await fixture.stop() } }
