@@ -536,8 +536,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
                 let syncStart = ContinuousClock.now
                 try FileIO.syncData(segmentFD, path: path)
                 if let meters {
-                    let (seconds, attoseconds) = syncStart.duration(to: .now).components
-                    meters.fsync.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+                    meters.fsync.recordNanoseconds(syncStart.duration(to: .now).totalNanoseconds)
                     meters.appends.increment(by: chunk.count)
                     meters.batch.record(chunk.count)
                 }

@@ -66,7 +66,7 @@ public struct Drill: Sendable {
         var report = Report(
             pathway: login.pathway, session: nil, steps: [], timeToAccessMilliseconds: nil, totalMilliseconds: 0, passed: false)
         await perform(&report, started: started)
-        report.totalMilliseconds = Self.milliseconds(started.duration(to: .now))
+        report.totalMilliseconds = started.duration(to: .now).reportMilliseconds
         return report
     }
 
@@ -74,7 +74,7 @@ public struct Drill: Sendable {
         var mark = started
         func step(_ name: String, _ passed: Bool, _ detail: String) {
             let now = ContinuousClock.now
-            report.steps.append(Step(name: name, milliseconds: Self.milliseconds(mark.duration(to: now)), passed: passed, detail: detail))
+            report.steps.append(Step(name: name, milliseconds: mark.duration(to: now).reportMilliseconds, passed: passed, detail: detail))
             mark = now
         }
         let client: GatewayClient
@@ -99,7 +99,7 @@ public struct Drill: Sendable {
         }
         // 2. Reach the pathway.
         let accessed = await access(grant, step: step)
-        if accessed { report.timeToAccessMilliseconds = Self.milliseconds(started.duration(to: mark)) }
+        if accessed { report.timeToAccessMilliseconds = started.duration(to: mark).reportMilliseconds }
         // 3. Log out (also after a failed access, so that the grant does not linger).
         do {
             _ = try await client.releaseGrant(session: grant.session, token: grant.token)
@@ -196,10 +196,5 @@ public struct Drill: Sendable {
             last = "the trail lacks \(missing.joined(separator: ", "))"
         }
         return (false, last)
-    }
-
-    static func milliseconds(_ duration: Duration) -> Double {
-        let (seconds, attoseconds) = duration.components
-        return ((Double(seconds) * 1000 + Double(attoseconds) / 1e15) * 1000).rounded() / 1000
     }
 }

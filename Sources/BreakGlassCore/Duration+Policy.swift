@@ -32,6 +32,14 @@ extension Duration {
     /// Whole seconds in this duration (truncated).
     public var totalSeconds: Int64 { components.seconds }
 
+    /// Whole nanoseconds (rounded down), as swift-metrics timers take them.
+    public var totalNanoseconds: Int64 {
+        components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
+    }
+
+    /// Milliseconds to the microsecond, for reports of step times.
+    public var reportMilliseconds: Double { Double(totalMicroseconds) / 1000 }
+
     /// Whole microseconds (rounded down).
     public var totalMicroseconds: Int64 {
         components.seconds * 1_000_000 + components.attoseconds / 1_000_000_000_000

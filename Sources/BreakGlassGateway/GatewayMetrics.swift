@@ -121,7 +121,7 @@ public final class GatewayMetrics: Sendable {
 
     func probeStep(pathway: String, step: String, duration: Duration) {
         CoreMetrics.Timer(label: "breakglass_probe_duration_seconds", dimensions: [("pathway", pathway), ("step", step)], factory: factory)
-            .recordNanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+            .recordNanoseconds(duration.totalNanoseconds)
     }
 
     func probeResult(pathway: String, passed: Bool) {

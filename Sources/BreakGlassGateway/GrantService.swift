@@ -472,8 +472,6 @@ public final class GrantService: Sendable {
     }
 
     static func milliseconds(_ duration: Duration) -> String {
-        let (seconds, attoseconds) = duration.components
-        let value = Double(seconds) * 1000 + Double(attoseconds) / 1e15
-        return String(format: "%.3f", value)
+        String(format: "%.3f", Double(duration.totalMicroseconds) / 1000)
     }
 }

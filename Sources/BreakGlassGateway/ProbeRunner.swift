@@ -46,7 +46,7 @@ struct ProbeRunner: Sendable {
             report.pathways = probed.map {
                 PathwayProbeResult(pathway: $0.name, probe: $0.probe.summary, session: nil, steps: [], failure: failure, finishedAt: Date())
             }
-            report.milliseconds = Self.milliseconds(started.duration(to: .now))
+            report.milliseconds = started.duration(to: .now).reportMilliseconds
             return report
         case .success(let (issued, time)):
             grants = Dictionary(issued.map { ($0.pathway, $0) }, uniquingKeysWith: { first, _ in first })
@@ -70,7 +70,7 @@ struct ProbeRunner: Sendable {
         }
         await checkAudit(&results, since: startedAt)
         report.pathways = results
-        report.milliseconds = Self.milliseconds(started.duration(to: .now))
+        report.milliseconds = started.duration(to: .now).reportMilliseconds
         return report
     }
 
@@ -96,7 +96,7 @@ struct ProbeRunner: Sendable {
                     ProbeFailure(step: "login", message: "the gateway answered \(response.status): \(Self.errorText(response))", at: Date())
                 )
             }
-            return .success((decoded.grants, Self.milliseconds(started.duration(to: .now))))
+            return .success((decoded.grants, started.duration(to: .now).reportMilliseconds))
         } catch {
             return .failure(ProbeFailure(step: "login", message: error.message, at: Date()))
         }
@@ -116,7 +116,7 @@ struct ProbeRunner: Sendable {
             var mark = ContinuousClock.now
             func lap(_ name: String) {
                 let now = ContinuousClock.now
-                result.steps.append(ProbeStep(name: name, milliseconds: Self.milliseconds(mark.duration(to: now))))
+                result.steps.append(ProbeStep(name: name, milliseconds: mark.duration(to: now).reportMilliseconds))
                 mark = now
             }
             let opened = try await open(deadline: deadline)
@@ -240,7 +240,7 @@ struct ProbeRunner: Sendable {
                 break
             }
         }
-        let elapsed = Self.milliseconds(started.duration(to: .now))
+        let elapsed = started.duration(to: .now).reportMilliseconds
         for index in results.indices where results[index].passed {
             results[index].steps.append(ProbeStep(name: "audit", milliseconds: elapsed))
             if let problem {
@@ -280,11 +280,6 @@ struct ProbeRunner: Sendable {
 
     static func remaining(_ deadline: ContinuousClock.Instant) -> Duration {
         max(.milliseconds(1), ContinuousClock.now.duration(to: deadline))
-    }
-
-    static func milliseconds(_ duration: Duration) -> Double {
-        let (seconds, attoseconds) = duration.components
-        return ((Double(seconds) * 1000 + Double(attoseconds) / 1e15) * 1000).rounded() / 1000
     }
 
     static func errorText(_ response: GatewayConnection.Response) -> String {
