@@ -160,6 +160,12 @@ public struct GatewayClient: Sendable {
         }
 
         let error: Detail
+
+        /// `MESSAGE [CODE]` of a gateway's JSON error body, or nil when the bytes are not one.
+        static func message(_ bytes: [UInt8]) -> String? {
+            guard let problem = try? JSONDecoder().decode(APIErrorBody.self, from: Data(bytes)) else { return nil }
+            return "\(problem.error.message) [\(problem.error.code)]"
+        }
     }
 }
 

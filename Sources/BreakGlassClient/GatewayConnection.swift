@@ -18,6 +18,9 @@ public final class GatewayConnection: Sendable {
         public var bodyBytes: Int
 
         public var text: String { String(decoding: body, as: UTF8.self) }
+
+        /// `MESSAGE [CODE]` when the body is the gateway's JSON error.
+        public var gatewayError: String? { GatewayClient.APIErrorBody.message(body) }
     }
 
     /// Most body bytes kept per response.

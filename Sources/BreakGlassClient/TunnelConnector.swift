@@ -20,13 +20,7 @@ public struct TunnelConnector: Sendable {
             throw ClientError(code: "invalid_gateway", message: "gateway \"\(gateway)\" must be https://HOST:PORT")
         }
         (host, port) = address
-        do {
-            context = try NIOSSLContext(configuration: try GatewayClient.tlsConfiguration(caFile: caFile))
-        } catch let error as ClientError {
-            throw error
-        } catch {
-            throw ClientError(code: "invalid_ca", message: "cannot set up TLS: \(error)")
-        }
+        context = try GatewayConnection.tlsContext(caFile: caFile)
         self.pathway = pathway
         self.token = token
     }
@@ -177,9 +171,6 @@ final class ConnectHandshake: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     static func errorMessage(_ body: String) -> String? {
-        guard let data = body.data(using: .utf8),
-            let problem = try? JSONDecoder().decode(GatewayClient.APIErrorBody.self, from: data)
-        else { return nil }
-        return "\(problem.error.message) [\(problem.error.code)]"
+        GatewayClient.APIErrorBody.message(Array(body.utf8))
     }
 }

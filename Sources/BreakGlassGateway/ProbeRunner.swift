@@ -283,18 +283,8 @@ struct ProbeRunner: Sendable {
     }
 
     static func errorText(_ response: GatewayConnection.Response) -> String {
-        struct Problem: Decodable {
-            struct Detail: Decodable {
-                var code: String
-                var message: String
-            }
-            var error: Detail
-        }
-        if let problem = try? JSONDecoder().decode(Problem.self, from: Data(response.body)) {
-            return "\(problem.error.message) [\(problem.error.code)]"
-        }
         // The upstream's own body is not repeated: health reports are read by more people than the upstream's.
-        return "\(response.bodyBytes) bytes from the upstream"
+        response.gatewayError ?? "\(response.bodyBytes) bytes from the upstream"
     }
 }
 
