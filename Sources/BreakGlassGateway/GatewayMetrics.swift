@@ -83,28 +83,26 @@ public final class GatewayMetrics: Sendable {
     /// One proxied request; on every request, so the counters are kept rather than looked up.
     func request(pathway: String, status: Int?, bytesIn: Int, bytesOut: Int) {
         let statusClass = status.map { "\($0 / 100)xx" } ?? "error"
-        let (requests, bytesInCounter, bytesOutCounter) = meters.withLock { meters in
-            (
-                counter(&meters.requests, "breakglass_proxy_requests_total", pathway, ("class", statusClass)),
-                counter(&meters.bytes, "breakglass_proxy_bytes_total", pathway, ("direction", "in")),
-                counter(&meters.bytes, "breakglass_proxy_bytes_total", pathway, ("direction", "out"))
-            )
-        }
+        let requests = meters.withLock { counter(&$0.requests, "breakglass_proxy_requests_total", pathway, ("class", statusClass)) }
         requests.increment()
-        if bytesIn > 0 { bytesInCounter.increment(by: bytesIn) }
-        if bytesOut > 0 { bytesOutCounter.increment(by: bytesOut) }
+        carried(pathway: pathway, bytesIn: bytesIn, bytesOut: bytesOut)
     }
 
     func tunnelClosed(pathway: String, bytesIn: Int, bytesOut: Int) {
         CoreMetrics.Counter(label: "breakglass_tunnels_total", dimensions: [("pathway", pathway)], factory: factory).increment()
-        CoreMetrics.Counter(
-            label: "breakglass_proxy_bytes_total", dimensions: [("pathway", pathway), ("direction", "in")], factory: factory
-        )
-        .increment(by: bytesIn)
-        CoreMetrics.Counter(
-            label: "breakglass_proxy_bytes_total", dimensions: [("pathway", pathway), ("direction", "out")], factory: factory
-        )
-        .increment(by: bytesOut)
+        carried(pathway: pathway, bytesIn: bytesIn, bytesOut: bytesOut)
+    }
+
+    /// Bytes carried for clients, both ways, by kept counters.
+    private func carried(pathway: String, bytesIn: Int, bytesOut: Int) {
+        let (inward, outward) = meters.withLock { meters in
+            (
+                counter(&meters.bytes, "breakglass_proxy_bytes_total", pathway, ("direction", "in")),
+                counter(&meters.bytes, "breakglass_proxy_bytes_total", pathway, ("direction", "out"))
+            )
+        }
+        if bytesIn > 0 { inward.increment(by: bytesIn) }
+        if bytesOut > 0 { outward.increment(by: bytesOut) }
     }
 
     private func counter(

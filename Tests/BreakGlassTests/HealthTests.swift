@@ -44,6 +44,25 @@ import Testing
         }
     }
 
+    /// An exec alert sink for tests: a script that appends each alert to a file, and what it received.
+    struct AlertFile {
+        let folder: TestDirectory
+        let script: String
+        let received: String
+
+        init() throws {
+            folder = try TestDirectory("breakglass-alerts")
+            received = folder.file("received.jsonl")
+            script = try folder.write("alert.sh", "#!/bin/sh\ncat >> \(received)\necho >> \(received)\n", mode: 0o755)
+        }
+
+        /// The alerts received so far, one JSON object each.
+        var alerts: [[String: Any]] {
+            let text = (try? String(contentsOfFile: received, encoding: .utf8)) ?? ""
+            return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        }
+    }
+
     static func fixture(
         probes: String = "interval: 1h\nfail_after: 2\nrecover_after: 2\ntimeout: 5s", alerts: String = "", durableAudit: Bool = true,
         certificateValidity: Duration = .seconds(30 * 86_400), otherProbe: String? = nil
@@ -195,10 +214,9 @@ import Testing
     }
 
     @Test func certificateWarningsAndAuditFailuresAreAlerted() async throws {
-        let scripts = try TestDirectory("breakglass-alerts")
-        defer { scripts.remove() }
-        let received = scripts.file("received.jsonl")
-        let script = try scripts.write("alert.sh", "#!/bin/sh\ncat >> \(received)\necho >> \(received)\n", mode: 0o755)
+        let sink = try AlertFile()
+        defer { sink.folder.remove() }
+        let script = sink.script
         let fixture = try await Self.fixture(
             alerts: "alerts:\n  - exec: [\(script)]\n", durableAudit: false, certificateValidity: .seconds(5 * 86_400))
         defer { Task { await fixture.stop() } }
@@ -210,14 +228,7 @@ import Testing
 
         var kinds: [String: [String: Any]] = [:]
         for _ in 0..<100 {
-            let text = (try? String(contentsOfFile: received, encoding: .utf8)) ?? ""
-            for line in text.split(separator: "\n") {
-                if let alert = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                    let kind = alert["alert"] as? String
-                {
-                    kinds[kind] = alert
-                }
-            }
+            for alert in sink.alerts { if let kind = alert["alert"] as? String { kinds[kind] = alert } }
             if kinds["certificate.expiring"] != nil, kinds["audit.failed"] != nil { break }
             try await Task.sleep(for: .milliseconds(100))
         }
@@ -250,10 +261,9 @@ import Testing
     }
 
     @Test func anExecSinkReceivesEveryGrantAndRevocation() async throws {
-        let scripts = try TestDirectory("breakglass-alerts")
-        defer { scripts.remove() }
-        let received = scripts.file("received.jsonl")
-        let script = try scripts.write("alert.sh", "#!/bin/sh\ncat >> \(received)\necho >> \(received)\n", mode: 0o755)
+        let sink = try AlertFile()
+        defer { sink.folder.remove() }
+        let script = sink.script
         let fixture = try await Self.fixture(alerts: "alerts:\n  - exec: [\(script)]\n")
         defer { Task { await fixture.stop() } }
         var sessions: [String] = []
@@ -269,8 +279,7 @@ import Testing
 
         var alerts: [[String: Any]] = []
         for _ in 0..<100 {
-            let text = (try? String(contentsOfFile: received, encoding: .utf8)) ?? ""
-            alerts = text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            alerts = sink.alerts
             if alerts.filter({ $0["alert"] as? String != "pathway.state" }).count >= 4 { break }
             try await Task.sleep(for: .milliseconds(100))
         }
