@@ -41,18 +41,20 @@ public final class PathwayProxy: Sendable {
 
     /// The request a probe session may make: its pathway's probe exactly (tunnels: any, read-only).
     struct RequestLine {
-        var method: HTTPMethod
-        var uri: String
-        /// The request has a body, or asks the upstream to take it as another method.
-        var carriesMore: Bool
+        let head: HTTPRequestHead
 
         init(_ head: HTTPRequestHead) {
-            method = head.method
-            uri = head.uri
-            carriesMore =
-                head.headers.contains(name: "transfer-encoding") || head.headers.first(name: "content-length").map { $0 != "0" } ?? false
-                || head.headers.contains(name: "x-http-method-override") || head.headers.contains(name: "x-http-method")
-                || head.headers.contains(name: "x-method-override")
+            self.head = head
+        }
+
+        var method: HTTPMethod { head.method }
+        var uri: String { head.uri }
+
+        /// The request has a body, or asks the upstream to take it as another method (read only
+        /// for probe sessions, so ordinary requests do not pay for the header lookups).
+        var carriesMore: Bool {
+            GatewayChannelHandler.hasBody(head) || head.headers.contains(name: "x-http-method-override")
+                || head.headers.contains(name: "x-http-method") || head.headers.contains(name: "x-method-override")
         }
     }
 
