@@ -41,6 +41,7 @@ let package = Package(
             pkgConfig: "pam",
             providers: [.apt(["libpam0g-dev"])]
         ),
+        .target(name: "CBreakGlassCRC32C"),
         .target(
             name: "BreakGlassCore",
             dependencies: [
@@ -93,6 +94,7 @@ let package = Package(
             name: "BreakGlassAudit",
             dependencies: [
                 "BreakGlassCore",
+                "CBreakGlassCRC32C",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),

@@ -79,6 +79,15 @@ public enum AuditLogReader {
         var leaf: TreeHash?
     }
 
+    /// Tree mode for `scan`: runs of records that all pass their checks, from the gateway named
+    /// here, reach `visitSubtrees` as the perfect subtrees covering them, hashed on all cores. The
+    /// other records reach `visit` one by one, as without it.
+    struct SubtreeMode {
+        var gateway: String
+        /// Tree sizes (ascending) at which the caller looks at the tree: runs end there.
+        var cuts: [Int]
+    }
+
     /// What a scan found besides the records.
     public struct ScanSummary {
         public var records: Int
@@ -126,14 +135,16 @@ public enum AuditLogReader {
 
     /// Visits every record in order without keeping them: framing, CRCs, segment continuity and
     /// sequence numbers are checked on the way.
-    public static func scan(
+    static func scan(
         directory: String,
         resumingAt resume: ResumePoint? = nil,
         until stop: ResumePoint? = nil,
         decode: Bool = true,
         checkpointSize: Int? = nil,
         hashLeaves: Bool = false,
+        subtrees: SubtreeMode? = nil,
         progress: ((_ segment: Int, _ of: Int) -> Void)? = nil,
+        visitSubtrees: ([(size: Int, hash: TreeHash)]) throws(AuditLogError) -> Void = { _ in },
         visit: (Visit) throws(AuditLogError) -> Void
     ) throws(AuditLogError) -> ScanSummary {
         let indexes = try segmentIndexes(directory).filter { $0 >= (resume?.segment ?? 0) && $0 <= (stop?.segment ?? Int.max) }
@@ -148,23 +159,29 @@ public enum AuditLogReader {
             .flatMap { Checkpoint(body: $0.body) }?.size ?? 0
         var next = resume?.sequence ?? 0
         var summary = ScanSummary(records: 0, bytes: 0, tornTail: nil, lastSegment: nil)
-        let work = SegmentScan.Work(hashLeaves: hashLeaves, findFields: !decode)
+        let work = SegmentScan.Work(hashLeaves: hashLeaves, findFields: !decode && subtrees == nil)
         let jobs = indexes.enumerated().map { position, index in
             SegmentPrefetcher.Job(
                 path: segmentsFolder(directory) + "/" + SegmentFormat.fileName(index: index),
                 name: SegmentFormat.fileName(index: index),
                 limit: stop.flatMap { index == $0.segment ? $0.offset : nil },
-                start: position == 0 ? resume?.offset ?? SegmentFormat.headerSize : SegmentFormat.headerSize,
-                work: work
+                start: position == 0 ? resume?.offset ?? SegmentFormat.headerSize : SegmentFormat.headerSize
             )
         }
-        // With several segments, the next one is read and checked while this one is visited.
+        let gateway = subtrees.map { Array($0.gateway.utf8) }
+        // With several segments, the next one is read while this one is checked and visited.
         let prefetcher = jobs.count > 1 ? SegmentPrefetcher(jobs: jobs) : nil
         defer { prefetcher?.cancel() }
         for (position, index) in indexes.enumerated() {
             progress?(position + 1, indexes.count)
             let name = jobs[position].name
-            let (bytes, scan) = try (prefetcher?.next() ?? SegmentPrefetcher.load(jobs[position])).get()
+            var none: [UInt8]? = nil
+            let bytes = try (prefetcher?.next() ?? SegmentPrefetcher.read(jobs[position], reusing: &none)).get()
+            var segmentWork = work
+            if let subtrees, let gateway {
+                segmentWork.tree = SegmentScan.TreeWork(firstSequence: next, gateway: gateway, cuts: subtrees.cuts)
+            }
+            let scan = try SegmentScan.scan(bytes, name: name, from: jobs[position].start, work: segmentWork)
             let resumesHere = position == 0 && resume != nil
             guard resumesHere || scan.firstSequence == next else {
                 throw AuditLogError(
@@ -184,42 +201,56 @@ public enum AuditLogReader {
                     reason: damage.reason
                 )
             }
-            for (frameIndex, frame) in scan.frames.enumerated() {
-                let payload = bytes[frame.payloadStart..<frame.payloadEnd]
-                var record: AuditRecord?
-                var fields = decode ? nil : scan.fields[frameIndex]
-                if fields == nil {
-                    do throws(AuditLogError) {
-                        let decoded = try AuditRecord(decoding: payload)
-                        record = decoded
-                        fields = FastRecordFields(sequence: decoded.sequence, gateway: decoded.gateway)
-                    } catch {
-                        throw AuditLogError(.corrupt, "segment \(name) offset \(frame.offset): \(error.message)")
+            for piece in scan.pieces {
+                if let subtrees = piece.subtrees, let first = piece.frames.first, let last = piece.frames.last {
+                    try visitSubtrees(subtrees)
+                    next += piece.frames.count
+                    summary.records += piece.frames.count
+                    // Frames lie end to end.
+                    summary.bytes += scan.frames[last].payloadEnd - scan.frames[first].offset
+                    continue
+                }
+                for frameIndex in piece.frames {
+                    let frame = scan.frames[frameIndex]
+                    let payload = bytes[frame.payloadStart..<frame.payloadEnd]
+                    var record: AuditRecord?
+                    // In tree mode the fields are read only here, for the few records that need it.
+                    var fields =
+                        decode ? nil : scan.fields.isEmpty ? payload.withUnsafeBytes(FastRecordFields.init) : scan.fields[frameIndex]
+                    if fields == nil {
+                        do throws(AuditLogError) {
+                            let decoded = try AuditRecord(decoding: payload)
+                            record = decoded
+                            fields = FastRecordFields(sequence: decoded.sequence, gateway: decoded.gateway)
+                        } catch {
+                            throw AuditLogError(.corrupt, "segment \(name) offset \(frame.offset): \(error.message)")
+                        }
                     }
-                }
-                guard let fields else { continue }
-                guard fields.sequence == next else {
-                    throw AuditLogError(
-                        .corrupt,
-                        "segment \(name) offset \(frame.offset): record has seq \(fields.sequence), expected \(next) (a record was removed, added or reordered)"
+                    guard let fields else { continue }
+                    guard fields.sequence == next else {
+                        throw AuditLogError(
+                            .corrupt,
+                            "segment \(name) offset \(frame.offset): record has seq \(fields.sequence), expected \(next) (a record was removed, added or reordered)"
+                        )
+                    }
+                    try visit(
+                        Visit(
+                            segment: name,
+                            offset: frame.offset,
+                            payload: payload,
+                            sequence: next,
+                            gateway: fields.gateway,
+                            record: record,
+                            leaf: scan.leaves.isEmpty ? nil : scan.leaves[frameIndex]
+                        )
                     )
+                    next += 1
+                    summary.records += 1
+                    summary.bytes += SegmentFormat.frameHeaderSize + frame.length
                 }
-                try visit(
-                    Visit(
-                        segment: name,
-                        offset: frame.offset,
-                        payload: payload,
-                        sequence: next,
-                        gateway: fields.gateway,
-                        record: record,
-                        leaf: hashLeaves ? scan.leaves[frameIndex] : nil
-                    )
-                )
-                next += 1
-                summary.records += 1
-                summary.bytes += SegmentFormat.frameHeaderSize + frame.length
             }
             if isLast { summary.lastSegment = (index, scan.end) }
+            prefetcher?.recycle(consume bytes)
         }
         return summary
     }

@@ -69,8 +69,14 @@ public enum AuditVerifier {
             directory: directory,
             decode: false,
             checkpointSize: latestSize ?? 0,
-            hashLeaves: true,
-            progress: progress
+            // Runs of good records are hashed into subtrees on all cores; runs end at every
+            // checkpoint's size, where the root is compared.
+            subtrees: AuditLogReader.SubtreeMode(gateway: verifier.name, cuts: ordered.map(\.checkpoint.size)),
+            progress: progress,
+            visitSubtrees: { subtrees throws(AuditLogError) in
+                for subtree in subtrees { tree.append(subtree: subtree.hash, size: subtree.size) }
+                try compare()
+            }
         ) { visit throws(AuditLogError) in
             guard visit.gateway == verifier.name else {
                 throw AuditLogError(

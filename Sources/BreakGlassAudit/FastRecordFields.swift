@@ -20,17 +20,41 @@ struct FastRecordFields: Equatable {
     }
 
     init?(_ bytes: UnsafeRawBufferPointer) {
+        guard let found = Self.locate(bytes),
+            let close = bytes[found.gatewayStart...].firstIndex(of: UInt8(ascii: "\"")),
+            !bytes[found.gatewayStart..<close].contains(UInt8(ascii: "\\"))
+        else { return nil }
+        self.sequence = found.sequence
+        self.gateway = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[found.gatewayStart..<close]), as: UTF8.self)
+    }
+
+    /// Whether the record's `seq` is `sequence` and its `gateway` is exactly `gateway` (given as it
+    /// appears in JSON, without escapes), without making strings. False also when this fast
+    /// reading cannot tell; then the caller reads the record the careful way.
+    static func matches(_ bytes: UnsafeRawBufferPointer, sequence: Int, gateway: [UInt8]) -> Bool {
+        guard let found = locate(bytes), found.sequence == sequence,
+            found.gatewayStart + gateway.count < bytes.count,
+            bytes[found.gatewayStart + gateway.count] == UInt8(ascii: "\""),
+            let base = bytes.baseAddress
+        else { return false }
+        return gateway.withUnsafeBytes { expected in
+            guard let expectedBase = expected.baseAddress else { return true }
+            return memcmp(base + found.gatewayStart, expectedBase, expected.count) == 0
+        }
+    }
+
+    /// The value of `seq` and where the value of `gateway` starts; nil where anything is unexpected.
+    private static func locate(_ bytes: UnsafeRawBufferPointer) -> (sequence: Int, gatewayStart: Int)? {
         // Keys are sorted, so `"gateway"` comes before `"seq"`, and `"v"` is usually the last key.
-        guard bytes.first == UInt8(ascii: "{"), bytes.last == UInt8(ascii: "}"),
-            bytes.dropLast().suffix(Self.versionKey.count).elementsEqual(Self.versionKey)
-                || Self.find(Self.versionKey, in: bytes, from: 0) != nil,
-            let gatewayStart = Self.find(Self.gatewayKey, in: bytes, from: 0),
-            let seqStart = Self.find(Self.sequenceKey, in: bytes, from: gatewayStart)
+        guard bytes.count > versionKey.count + 1, bytes[0] == UInt8(ascii: "{"), bytes[bytes.count - 1] == UInt8(ascii: "}"),
+            endsWithVersion(bytes) || find(versionKey, in: bytes, from: 0) != nil,
+            let gatewayStart = find(gatewayKey, anchor: 7, in: bytes, from: 0),
+            let seqStart = find(sequenceKey, anchor: 3, in: bytes, from: gatewayStart)
         else { return nil }
         var index = seqStart
         var value = 0
         var digits = 0
-        while index < bytes.count, let digit = Self.digit(bytes[index]), digits < 18 {
+        while index < bytes.count, let digit = digit(bytes[index]), digits < 18 {
             value = value * 10 + digit
             digits += 1
             index += 1
@@ -38,34 +62,42 @@ struct FastRecordFields: Equatable {
         guard digits > 0, index < bytes.count, bytes[index] == UInt8(ascii: ",") || bytes[index] == UInt8(ascii: "}") else {
             return nil
         }
-        guard let close = bytes[gatewayStart...].firstIndex(of: UInt8(ascii: "\"")),
-            !bytes[gatewayStart..<close].contains(UInt8(ascii: "\\"))
-        else { return nil }
-        self.sequence = value
-        self.gateway = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[gatewayStart..<close]), as: UTF8.self)
+        return (value, gatewayStart)
+    }
+
+    /// Whether `"v":1` comes just before the closing brace.
+    private static func endsWithVersion(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard let base = bytes.baseAddress else { return false }
+        return versionKey.withUnsafeBytes { key in
+            guard let keyBase = key.baseAddress else { return false }
+            return memcmp(base + bytes.count - 1 - key.count, keyBase, key.count) == 0
+        }
     }
 
     static let versionKey = Array("\"v\":1".utf8)
+    /// `q`, at 3, is the anchor `find` looks for.
     static let sequenceKey = Array("\"seq\":".utf8)
+    /// `y`, at 7, is the anchor `find` looks for.
     static let gatewayKey = Array("\"gateway\":\"".utf8)
 
     static func digit(_ byte: UInt8) -> Int? {
         byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") ? Int(byte - UInt8(ascii: "0")) : nil
     }
 
-    /// The index just past the first occurrence of `needle` at or after `start`: libc's memchr
-    /// (many bytes per step) finds each candidate first byte, memcmp the rest.
-    static func find(_ needle: [UInt8], in haystack: UnsafeRawBufferPointer, from start: Int) -> Int? {
+    /// The index just past the first occurrence of `needle` at or after `start`. libc's memchr
+    /// (many bytes per step) finds each place where the needle's byte at `anchor` could sit (a byte
+    /// that is rare in records: quotes are everywhere); the rest is compared here.
+    static func find(_ needle: [UInt8], anchor: Int = 0, in haystack: UnsafeRawBufferPointer, from start: Int) -> Int? {
         needle.withUnsafeBytes { pattern -> Int? in
-            guard let base = haystack.baseAddress, let patternBase = pattern.baseAddress, let first = pattern.first,
-                haystack.count >= pattern.count
-            else { return nil }
+            guard let base = haystack.baseAddress, anchor < pattern.count, haystack.count >= pattern.count else { return nil }
             let last = haystack.count - pattern.count
             var index = start
             while index <= last {
-                guard let hit = memchr(base + index, Int32(first), last - index + 1) else { return nil }
-                let position = UnsafeRawPointer(hit) - base
-                if memcmp(base + position, patternBase, pattern.count) == 0 { return position + pattern.count }
+                guard let hit = memchr(base + index + anchor, Int32(pattern[anchor]), last - index + 1) else { return nil }
+                let position = UnsafeRawPointer(hit) - base - anchor
+                var matched = 0
+                while matched < pattern.count, haystack[position + matched] == pattern[matched] { matched += 1 }
+                if matched == pattern.count { return position + pattern.count }
                 index = position + 1
             }
             return nil

@@ -30,10 +30,13 @@ enum FileIO {
         guard written == bytes.count else { throw failure("cannot append to", path) }
     }
 
-    /// Reads a whole file (at most `limit` bytes), or its first `upTo` bytes.
     /// Reads a file whole (or its first `upTo` bytes). Bytes in `gap` are not read: the buffer keeps
     /// its size and offsets, but that range holds nothing meaningful (its pages are never touched).
-    static func read(_ path: String, limit: Int = 1 << 30, upTo: Int? = nil, gap: Range<Int>? = nil) throws(AuditLogError) -> [UInt8] {
+    /// `reusing` is a buffer from an earlier read to read into again (without a gap only; it is
+    /// taken): its pages are already mapped, so a large read costs no page faults.
+    static func read(
+        _ path: String, limit: Int = 1 << 30, upTo: Int? = nil, gap: Range<Int>? = nil, reusing spare: inout [UInt8]?
+    ) throws(AuditLogError) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw failure("cannot open", path) }
         defer { close(fd) }
@@ -42,27 +45,56 @@ enum FileIO {
         guard Int(info.st_size) <= limit else { throw AuditLogError(.io, "\(path) is larger than \(limit) bytes") }
         let size = min(Int(info.st_size), upTo ?? Int.max)
         var failed = false
+        if gap == nil, var bytes = spare.take() {
+            if bytes.count > size {
+                bytes.removeLast(bytes.count - size)
+            } else if bytes.count < size {
+                bytes.append(contentsOf: repeatElement(0, count: size - bytes.count))
+            }
+            let filled = bytes.withUnsafeMutableBytes { buffer in
+                fill(fd, buffer.baseAddress, upTo: size, from: 0, failed: &failed)
+            }
+            guard !failed else { throw failure("cannot read", path) }
+            bytes.removeLast(size - filled)
+            return bytes
+        }
         // No zero fill: the buffer is read into directly.
         let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
-            var filled = 0
-            var end = gap.map { min($0.lowerBound, size) } ?? size
-            while true {
-                while filled < end {
-                    let result = pread(fd, buffer.baseAddress.map { $0 + filled }, end - filled, off_t(filled))
-                    if result < 0 && errno == EINTR { continue }
-                    if result < 0 { failed = true }
-                    guard result > 0 else { break }
-                    filled += result
-                }
-                // Past the gap (which may reach the end): on to the rest.
-                guard let gap, end < size, filled == end else { break }
-                filled = min(gap.upperBound, size)
-                end = size
+            let base = UnsafeMutableRawPointer(buffer.baseAddress)
+            guard let gap, gap.lowerBound < size else {
+                count = fill(fd, base, upTo: size, from: 0, failed: &failed)
+                return
             }
-            count = filled
+            count = fill(fd, base, upTo: gap.lowerBound, from: 0, failed: &failed)
+            // Past the gap (which may reach the end): on to the rest.
+            if count == gap.lowerBound, gap.upperBound < size {
+                count = fill(fd, base, upTo: size, from: gap.upperBound, failed: &failed)
+            } else if count == gap.lowerBound {
+                count = size
+            }
         }
         guard !failed else { throw failure("cannot read", path) }
         return bytes
+    }
+
+    /// Reads a file whole (or its first `upTo` bytes) into a new buffer.
+    static func read(_ path: String, limit: Int = 1 << 30, upTo: Int? = nil, gap: Range<Int>? = nil) throws(AuditLogError) -> [UInt8] {
+        var none: [UInt8]? = nil
+        return try read(path, limit: limit, upTo: upTo, gap: gap, reusing: &none)
+    }
+
+    /// Reads the file's bytes `from..<end` into the same offsets of `base`; returns where reading
+    /// stopped (`end`, or earlier at the end of the file or on an error, which sets `failed`).
+    private static func fill(_ fd: Int32, _ base: UnsafeMutableRawPointer?, upTo end: Int, from start: Int, failed: inout Bool) -> Int {
+        var filled = start
+        while filled < end {
+            let result = pread(fd, base.map { $0 + filled }, end - filled, off_t(filled))
+            if result < 0 && errno == EINTR { continue }
+            if result < 0 { failed = true }
+            guard result > 0 else { break }
+            filled += result
+        }
+        return filled
     }
 
     /// Writes all bytes at an offset.

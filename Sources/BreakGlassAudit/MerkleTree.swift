@@ -183,6 +183,21 @@ public struct AppendOnlyTree: Sendable {
         nodes.append(node)
     }
 
+    /// Appends a perfect subtree of `count` leaves (a power of two) at once; the tree's size must
+    /// be a multiple of `count`, as it is when subtrees come from `SegmentScan.subtrees`.
+    mutating func append(subtree hash: TreeHash, size count: Int) {
+        // SegmentScan only makes subtrees that start at a multiple of their size, and appends them
+        // in order, so a misaligned one is a bug here, never a property of the log.
+        precondition(count > 0 && count & (count - 1) == 0 && size % count == 0, "misaligned subtree")
+        size += count
+        var node = (size: count, hash: hash)
+        while let last = nodes.last, last.size == node.size {
+            nodes.removeLast()
+            node = (size: last.size * 2, hash: TreeHash.node(last.hash, node.hash))
+        }
+        nodes.append(node)
+    }
+
     /// The root of the whole tree.
     public var root: MerkleTree.Hash {
         guard var hash = nodes.last?.hash else { return MerkleTree.emptyRoot }

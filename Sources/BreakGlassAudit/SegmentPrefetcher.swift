@@ -1,25 +1,26 @@
 import Foundation
 
-/// Reads and scans the segments of a folder one step ahead of their consumer, on its own thread,
-/// so that reading and checking segment k+1 overlaps with the serial work on segment k.
+/// Reads the segments of a folder one step ahead of their consumer, on its own thread, so that
+/// reading segment k+1 overlaps with checking segment k on all cores.
 ///
-/// At most `depth` scanned segments wait to be taken, which bounds memory. Results arrive in
-/// order; after a failure nothing more is read.
+/// At most `depth` read segments wait to be taken, and the consumer hands each buffer back when
+/// it is done with it, so a scan of any length holds a few segments' worth of memory and reads
+/// into pages that are already mapped. Results arrive in order; after a failure nothing more is read.
 final class SegmentPrefetcher: @unchecked Sendable {
-    /// One segment to read: its file, the byte limit, where its frames start, and the work to do.
+    /// One segment to read: its file, the byte limit, and where its frames start.
     struct Job: Sendable {
         var path: String
         var name: String
         var limit: Int?
         var start: Int
-        var work: SegmentScan.Work
     }
 
-    typealias Loaded = Result<(bytes: [UInt8], scan: SegmentScan), AuditLogError>
+    typealias Loaded = Result<[UInt8], AuditLogError>
 
     // Guarded by `condition`.
     private let condition = NSCondition()
     private var ready: [Loaded] = []
+    private var spare: [[UInt8]] = []
     private var cancelled = false
     private let depth: Int
 
@@ -27,26 +28,31 @@ final class SegmentPrefetcher: @unchecked Sendable {
         self.depth = depth
         Thread.detachNewThread { [self] in
             for job in jobs {
-                let loaded = Self.load(job)
+                // Room first, then a buffer: by then the consumer has handed back the one it finished.
                 condition.lock()
                 while ready.count >= depth && !cancelled { condition.wait() }
+                var buffer = spare.popLast()
                 let stop = cancelled
-                if !stop { ready.append(loaded) }
-                condition.signal()
                 condition.unlock()
                 if stop { return }
+                let loaded = Self.read(job, reusing: &buffer)
+                condition.lock()
+                if !cancelled { ready.append(loaded) }
+                condition.signal()
+                condition.unlock()
                 if case .failure = loaded { return }
             }
         }
     }
 
-    /// Reads and scans one segment on the calling thread.
-    static func load(_ job: Job) -> Loaded {
-        Result { () throws(AuditLogError) in
-            // Records before `start` were checked when they were written or at start-up: not read again.
-            let gap = job.start > SegmentFormat.headerSize ? SegmentFormat.headerSize..<job.start : nil
-            let bytes = try FileIO.read(job.path, upTo: job.limit, gap: gap)
-            return (bytes, try SegmentScan.scan(bytes, name: job.name, from: job.start, work: job.work))
+    /// Reads one segment on the calling thread, into `buffer` (taken) when there is one.
+    static func read(_ job: Job, reusing buffer: inout [UInt8]?) -> Loaded {
+        // Records before `start` were checked when they were written or at start-up: not read again.
+        let gap = job.start > SegmentFormat.headerSize ? SegmentFormat.headerSize..<job.start : nil
+        do {
+            return .success(try FileIO.read(job.path, upTo: job.limit, gap: gap, reusing: &buffer))
+        } catch {
+            return .failure(error)
         }
     }
 
@@ -60,11 +66,19 @@ final class SegmentPrefetcher: @unchecked Sendable {
         return loaded
     }
 
+    /// Gives back a buffer from `next()` that the consumer no longer uses, to be read into again.
+    func recycle(_ buffer: consuming [UInt8]) {
+        condition.lock()
+        if spare.count < 2 { spare.append(buffer) }
+        condition.unlock()
+    }
+
     /// Stops reading ahead (the consumer has stopped).
     func cancel() {
         condition.lock()
         cancelled = true
         ready.removeAll()
+        spare.removeAll()
         condition.signal()
         condition.unlock()
     }

@@ -3,7 +3,8 @@ import Dispatch
 /// What scanning one segment found.
 ///
 /// Frame boundaries are found in one pass; then, on all cores, each frame's CRC is checked and,
-/// when asked, its leaf hash computed and its `seq` and `gateway` found.
+/// when asked, its leaf hash computed, its `seq` and `gateway` found, and runs of leaves folded
+/// into the perfect subtrees of the log's Merkle tree.
 struct SegmentScan {
     struct Frame {
         /// Where the frame (its header) starts.
@@ -18,6 +19,25 @@ struct SegmentScan {
     struct Work {
         var hashLeaves = false
         var findFields = false
+        /// Fold runs of leaves into subtrees. Their leaves are kept only with `hashLeaves`.
+        var tree: TreeWork?
+    }
+
+    /// Tree mode: frame `i` must hold the record with `seq` = `firstSequence + i` from `gateway`.
+    /// Runs end at every multiple of `framesPerTask` and at every tree size in `cuts`, so each run
+    /// is covered by perfect subtrees that start at a multiple of their own size.
+    struct TreeWork {
+        var firstSequence: Int
+        var gateway: [UInt8]
+        /// Tree sizes (ascending) where a run must end.
+        var cuts: [Int]
+    }
+
+    /// A run of frames checked by one task. In tree mode it carries the perfect subtrees (in order)
+    /// covering its records, or nil when one of them needs the careful record-by-record path.
+    struct Piece {
+        var frames: Range<Int>
+        var subtrees: [(size: Int, hash: TreeHash)]?
     }
 
     var firstSequence: Int
@@ -26,6 +46,8 @@ struct SegmentScan {
     var leaves: [TreeHash]
     /// Each record's `seq` and `gateway` (with `findFields`); nil where the fast reading failed.
     var fields: [FastRecordFields?]
+    /// The runs the frames were checked in, in order, covering every good frame.
+    var pieces: [Piece]
     /// Offset just past the last good frame.
     var end: Int
     /// Set when a frame is damaged: where, why, and how many non-zero bytes lie at or after it.
@@ -48,8 +70,10 @@ struct SegmentScan {
         guard start >= SegmentFormat.headerSize, start <= bytes.count else {
             throw AuditLogError(.corrupt, "segment \(name): offset \(start) is outside the segment")
         }
-        var scan = SegmentScan(firstSequence: first, frames: [], leaves: [], fields: [], end: start, damage: nil)
+        var scan = SegmentScan(firstSequence: first, frames: [], leaves: [], fields: [], pieces: [], end: start, damage: nil)
         var offset = start
+        // Records are a few hundred bytes: room for that many frames saves growing the array.
+        scan.frames.reserveCapacity((bytes.count - start) / 256)
         bytes.withUnsafeBytes { raw in
             while offset + SegmentFormat.frameHeaderSize <= raw.count {
                 let length = Int(UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
@@ -75,43 +99,70 @@ struct SegmentScan {
             let offset = scan.frames[firstBad].offset
             scan.damage = (offset, "the record fails its CRC-32C check (altered or damaged)", nonZero(bytes, from: offset))
             scan.frames.removeSubrange(firstBad...)
-            if work.hashLeaves { scan.leaves.removeSubrange(firstBad...) }
+            if !scan.leaves.isEmpty { scan.leaves.removeSubrange(firstBad...) }
             if work.findFields { scan.fields.removeSubrange(firstBad...) }
+            scan.pieces.removeAll { $0.frames.lowerBound >= firstBad }
+            if let last = scan.pieces.indices.last, scan.pieces[last].frames.upperBound > firstBad {
+                scan.pieces[last] = Piece(frames: scan.pieces[last].frames.lowerBound..<firstBad, subtrees: nil)
+            }
         }
         if let last = scan.frames.last { scan.end = last.payloadEnd }
         return scan
     }
 
     /// Checks every frame's CRC and does `work`; returns the index of the first frame that fails.
-    /// Large segments are split into tasks run on all cores.
+    /// The frames are split into pieces, run as tasks on all cores.
     private mutating func check(_ bytes: [UInt8], work: Work) -> Int? {
         let count = frames.count
-        let tasks = (count + Self.framesPerTask - 1) / Self.framesPerTask
+        let ranges = work.tree.map { Self.pieceRanges(count: count, tree: $0) } ?? Self.fixedRanges(count: count)
+        let tasks = ranges.count
         var failures = [Int](repeating: Int.max, count: tasks)
         var leaves = [TreeHash](repeating: TreeHash.zero, count: work.hashLeaves ? count : 0)
         var fields = [FastRecordFields?](repeating: nil, count: work.findFields ? count : 0)
+        var pieces = ranges.map { Piece(frames: $0, subtrees: nil) }
         let frames = self.frames
         bytes.withUnsafeBytes { raw in
             failures.withUnsafeMutableBufferPointer { failures in
                 leaves.withUnsafeMutableBufferPointer { leaves in
                     fields.withUnsafeMutableBufferPointer { fields in
-                        let shared = TaskBuffers(segment: raw, failures: failures, leaves: leaves, fields: fields)
-                        let run = { @Sendable (task: Int) in
-                            for index in task * Self.framesPerTask..<min(count, (task + 1) * Self.framesPerTask) {
-                                let frame = frames[index]
-                                let entry = UnsafeRawBufferPointer(rebasing: shared.segment[frame.payloadStart..<frame.payloadEnd])
-                                guard CRC32C.checksum(entry) == frame.crc else {
-                                    shared.failures[task] = index
-                                    return
+                        pieces.withUnsafeMutableBufferPointer { pieces in
+                            let shared = TaskBuffers(segment: raw, failures: failures, leaves: leaves, fields: fields, pieces: pieces)
+                            let run = { @Sendable (task: Int) in
+                                var expected = true
+                                let range = ranges[task]
+                                // The piece's leaves, for its subtrees: a small buffer of the task's own.
+                                withUnsafeTemporaryAllocation(of: TreeHash.self, capacity: work.tree == nil ? 0 : range.count) { own in
+                                    for index in range {
+                                        let frame = frames[index]
+                                        let entry = UnsafeRawBufferPointer(rebasing: shared.segment[frame.payloadStart..<frame.payloadEnd])
+                                        guard CRC32C.checksum(entry) == frame.crc else {
+                                            shared.failures[task] = index
+                                            expected = false
+                                            return
+                                        }
+                                        if let tree = work.tree {
+                                            let leaf = TreeHash.leaf(entry)
+                                            own.initializeElement(at: index - range.lowerBound, to: leaf)
+                                            if work.hashLeaves { shared.leaves[index] = leaf }
+                                            if expected {
+                                                expected = FastRecordFields.matches(
+                                                    entry, sequence: tree.firstSequence + index, gateway: tree.gateway)
+                                            }
+                                        } else if work.hashLeaves {
+                                            shared.leaves[index] = TreeHash.leaf(entry)
+                                        }
+                                        if work.findFields { shared.fields[index] = FastRecordFields(entry) }
+                                    }
+                                    if let tree = work.tree, expected {
+                                        shared.pieces[task].subtrees = Self.subtrees(own, start: tree.firstSequence + range.lowerBound)
+                                    }
                                 }
-                                if work.hashLeaves { shared.leaves[index] = TreeHash.leaf(entry) }
-                                if work.findFields { shared.fields[index] = FastRecordFields(entry) }
                             }
-                        }
-                        if tasks > 1 {
-                            DispatchQueue.concurrentPerform(iterations: tasks, execute: run)
-                        } else if tasks == 1 {
-                            run(0)
+                            if tasks > 1 {
+                                DispatchQueue.concurrentPerform(iterations: tasks, execute: run)
+                            } else if tasks == 1 {
+                                run(0)
+                            }
                         }
                     }
                 }
@@ -119,16 +170,68 @@ struct SegmentScan {
         }
         self.leaves = leaves
         self.fields = fields
+        self.pieces = pieces
         return failures.min().flatMap { $0 == Int.max ? nil : $0 }
     }
 
+    /// Runs of `framesPerTask` frames.
+    static func fixedRanges(count: Int) -> [Range<Int>] {
+        stride(from: 0, to: count, by: framesPerTask).map { $0..<min(count, $0 + framesPerTask) }
+    }
+
+    /// Runs that end at every multiple of `framesPerTask` (a power of two) and at every cut, as tree
+    /// sizes counted from `tree.firstSequence`.
+    static func pieceRanges(count: Int, tree: TreeWork) -> [Range<Int>] {
+        let first = tree.firstSequence
+        let end = first + count
+        var ranges: [Range<Int>] = []
+        var cut = tree.cuts.startIndex
+        var position = first
+        while position < end {
+            var next = min(end, (position / framesPerTask + 1) * framesPerTask)
+            while cut < tree.cuts.endIndex, tree.cuts[cut] <= position { cut += 1 }
+            if cut < tree.cuts.endIndex, tree.cuts[cut] < next { next = tree.cuts[cut] }
+            ranges.append((position - first)..<(next - first))
+            position = next
+        }
+        return ranges
+    }
+
+    /// The perfect subtrees covering `leaves`, whose first leaf has index `start` in the tree: each
+    /// as large as possible while starting at a multiple of its size, so that they can be appended
+    /// to the tree whole.
+    static func subtrees(_ leaves: UnsafeMutableBufferPointer<TreeHash>, start: Int) -> [(size: Int, hash: TreeHash)] {
+        var result: [(size: Int, hash: TreeHash)] = []
+        var offset = 0
+        var stack: [(size: Int, hash: TreeHash)] = []
+        stack.reserveCapacity(Int.bitWidth)
+        while offset < leaves.count {
+            var size = 1
+            while size * 2 <= leaves.count - offset, (start + offset) % (size * 2) == 0 { size *= 2 }
+            stack.removeAll(keepingCapacity: true)
+            for leaf in leaves[offset..<offset + size] {
+                var node = (size: 1, hash: leaf)
+                while let last = stack.last, last.size == node.size {
+                    stack.removeLast()
+                    node = (last.size * 2, TreeHash.node(last.hash, node.hash))
+                }
+                stack.append(node)
+            }
+            // `size` leaves, a power of two, fold into exactly one node.
+            if let root = stack.first { result.append((size, root.hash)) }
+            offset += size
+        }
+        return result
+    }
+
     /// The buffers the tasks share. Safe to send: the segment is only read, and each task writes
-    /// only its own slot of `failures` and the entries of its own frames.
+    /// only its own slots of `failures` and `pieces` and the entries of its own frames.
     private struct TaskBuffers: @unchecked Sendable {
         var segment: UnsafeRawBufferPointer
         var failures: UnsafeMutableBufferPointer<Int>
         var leaves: UnsafeMutableBufferPointer<TreeHash>
         var fields: UnsafeMutableBufferPointer<FastRecordFields?>
+        var pieces: UnsafeMutableBufferPointer<Piece>
     }
 
     /// How far past `offset` non-zero bytes reach, looking no further than the largest write the

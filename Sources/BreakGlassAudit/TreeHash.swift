@@ -50,9 +50,33 @@ struct TreeHash: Sendable, Equatable {
     /// SHA-256(0x01 ‖ left ‖ right).
     static func node(_ left: TreeHash, _ right: TreeHash) -> TreeHash {
         var hasher = SHA256()
-        withUnsafeBytes(of: UInt8(0x01)) { hasher.update(bufferPointer: $0) }
-        withUnsafeBytes(of: left.words) { hasher.update(bufferPointer: $0) }
-        withUnsafeBytes(of: right.words) { hasher.update(bufferPointer: $0) }
+        if let bytes = NodeInput.bytes {
+            // The 65 input bytes side by side, hashed in one call.
+            var input = NodeInput(left: left.words, right: right.words)
+            withUnsafeBytes(of: &input) { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[bytes])) }
+        } else {
+            withUnsafeBytes(of: UInt8(0x01)) { hasher.update(bufferPointer: $0) }
+            withUnsafeBytes(of: left.words) { hasher.update(bufferPointer: $0) }
+            withUnsafeBytes(of: right.words) { hasher.update(bufferPointer: $0) }
+        }
         return TreeHash(hasher.finalize())
+    }
+
+    /// 0x01 ‖ left ‖ right in one piece of memory: the prefix is the last byte of the first word.
+    private struct NodeInput {
+        var pad: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0, 0)
+        var prefix: UInt8 = 0x01
+        var left: (UInt64, UInt64, UInt64, UInt64)
+        var right: (UInt64, UInt64, UInt64, UInt64)
+
+        /// Where the 65 bytes lie, if the compiler laid the fields out end to end (it does, but
+        /// Swift does not promise it, so it is checked).
+        static let bytes: Range<Int>? = {
+            guard let prefix = MemoryLayout<NodeInput>.offset(of: \.prefix),
+                MemoryLayout<NodeInput>.offset(of: \.left) == prefix + 1,
+                MemoryLayout<NodeInput>.offset(of: \.right) == prefix + 33
+            else { return nil }
+            return prefix..<prefix + 65
+        }()
     }
 }

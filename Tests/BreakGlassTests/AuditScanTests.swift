@@ -1,0 +1,105 @@
+import BreakGlassCore
+import Crypto
+import Foundation
+import Testing
+
+@testable import BreakGlassAudit
+
+/// The fast verification path: runs of records folded into subtrees on all cores must give the
+/// same tree, and the same messages, as reading the records one by one.
+@Suite struct AuditScanTests {
+    static func leaves(_ count: Int) -> [TreeHash] {
+        (0..<count).map { index in TreeHash.leaf(Array("record \(index)".utf8)[...]) }
+    }
+
+    @Test func subtreesAppendedWholeGiveTheSameTree() {
+        let all = Self.leaves(200)
+        for start in 0..<70 {
+            var base = AppendOnlyTree()
+            for leaf in all[..<start] { base.append(leaf: leaf) }
+            for count in [0, 1, 2, 3, 5, 8, 13, 64, 65, 100, 130] where start + count <= all.count {
+                var byLeaf = base
+                for leaf in all[start..<start + count] { byLeaf.append(leaf: leaf) }
+                var bySubtree = base
+                var run = Array(all[start..<start + count])
+                let subtrees = run.withUnsafeMutableBufferPointer { SegmentScan.subtrees($0, start: start) }
+                #expect(subtrees.map(\.size).reduce(0, +) == count)
+                for subtree in subtrees {
+                    #expect(bySubtree.size % subtree.size == 0, "start \(start) count \(count)")
+                    bySubtree.append(subtree: subtree.hash, size: subtree.size)
+                }
+                #expect(bySubtree.size == byLeaf.size)
+                #expect(bySubtree.root == byLeaf.root, "start \(start) count \(count)")
+            }
+        }
+    }
+
+    @Test func piecesEndAtTaskBoundariesAndAtCuts() {
+        let task = SegmentScan.framesPerTask
+        let tree = SegmentScan.TreeWork(firstSequence: 3000, gateway: [], cuts: [0, 3000, 3001, 2 * task, 6000, 9000])
+        let ranges = SegmentScan.pieceRanges(count: 5000, tree: tree)
+        #expect(ranges.first?.lowerBound == 0 && ranges.last?.upperBound == 5000)
+        for (earlier, later) in zip(ranges, ranges.dropFirst()) { #expect(earlier.upperBound == later.lowerBound) }
+        let ends = ranges.map { $0.upperBound + 3000 }
+        #expect(ends == [3001, 2 * task, 6000, 3 * task, 8000])
+        #expect(ranges.allSatisfy { !$0.isEmpty && $0.count <= task })
+        #expect(SegmentScan.pieceRanges(count: 0, tree: tree).isEmpty)
+    }
+
+    @Test func recordMatchingIsExact() {
+        let record = Array(#"{"event":"x","gateway":"gw-1","seq":42,"v":1}"#.utf8)
+        record.withUnsafeBytes { bytes in
+            #expect(FastRecordFields.matches(bytes, sequence: 42, gateway: Array("gw-1".utf8)))
+            #expect(!FastRecordFields.matches(bytes, sequence: 41, gateway: Array("gw-1".utf8)))
+            #expect(!FastRecordFields.matches(bytes, sequence: 42, gateway: Array("gw-".utf8)))
+            #expect(!FastRecordFields.matches(bytes, sequence: 42, gateway: Array("gw-12".utf8)))
+            #expect(FastRecordFields(bytes) == FastRecordFields(sequence: 42, gateway: "gw-1"))
+        }
+        let escaped = Array(#"{"gateway":"gw\"1","seq":42,"v":1}"#.utf8)
+        escaped.withUnsafeBytes { bytes in
+            #expect(!FastRecordFields.matches(bytes, sequence: 42, gateway: Array("gw".utf8)))
+            #expect(FastRecordFields(bytes) == nil)
+        }
+    }
+
+    /// A record from another log in the middle of a large segment: its run is read record by
+    /// record, so the message names it, and a log with checkpoints at many sizes still verifies.
+    @Test func recordFromAnotherLogInALargeSegmentIsNamed() async throws {
+        let fixture = try AuditLogTests.Fixture()
+        defer { fixture.folder.remove() }
+        let log = try fixture.open(segmentSize: 8 << 20)
+        for batch in 0..<10 {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for writer in 0..<8 {
+                    group.addTask {
+                        for index in stride(from: batch * 700 + writer, to: (batch + 1) * 700, by: 8) {
+                            _ = try await log.append(AuditLogTests.event(index))
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            try await Task.sleep(for: .milliseconds(60))
+        }
+        await log.close()
+        let report = try fixture.verify()
+        #expect(report.records == 7000)
+        #expect(report.checkpointsChecked > 2)
+        let entries = try AuditLogReader.read(directory: fixture.directory).entries
+        var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: fixture.segment)))
+        let entry = entries[4321]
+        let name = Array(#""gateway":"audit-test""#.utf8)
+        var payload = entry.bytes
+        let position = try #require(AuditLogTests.find(name, in: payload))
+        payload.replaceSubrange(position + name.count - 5..<position + name.count - 1, with: Array("xxxx".utf8))
+        bytes.replaceSubrange(entry.offset..<entry.offset + 8 + payload.count, with: SegmentFormat.frame(payload))
+        try Data(bytes).write(to: URL(fileURLWithPath: fixture.segment))
+        var text: String?
+        do {
+            _ = try fixture.verify()
+        } catch {
+            text = error.message
+        }
+        #expect(text == "segment 00000001.seg offset \(entry.offset): record 4321 is from log audit-xxxx, not audit-test")
+    }
+}
