@@ -46,7 +46,7 @@ struct FastRecordFields: Equatable {
     /// The value of `seq` and where the value of `gateway` starts; nil where anything is unexpected.
     private static func locate(_ bytes: UnsafeRawBufferPointer) -> (sequence: Int, gatewayStart: Int)? {
         // Keys are sorted, so `"gateway"` comes before `"seq"`, and `"v"` is usually the last key.
-        guard bytes.count > versionKey.count + 1, bytes[0] == UInt8(ascii: "{"), bytes[bytes.count - 1] == UInt8(ascii: "}"),
+        guard bytes.count > versionKey.utf8CodeUnitCount + 1, bytes[0] == UInt8(ascii: "{"), bytes[bytes.count - 1] == UInt8(ascii: "}"),
             endsWithVersion(bytes) || find(versionKey, in: bytes, from: 0) != nil,
             let gatewayStart = find(gatewayKey, anchor: 7, in: bytes, from: 0),
             let seqStart = find(sequenceKey, anchor: 3, in: bytes, from: gatewayStart)
@@ -68,17 +68,16 @@ struct FastRecordFields: Equatable {
     /// Whether `"v":1` comes just before the closing brace.
     private static func endsWithVersion(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard let base = bytes.baseAddress else { return false }
-        return versionKey.withUnsafeBytes { key in
-            guard let keyBase = key.baseAddress else { return false }
-            return memcmp(base + bytes.count - 1 - key.count, keyBase, key.count) == 0
-        }
+        let key = versionKey
+        return memcmp(base + bytes.count - 1 - key.utf8CodeUnitCount, key.utf8Start, key.utf8CodeUnitCount) == 0
     }
 
-    static let versionKey = Array("\"v\":1".utf8)
+    // Static strings: their bytes are in the binary, so the hot loops pay no lazy initialisation.
+    static let versionKey: StaticString = "\"v\":1"
     /// `q`, at 3, is the anchor `find` looks for.
-    static let sequenceKey = Array("\"seq\":".utf8)
+    static let sequenceKey: StaticString = "\"seq\":"
     /// `y`, at 7, is the anchor `find` looks for.
-    static let gatewayKey = Array("\"gateway\":\"".utf8)
+    static let gatewayKey: StaticString = "\"gateway\":\""
 
     static func digit(_ byte: UInt8) -> Int? {
         byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") ? Int(byte - UInt8(ascii: "0")) : nil
@@ -87,20 +86,19 @@ struct FastRecordFields: Equatable {
     /// The index just past the first occurrence of `needle` at or after `start`. libc's memchr
     /// (many bytes per step) finds each place where the needle's byte at `anchor` could sit (a byte
     /// that is rare in records: quotes are everywhere); the rest is compared here.
-    static func find(_ needle: [UInt8], anchor: Int = 0, in haystack: UnsafeRawBufferPointer, from start: Int) -> Int? {
-        needle.withUnsafeBytes { pattern -> Int? in
-            guard let base = haystack.baseAddress, anchor < pattern.count, haystack.count >= pattern.count else { return nil }
-            let last = haystack.count - pattern.count
-            var index = start
-            while index <= last {
-                guard let hit = memchr(base + index + anchor, Int32(pattern[anchor]), last - index + 1) else { return nil }
-                let position = UnsafeRawPointer(hit) - base - anchor
-                var matched = 0
-                while matched < pattern.count, haystack[position + matched] == pattern[matched] { matched += 1 }
-                if matched == pattern.count { return position + pattern.count }
-                index = position + 1
-            }
-            return nil
+    static func find(_ needle: StaticString, anchor: Int = 0, in haystack: UnsafeRawBufferPointer, from start: Int) -> Int? {
+        let pattern = UnsafeRawBufferPointer(start: needle.utf8Start, count: needle.utf8CodeUnitCount)
+        guard let base = haystack.baseAddress, anchor < pattern.count, haystack.count >= pattern.count else { return nil }
+        let last = haystack.count - pattern.count
+        var index = start
+        while index <= last {
+            guard let hit = memchr(base + index + anchor, Int32(pattern[anchor]), last - index + 1) else { return nil }
+            let position = UnsafeRawPointer(hit) - base - anchor
+            var matched = 0
+            while matched < pattern.count, haystack[position + matched] == pattern[matched] { matched += 1 }
+            if matched == pattern.count { return position + pattern.count }
+            index = position + 1
         }
+        return nil
     }
 }
