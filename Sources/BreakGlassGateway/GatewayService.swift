@@ -75,7 +75,8 @@ public final class GatewayService: Service, Sendable {
             maxPending: settings.maxPending,
             logger: logger
         )
-        // Released and revoked sessions are kept beside the audit log so that a restart keeps them ended.
+        // Sessions are kept beside the audit log: a restart keeps released and revoked ones ended, and
+        // audits the expiry of grants that expired while the gateway was down.
         let registry = SessionRegistry(
             audit: sink,
             clock: clock,
@@ -142,6 +143,8 @@ public final class GatewayService: Service, Sendable {
                 fields: ["gateway": .string(loaded.policy.gateway.id), "listen": .string("\(server.localAddress.map { "\($0)" } ?? "?")")]
             )
         )
+        // Grants that expired while the gateway was down: their ends go on the record now.
+        await proxy.registry.recordExpiredWhileDown()
         // Operators revoke through the admin socket; without it the gateway still serves (fail small).
         var admin: AdminServer?
         if let path = loaded.policy.gateway.adminSocketPath {

@@ -7,8 +7,9 @@ import Synchronization
 
 /// Every live grant and the connections that carry its traffic. A grant ends at its expiry, when
 /// its holder releases it, or when an operator revokes it; its connections are closed then, and
-/// the end is audited once. Released and revoked sessions are kept in a durable file until their
-/// tokens would have expired anyway, so a restart does not bring them back.
+/// the end is audited once. Sessions are kept in a durable file until their tokens would have
+/// expired anyway: released and revoked ones so that a restart does not bring them back, live ones
+/// so that their expiry is audited even when the gateway was not running at that moment.
 public final class SessionRegistry: Sendable {
     /// How a session ended.
     public enum Ending: String, Sendable, Codable {
@@ -57,14 +58,15 @@ public final class SessionRegistry: Sendable {
         var timer: Scheduled<Void>?
     }
 
-    /// One line of the durable file of ended sessions.
-    private struct EndedRecord: Codable {
+    /// One entry of the durable file of sessions.
+    private struct SessionRecord: Codable {
         var session: String
         var user: String
         var pathway: String
         var issuedAt: Date
         var expiresAt: Date
-        var ending: Ending
+        /// Nil while the session is live.
+        var ending: Ending?
 
         enum CodingKeys: String, CodingKey {
             case session, user, pathway, ending
@@ -74,7 +76,10 @@ public final class SessionRegistry: Sendable {
     }
 
     private let entries = Mutex<[String: Entry]>([:])
-    /// Grants issued before this are refused: set when the file of ended sessions cannot be read,
+    /// Live sessions of the file whose expiry passed while the gateway was not running; their
+    /// `grant.expired` is recorded by `recordExpiredWhileDown()`.
+    private let expiredWhileDown = Mutex<[SessionInfo]>([])
+    /// Grants issued before this are refused: set when the sessions file cannot be read,
     /// so that a released or revoked token cannot come back (fail closed; users log in again).
     private let issuedNotBefore = Mutex<Date?>(nil)
     private let audit: any AuditSink
@@ -92,23 +97,42 @@ public final class SessionRegistry: Sendable {
         set { revokedHook.withLock { $0 = newValue } }
     }
 
-    /// `endedFile` keeps released and revoked sessions across restarts (nil: kept in memory only).
+    /// `endedFile` keeps sessions across restarts (nil: kept in memory only).
     public init(audit: any AuditSink, clock: any WallClock, group: any EventLoopGroup, endedFile: String?, logger: Logger) {
         self.audit = audit
         self.clock = clock
         self.group = group
         self.endedFile = endedFile
         self.logger = logger
-        loadEnded()
+        loadSessions()
     }
 
     /// Starts tracking a grant (at issuance, or when a token from before a restart is first used):
-    /// its expiry timer is set.
+    /// its expiry timer is set, and it is kept in the file until it expires.
     public func track(_ info: SessionInfo) {
-        entries.withLock { entries in
-            guard entries[info.session] == nil else { return }
+        let added = entries.withLock { entries in
+            guard entries[info.session] == nil else { return false }
             entries[info.session] = Entry(info: info, timer: schedule(info))
+            return true
         }
+        // Probe sessions are not kept across restarts: their grants last a minute and allow only the probe.
+        if added, info.tag != .probe { saveSessions() }
+    }
+
+    /// Records `grant.expired` for the sessions that were live when the gateway stopped and whose
+    /// grants expired before it started again, then drops them from the file. Called once at start.
+    public func recordExpiredWhileDown() async {
+        let missed = expiredWhileDown.withLock { missed in
+            defer { missed = [] }
+            return missed
+        }
+        guard !missed.isEmpty else { return }
+        for info in missed.sorted(by: { $0.expiresAt < $1.expiresAt }) {
+            await record(
+                info, ending: .expired, actor: nil, reason: "the gateway was not running when the grant expired; recorded at start",
+                connections: 0)
+        }
+        saveSessions()
     }
 
     /// Admits a request of `session` on `channel`: refused when the session has ended or expired.
@@ -177,7 +201,7 @@ public final class SessionRegistry: Sendable {
         for (_, channels) in ended { for channel in channels { channel.close(promise: nil) } }
         guard !ended.isEmpty else { return [] }
         // Probe sessions are not kept across restarts: their grants last a minute and allow only the probe.
-        if ended.contains(where: { $0.0.tag != .probe }) { saveEnded() }
+        if ended.contains(where: { $0.0.tag != .probe }) { saveSessions() }
         for (info, channels) in ended {
             await record(info, ending: ending, actor: actor, reason: reason, connections: channels.count)
         }
@@ -214,13 +238,17 @@ public final class SessionRegistry: Sendable {
         guard removed.ended == nil else {
             // Released or revoked earlier and kept until now so that its token stayed refused. The
             // file is rewritten (and synced) off the event loop.
-            if removed.info.tag != .probe { Task { self.saveEnded() } }
+            if removed.info.tag != .probe { Task { self.saveSessions() } }
             return
         }
         let channels = Array(removed.channels.values)
         for channel in channels { channel.close(promise: nil) }
         logger.notice("grant expired", metadata: ["session": "\(session)", "connections_cut": "\(channels.count)"])
-        Task { await record(removed.info, ending: .expired, actor: nil, reason: nil, connections: channels.count) }
+        Task {
+            await record(removed.info, ending: .expired, actor: nil, reason: nil, connections: channels.count)
+            // Recorded: no longer needed in the file (a crash before this rewrite records it again at start).
+            if removed.info.tag != .probe { saveSessions() }
+        }
     }
 
     private func record(_ info: SessionInfo, ending: Ending, actor: String?, reason: String?, connections: Int) async {
@@ -240,52 +268,78 @@ public final class SessionRegistry: Sendable {
         }
     }
 
-    // MARK: the durable file of ended sessions
+    // MARK: the durable file of sessions
 
-    private func saveEnded() {
+    private static let fractionalTime = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+
+    private func saveSessions() {
         guard let endedFile else { return }
         saving.lock()
         defer { saving.unlock() }
         let now = clock.now()
         let records = entries.withLock { entries in
-            entries.values.compactMap { entry -> EndedRecord? in
-                guard let ending = entry.ended, ending != .expired, entry.info.tag != .probe, entry.info.expiresAt > now else { return nil }
-                return EndedRecord(
+            entries.values.compactMap { entry -> SessionRecord? in
+                guard entry.ended != .expired, entry.info.tag != .probe, entry.info.expiresAt > now else { return nil }
+                return SessionRecord(
                     session: entry.info.session, user: entry.info.user, pathway: entry.info.pathway, issuedAt: entry.info.issuedAt,
-                    expiresAt: entry.info.expiresAt, ending: ending)
+                    expiresAt: entry.info.expiresAt, ending: entry.ended)
             }
+        }
+        // Sessions whose expiry is still to be recorded stay in the file until it is.
+        let missed = expiredWhileDown.withLock { $0 }.map {
+            SessionRecord(session: $0.session, user: $0.user, pathway: $0.pathway, issuedAt: $0.issuedAt, expiresAt: $0.expiresAt)
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-        encoder.dateEncodingStrategy = .iso8601
+        // Fractions of a second kept: a restored session expires when its token does, not earlier.
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(date.formatted(Self.fractionalTime))
+        }
         do {
-            let data = try encoder.encode(records.sorted { $0.session < $1.session })
+            let data = try encoder.encode((records + missed).sorted { $0.session < $1.session })
             try DurableFile.replace(endedFile, with: Array(data))
         } catch {
-            logger.critical("cannot save ended sessions", metadata: ["file": "\(endedFile)", "error": "\(error)"])
+            logger.critical("cannot save the sessions file", metadata: ["file": "\(endedFile)", "error": "\(error)"])
         }
     }
 
-    private func loadEnded() {
+    private func loadSessions() {
         guard let endedFile, FileManager.default.fileExists(atPath: endedFile) else { return }
         let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let container = try decoder.singleValueContainer()
+            let text = try container.decode(String.self)
+            // Files written before fractions were kept have whole seconds.
+            guard let date = (try? Self.fractionalTime.parse(text)) ?? (try? Date.ISO8601FormatStyle().parse(text)) else {
+                throw DecodingError.dataCorruptedError(in: container, debugDescription: "not an ISO 8601 time: \(text)")
+            }
+            return date
+        }
         do {
-            let records = try decoder.decode([EndedRecord].self, from: Data(DurableFile.read(endedFile)))
+            let records = try decoder.decode([SessionRecord].self, from: Data(DurableFile.read(endedFile)))
             let now = clock.now()
+            var missed: [SessionInfo] = []
             entries.withLock { entries in
-                for record in records where record.expiresAt > now {
+                for record in records {
                     let info = SessionInfo(
                         session: record.session, user: record.user, pathway: record.pathway, issuedAt: record.issuedAt,
                         expiresAt: record.expiresAt)
-                    entries[record.session] = Entry(info: info, ended: record.ending, timer: schedule(info))
+                    if record.expiresAt > now {
+                        entries[record.session] = Entry(info: info, ended: record.ending, timer: schedule(info))
+                    } else if record.ending == nil {
+                        missed.append(info)
+                    }
                 }
             }
-            logger.notice("ended sessions restored", metadata: ["file": "\(endedFile)", "count": "\(records.count)"])
+            expiredWhileDown.withLock { $0 = missed }
+            logger.notice(
+                "sessions restored",
+                metadata: ["file": "\(endedFile)", "count": "\(records.count)", "expired_while_down": "\(missed.count)"])
         } catch {
             issuedNotBefore.withLock { $0 = clock.now() }
             logger.critical(
-                "cannot read the file of ended sessions: every grant from before this start is refused (log in again)",
+                "cannot read the sessions file: every grant from before this start is refused (log in again)",
                 metadata: ["file": "\(endedFile)", "error": "\(error)"])
         }
     }

@@ -198,6 +198,58 @@ import Testing
         _ = try? channel.finish()
     }
 
+    /// A grant that expires while the gateway is down gets its `grant.expired` at the next start,
+    /// once; a live grant is kept across a restart and expires on time; probe grants are not kept.
+    @Test func grantsExpiringWhileTheGatewayIsDownAreRecordedAtStart() async throws {
+        let folder = try TestDirectory("sessions-down")
+        defer { folder.remove() }
+        let file = folder.file("ended-sessions.json")
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let now = Date()
+        func info(_ session: String, _ seconds: Double, tag: Grant.Tag? = nil) -> SessionRegistry.SessionInfo {
+            SessionRegistry.SessionInfo(
+                session: session, user: "alice", pathway: "web", issuedAt: now, expiresAt: now.addingTimeInterval(seconds), tag: tag)
+        }
+        // The first run's timers die with its event loop: the gateway is down when `short` expires.
+        let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let first = SessionRegistry(audit: MemoryAuditSink(), clock: SystemWallClock(), group: loop, endedFile: file, logger: logger)
+        first.track(info("short", 0.5))
+        first.track(info("long", 600))
+        first.track(info("probe", 0.5, tag: .probe))
+        try await loop.shutdownGracefully()
+        try await Task.sleep(for: .milliseconds(800))
+
+        let audit = MemoryAuditSink()
+        let second = SessionRegistry(
+            audit: audit, clock: SystemWallClock(), group: MultiThreadedEventLoopGroup.singleton, endedFile: file, logger: logger)
+        #expect(second.isLive("long") && !second.isLive("short"))
+        await second.recordExpiredWhileDown()
+        await second.recordExpiredWhileDown()
+        let expired = audit.events(.grantExpired)
+        #expect(expired.map { $0.fields["session"] } == [.string("short")])
+        #expect(expired.first?.fields["connections_closed"] == .integer(0))
+        // Kept to the millisecond.
+        if case .time(let expiry) = expired.first?.fields["expires_at"] {
+            #expect(abs(expiry.timeIntervalSince(now.addingTimeInterval(0.5))) < 0.002)
+        } else {
+            Issue.record("expires_at is missing")
+        }
+        #expect(expired.first.map { "\($0.fields["reason"] ?? .string(""))".contains("not running") } == true)
+        // A grant that expires while this run is up is recorded on time and leaves the file.
+        second.track(info("soon", 1.2))
+        #expect(await Self.eventually { audit.events(.grantExpired).count == 2 })
+
+        let third = MemoryAuditSink()
+        let restarted = SessionRegistry(
+            audit: third, clock: SystemWallClock(), group: MultiThreadedEventLoopGroup.singleton, endedFile: file, logger: logger)
+        await restarted.recordExpiredWhileDown()
+        #expect(third.events(.grantExpired).isEmpty)
+        #expect(restarted.isLive("long"))
+        let kept = try String(contentsOfFile: file, encoding: .utf8)
+        #expect(kept.contains("\"long\"") && !kept.contains("\"short\"") && !kept.contains("\"soon\"") && !kept.contains("\"probe\""))
+    }
+
     @Test func largeBodiesStreamBothWaysWithBoundedMemory() async throws {
         let fixture = try await ProxyTests.fixture()
         defer { Task { await fixture.stop() } }
