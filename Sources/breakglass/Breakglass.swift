@@ -14,7 +14,8 @@ struct Breakglass: AsyncParsableCommand {
             Gateway URL and CA: --gateway / --ca, or BREAKGLASS_GATEWAY / BREAKGLASS_CA.
             """,
         subcommands: [
-            LoginCommand.self, TokenCommand.self, StatusCommand.self, TunnelCommand.self, ConnectCommand.self, LogoutCommand.self,
+            LoginCommand.self, TokenCommand.self, StatusCommand.self, TunnelCommand.self, ConnectCommand.self, ProxyCommand.self,
+            LogoutCommand.self,
             ServeCommand.self, SessionsCommand.self, RevokeCommand.self, PolicyCommand.self, AuditCommand.self, KeysCommand.self,
             CertsCommand.self, HealthCommand.self, SelftestCommand.self, DrillCommand.self,
         ]

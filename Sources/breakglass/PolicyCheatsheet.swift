@@ -62,6 +62,9 @@ struct PolicyCheatsheet {
                 lines.append(
                     "  breakglass tunnel \(entry.name) --listen 127.0.0.1:\(port)     # then point the client at 127.0.0.1:\(port)")
                 lines.append("  ssh -o ProxyCommand='breakglass connect \(entry.name)' USER@\(entry.name)   # ssh through it")
+                lines.append(
+                    "  ncat --proxy 127.0.0.1:3128 --proxy-type http \(entry.name) PORT   # with breakglass proxy --listen 127.0.0.1:3128 running"
+                )
             } else {
                 lines.append(
                     "  curl --cacert \"$BREAKGLASS_CA\" -H \"Authorization: Bearer $(breakglass token \(entry.name))\" \"$BREAKGLASS_GATEWAY/p/\(entry.name)/\""

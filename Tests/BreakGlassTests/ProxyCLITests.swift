@@ -63,6 +63,49 @@ import Testing
         #expect(fixture.events(.grantReleased).count == 1)
     }
 
+    /// `breakglass proxy`: a plain HTTP CONNECT proxy on loopback for clients such as ncat, which
+    /// can speak neither TLS to a proxy nor a bearer token.
+    @Test func localProxyCarriesNcatThroughTheGateway() async throws {
+        let fixture = try await ProxyTests.fixture()
+        defer { Task { await fixture.stop() } }
+        let binary = try ProcessRunner.breakglassExecutable()
+        let ncat = try #require(ProcessRunner.which("ncat"), "ncat is installed by Scripts/test")
+        let environment = try await Self.cliLogin(fixture, user: "alice", pathway: "echo")
+        let refused = try await ProcessRunner.run(binary, ["proxy", "--listen", "0.0.0.0:0"], environment: environment)
+        #expect(refused.status != 0 && refused.stderr.contains("loopback"), "\(refused.stderr)")
+
+        let port = try TestPorts.unused()
+        let proxy = Process()
+        proxy.executableURL = URL(fileURLWithPath: binary)
+        proxy.arguments = ["proxy", "--listen", "127.0.0.1:\(port)"]
+        proxy.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        proxy.standardOutput = FileHandle.nullDevice
+        proxy.standardError = FileHandle.nullDevice
+        try proxy.run()
+        defer { kill(proxy.processIdentifier, SIGKILL) }
+        var probe: TLSTestConnection?
+        for _ in 0..<100 where probe == nil {
+            probe = try? await TLSTestConnection(port: port, caPath: nil)
+            if probe == nil { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        let plain = try #require(probe, "breakglass proxy did not listen on \(port)")
+
+        // A pathway without a stored grant, and a request that is not CONNECT: answers that say why.
+        try await plain.send("CONNECT web:443 HTTP/1.1\r\nHost: web:443\r\n\r\n")
+        #expect(await plain.wait { $0.text.hasPrefix("HTTP/1.1 403") && $0.text.contains("no grant stored for web") })
+        let other = try await TLSTestConnection(port: port, caPath: nil)
+        try await other.send("GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n")
+        #expect(await other.wait { $0.text.hasPrefix("HTTP/1.1 405") && $0.text.contains("CONNECT PATHWAY:PORT") })
+
+        // ncat through the local proxy, the gateway and the tunnel to the echo upstream and back.
+        let carried = try await ProcessRunner.run(
+            ncat, ["--proxy", "127.0.0.1:\(port)", "--proxy-type", "http", "echo", "7"], stdin: "through ncat\n",
+            timeout: .seconds(20))
+        #expect(carried.status == 0, "\(carried.stderr)")
+        #expect(carried.stdout == "through ncat\n")
+        #expect(fixture.events(.tunnelOpened).count == 1)
+    }
+
     @Test func revokeThroughTheAdminSocketCutsAtOnceAndSurvivesARestart() async throws {
         let fixture = try await ProxyTests.fixture(durableAudit: true)
         let binary = try ProcessRunner.breakglassExecutable()
