@@ -168,7 +168,10 @@ public enum AuditLogReader {
                 start: position == 0 ? resume?.offset ?? SegmentFormat.headerSize : SegmentFormat.headerSize
             )
         }
-        let gateway = subtrees.map { Array($0.gateway.utf8) }
+        // The fast match compares the name as it appears in JSON: one that JSON escapes goes the careful way.
+        let gateway = subtrees.map { Array($0.gateway.utf8) }.flatMap { bytes in
+            bytes.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") } ? nil : bytes
+        }
         // With several segments, the next one is read while this one is checked and visited.
         let prefetcher = jobs.count > 1 ? SegmentPrefetcher(jobs: jobs) : nil
         defer { prefetcher?.cancel() }

@@ -73,7 +73,7 @@ struct SegmentScan {
         var scan = SegmentScan(firstSequence: first, frames: [], leaves: [], fields: [], pieces: [], end: start, damage: nil)
         var offset = start
         // Records are a few hundred bytes: room for that many frames saves growing the array.
-        scan.frames.reserveCapacity((bytes.count - start) / 256)
+        scan.frames.reserveCapacity(min((bytes.count - start) / 256, 1 << 18))
         bytes.withUnsafeBytes { raw in
             while offset + SegmentFormat.frameHeaderSize <= raw.count {
                 let length = Int(UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))

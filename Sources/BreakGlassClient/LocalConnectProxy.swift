@@ -20,7 +20,10 @@ public enum LocalConnectProxy {
         connector: @escaping @Sendable (String) -> Result<TunnelConnector, ClientError>,
         report: @escaping @Sendable (String) -> Void
     ) async throws(ClientError) -> any Channel {
-        guard address.host == "localhost" || IPAddress(address.host)?.isLoopback == true else {
+        var address = address
+        // Resolved here, not by the system's name service: the address must stay loopback.
+        if address.host == "localhost" { address.host = "127.0.0.1" }
+        guard IPAddress(address.host)?.isLoopback == true else {
             throw ClientError(
                 code: "not_loopback",
                 message:
@@ -66,6 +69,8 @@ final class LocalConnectHandler: ChannelInboundHandler, RemovableChannelHandler 
     private let report: @Sendable (String) -> Void
     private var state = State.head
     private var received = ByteBuffer()
+    /// The client closed its side while the tunnel was opening: passed on once glued.
+    private var inputClosed = false
 
     init(connector: @escaping @Sendable (String) -> Result<TunnelConnector, ClientError>, report: @escaping @Sendable (String) -> Void) {
         self.connector = connector
@@ -89,6 +94,10 @@ final class LocalConnectHandler: ChannelInboundHandler, RemovableChannelHandler 
             if received.readableBytes > LocalConnectProxy.maximumHead {
                 refuse(context, status: .requestHeaderFieldsTooLarge, "the request head is larger than 16 KiB")
             }
+            return
+        }
+        guard view.distance(from: view.startIndex, to: end.upperBound) <= LocalConnectProxy.maximumHead else {
+            refuse(context, status: .requestHeaderFieldsTooLarge, "the request head is larger than 16 KiB")
             return
         }
         let head = String(decoding: view[view.startIndex..<end.lowerBound], as: UTF8.self)
@@ -134,7 +143,9 @@ final class LocalConnectHandler: ChannelInboundHandler, RemovableChannelHandler 
         switch result {
         case .failure(let error):
             let failure = error as? ClientError
-            let status = failure?.httpStatus.map { HTTPResponseStatus(statusCode: $0) } ?? .badGateway
+            // The gateway's 401 or 407 would make the client ask for proxy credentials it does not have.
+            let status =
+                failure?.httpStatus.map { [401, 407].contains($0) ? .forbidden : HTTPResponseStatus(statusCode: $0) } ?? .badGateway
             let message = failure?.message ?? "cannot open a tunnel to \(pathway): \(error)"
             refuse(context, status: status, message)
             report("refused CONNECT \(pathway): \(message)")
@@ -163,7 +174,26 @@ final class LocalConnectHandler: ChannelInboundHandler, RemovableChannelHandler 
             context.fireChannelReadComplete()
         }
         received = ByteBuffer()
+        if inputClosed { context.fireUserInboundEventTriggered(ChannelEvent.inputClosed) }
         context.leavePipeline(removalToken: removalToken)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard case ChannelEvent.inputClosed = event else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        switch state {
+        case .head:
+            // Gone before asking for anything.
+            context.close(promise: nil)
+        case .opening:
+            inputClosed = true
+        case .glued:
+            context.fireUserInboundEventTriggered(event)
+        case .refused:
+            break
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -174,6 +174,7 @@ public final class GatewayService: Service, Sendable {
         await admin?.shutdown()
         await alerts?.shutdown()
         await pam.shutdown()
+        await proxy.registry.flush()
         try? await audit.record(AuditEvent(kind: .gatewayStopped, time: .now, fields: ["gateway": .string(loaded.policy.gateway.id)]))
         await auditLog?.close()
     }

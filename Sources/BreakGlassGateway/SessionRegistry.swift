@@ -54,6 +54,7 @@ public final class SessionRegistry: Sendable {
     private struct Entry {
         var info: SessionInfo
         var channels: [ObjectIdentifier: any Channel] = [:]
+        /// `.expired` only while its `grant.expired` is being recorded (then the entry goes).
         var ended: Ending?
         var timer: Scheduled<Void>?
     }
@@ -87,8 +88,10 @@ public final class SessionRegistry: Sendable {
     private let group: any EventLoopGroup
     private let endedFile: String?
     private let logger: Logger
-    /// One rewrite of the ended-sessions file at a time.
-    private let saving = NSLock()
+    /// Rewrites of the file run here, one at a time, off the event loops and the task pool.
+    private let fileQueue = DispatchQueue(label: "breakglass.sessions-file")
+    /// A rewrite is queued and has not started: later requests share it.
+    private let rewriteQueued = Mutex(false)
     private let revokedHook = Mutex<(@Sendable ([SessionInfo], String, String?) -> Void)?>(nil)
 
     /// Told of every revocation (the sessions, who revoked them, and why), after it is audited.
@@ -116,23 +119,22 @@ public final class SessionRegistry: Sendable {
             return true
         }
         // Probe sessions are not kept across restarts: their grants last a minute and allow only the probe.
-        if added, info.tag != .probe { saveSessions() }
+        if added, info.tag != .probe { saveSoon() }
     }
 
-    /// Records `grant.expired` for the sessions that were live when the gateway stopped and whose
-    /// grants expired before it started again, then drops them from the file. Called once at start.
+    /// Records `grant.expired` for the sessions of the file whose grants expired while the gateway
+    /// was down (or before it could record them), then drops them from the file. Called at start;
+    /// one that cannot be recorded stays in the file for the next start.
     public func recordExpiredWhileDown() async {
-        let missed = expiredWhileDown.withLock { missed in
-            defer { missed = [] }
-            return missed
-        }
+        let missed = expiredWhileDown.withLock { $0 }
         guard !missed.isEmpty else { return }
         for info in missed.sorted(by: { $0.expiresAt < $1.expiresAt }) {
-            await record(
-                info, ending: .expired, actor: nil, reason: "the gateway was not running when the grant expired; recorded at start",
+            let recorded = await record(
+                info, ending: .expired, actor: nil, reason: "recorded at start: the gateway was down when the grant expired",
                 connections: 0)
+            if recorded { expiredWhileDown.withLock { $0.removeAll { $0.session == info.session } } }
         }
-        saveSessions()
+        await saveNow()
     }
 
     /// Admits a request of `session` on `channel`: refused when the session has ended or expired.
@@ -146,15 +148,21 @@ public final class SessionRegistry: Sendable {
             return BreakGlassError(.invalidToken, "grants from before the gateway's restart are no longer accepted; log in again")
         }
         let id = ObjectIdentifier(channel)
-        let outcome: (refusal: BreakGlassError?, added: Bool) = entries.withLock { entries in
-            if entries[info.session] == nil { entries[info.session] = Entry(info: info, timer: schedule(info)) }
-            if let ended = entries[info.session]?.ended {
-                return (BreakGlassError(.invalidToken, "the grant was \(ended.rawValue); log in again for new access"), false)
+        let outcome: (refusal: BreakGlassError?, added: Bool, tracked: Bool) = entries.withLock { entries in
+            var tracked = false
+            if entries[info.session] == nil {
+                entries[info.session] = Entry(info: info, timer: schedule(info))
+                tracked = true
             }
-            guard entries[info.session]?.channels[id] == nil else { return (nil, false) }
+            if let ended = entries[info.session]?.ended {
+                return (BreakGlassError(.invalidToken, "the grant was \(ended.rawValue); log in again for new access"), false, tracked)
+            }
+            guard entries[info.session]?.channels[id] == nil else { return (nil, false, tracked) }
             entries[info.session]?.channels[id] = channel
-            return (nil, true)
+            return (nil, true, tracked)
         }
+        // A token from before a restart that the file did not have: kept from now on.
+        if outcome.tracked, info.tag != .probe { saveSoon() }
         // A keep-alive connection is admitted once per request but registered once.
         if outcome.added {
             channel.closeFuture.whenComplete { _ in
@@ -200,8 +208,8 @@ public final class SessionRegistry: Sendable {
         }
         for (_, channels) in ended { for channel in channels { channel.close(promise: nil) } }
         guard !ended.isEmpty else { return [] }
-        // Probe sessions are not kept across restarts: their grants last a minute and allow only the probe.
-        if ended.contains(where: { $0.0.tag != .probe }) { saveSessions() }
+        // Durable before it is audited, so that an audited revocation survives any crash.
+        if ended.contains(where: { $0.0.tag != .probe }) { await saveNow() }
         for (info, channels) in ended {
             await record(info, ending: ending, actor: actor, reason: reason, connections: channels.count)
         }
@@ -233,25 +241,43 @@ public final class SessionRegistry: Sendable {
     }
 
     private func expire(_ session: String) {
-        let removed = entries.withLock { $0.removeValue(forKey: session) }
-        guard let removed else { return }
-        guard removed.ended == nil else {
-            // Released or revoked earlier and kept until now so that its token stayed refused. The
-            // file is rewritten (and synced) off the event loop.
-            if removed.info.tag != .probe { Task { self.saveSessions() } }
+        let expiring: (info: SessionInfo, channels: [any Channel])? = entries.withLock { entries in
+            guard var entry = entries[session] else { return nil }
+            guard entry.ended == nil else {
+                // Released or revoked earlier and kept until now so that its token stayed refused.
+                entries.removeValue(forKey: session)
+                return nil
+            }
+            // Kept (as live, in the file) until its expiry is on the record.
+            entry.ended = .expired
+            entry.timer = nil
+            let channels = Array(entry.channels.values)
+            entry.channels = [:]
+            entries[session] = entry
+            return (entry.info, channels)
+        }
+        guard let expiring else {
+            saveSoon()
             return
         }
-        let channels = Array(removed.channels.values)
-        for channel in channels { channel.close(promise: nil) }
-        logger.notice("grant expired", metadata: ["session": "\(session)", "connections_cut": "\(channels.count)"])
+        for channel in expiring.channels { channel.close(promise: nil) }
+        logger.notice("grant expired", metadata: ["session": "\(session)", "connections_cut": "\(expiring.channels.count)"])
         Task {
-            await record(removed.info, ending: .expired, actor: nil, reason: nil, connections: channels.count)
-            // Recorded: no longer needed in the file (a crash before this rewrite records it again at start).
-            if removed.info.tag != .probe { saveSessions() }
+            // Not recorded (the audit log is failing): it stays in the file, and the next start records it.
+            guard await record(expiring.info, ending: .expired, actor: nil, reason: nil, connections: expiring.channels.count) else {
+                return
+            }
+            entries.withLock { entries in
+                if entries[session]?.ended == .expired { entries.removeValue(forKey: session) }
+            }
+            // A crash before this rewrite records the expiry once more at the next start.
+            if expiring.info.tag != .probe { saveSoon() }
         }
     }
 
-    private func record(_ info: SessionInfo, ending: Ending, actor: String?, reason: String?, connections: Int) async {
+    /// Audits the end of a session; false when it could not be recorded.
+    @discardableResult
+    private func record(_ info: SessionInfo, ending: Ending, actor: String?, reason: String?, connections: Int) async -> Bool {
         var fields: [String: AuditValue] = [
             "session": .string(info.session),
             "user": .string(info.user),
@@ -263,8 +289,10 @@ public final class SessionRegistry: Sendable {
         fields["reason"] = reason.map(AuditValue.string)
         do {
             try await audit.record(AuditEvent(kind: ending.eventKind, time: clock.now(), fields: fields))
+            return true
         } catch {
             logger.critical("audit failed for the end of a grant", metadata: ["session": "\(info.session)", "error": "\(error)"])
+            return false
         }
     }
 
@@ -272,17 +300,56 @@ public final class SessionRegistry: Sendable {
 
     private static let fractionalTime = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
 
+    /// Returns once the file holds the sessions as they are now (at shutdown: no rewrite left queued).
+    public func flush() async {
+        await saveNow()
+    }
+
+    /// Queues a rewrite of the file (shared with any rewrite already queued) and returns at once.
+    private func saveSoon() {
+        guard endedFile != nil else { return }
+        let queue = rewriteQueued.withLock { queued in
+            defer { queued = true }
+            return !queued
+        }
+        guard queue else { return }
+        fileQueue.async {
+            self.rewriteQueued.withLock { $0 = false }
+            self.saveSessions()
+        }
+    }
+
+    /// Rewrites the file and returns once it is durable.
+    private func saveNow() async {
+        guard endedFile != nil else { return }
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            fileQueue.async {
+                self.saveSessions()
+                done.resume()
+            }
+        }
+    }
+
+    /// Writes the file from the sessions known now (on `fileQueue` only).
     private func saveSessions() {
         guard let endedFile else { return }
-        saving.lock()
-        defer { saving.unlock() }
         let now = clock.now()
         let records = entries.withLock { entries in
             entries.values.compactMap { entry -> SessionRecord? in
-                guard entry.ended != .expired, entry.info.tag != .probe, entry.info.expiresAt > now else { return nil }
-                return SessionRecord(
-                    session: entry.info.session, user: entry.info.user, pathway: entry.info.pathway, issuedAt: entry.info.issuedAt,
-                    expiresAt: entry.info.expiresAt, ending: entry.ended)
+                guard entry.info.tag != .probe else { return nil }
+                switch entry.ended {
+                case nil, .expired:
+                    // Live, or expired with its record still to be made: the next start records an
+                    // expiry that this run did not.
+                    return SessionRecord(
+                        session: entry.info.session, user: entry.info.user, pathway: entry.info.pathway, issuedAt: entry.info.issuedAt,
+                        expiresAt: entry.info.expiresAt)
+                case .released, .revoked:
+                    guard entry.info.expiresAt > now else { return nil }
+                    return SessionRecord(
+                        session: entry.info.session, user: entry.info.user, pathway: entry.info.pathway, issuedAt: entry.info.issuedAt,
+                        expiresAt: entry.info.expiresAt, ending: entry.ended)
+                }
             }
         }
         // Sessions whose expiry is still to be recorded stay in the file until it is.

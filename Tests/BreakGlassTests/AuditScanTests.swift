@@ -62,6 +62,35 @@ import Testing
         }
     }
 
+    /// Many small segments with checkpoints between and across them: the root verify computes
+    /// from subtrees is the RFC 6962 root of the records, computed here from first principles.
+    @Test func multiSegmentLogVerifiesToTheRootOfItsRecords() async throws {
+        let fixture = try AuditLogTests.Fixture()
+        defer { fixture.folder.remove() }
+        let log = try fixture.open(segmentSize: 64 << 10)
+        for batch in 0..<6 {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for writer in 0..<8 {
+                    group.addTask {
+                        for index in stride(from: batch * 500 + writer, to: (batch + 1) * 500, by: 8) {
+                            _ = try await log.append(AuditLogTests.event(index))
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            try await Task.sleep(for: .milliseconds(60))
+        }
+        await log.close()
+        let entries = try AuditLogReader.read(directory: fixture.directory).entries
+        #expect(Set(entries.map(\.segment)).count > 5)
+        let report = try fixture.verify()
+        #expect(report.records == 3000)
+        #expect(report.checkpointsChecked > 3)
+        let leaves = entries.map { Array(SHA256.hash(data: [0x00] + $0.bytes)) }
+        #expect(report.root == MerkleTree.root(leaves[...]))
+    }
+
     /// A record from another log in the middle of a large segment: its run is read record by
     /// record, so the message names it, and a log with checkpoints at many sizes still verifies.
     @Test func recordFromAnotherLogInALargeSegmentIsNamed() async throws {

@@ -224,6 +224,12 @@ import Testing
         let second = SessionRegistry(
             audit: audit, clock: SystemWallClock(), group: MultiThreadedEventLoopGroup.singleton, endedFile: file, logger: logger)
         #expect(second.isLive("long") && !second.isLive("short"))
+        // While the audit log fails, the expiry stays owed (and in the file).
+        audit.setFailing(true)
+        await second.recordExpiredWhileDown()
+        #expect(audit.events.isEmpty)
+        #expect(try String(contentsOfFile: file, encoding: .utf8).contains("\"short\""))
+        audit.setFailing(false)
         await second.recordExpiredWhileDown()
         await second.recordExpiredWhileDown()
         let expired = audit.events(.grantExpired)
@@ -235,10 +241,13 @@ import Testing
         } else {
             Issue.record("expires_at is missing")
         }
-        #expect(expired.first.map { "\($0.fields["reason"] ?? .string(""))".contains("not running") } == true)
+        #expect(expired.first.map { "\($0.fields["reason"] ?? .string(""))".contains("recorded at start") } == true)
         // A grant that expires while this run is up is recorded on time and leaves the file.
         second.track(info("soon", 1.2))
         #expect(await Self.eventually { audit.events(.grantExpired).count == 2 })
+        // Recorded, then dropped from the file (rewritten off the caller's thread).
+        #expect(await Self.eventually { (try? String(contentsOfFile: file, encoding: .utf8))?.contains("\"soon\"") == false })
+        await second.flush()
 
         let third = MemoryAuditSink()
         let restarted = SessionRegistry(
