@@ -103,7 +103,13 @@ import Testing
             timeout: .seconds(20))
         #expect(carried.status == 0, "\(carried.stderr)")
         #expect(carried.stdout == "through ncat\n")
-        #expect(fixture.events(.tunnelOpened).count == 1)
+
+        // A client that sends its bytes and closes its side before the tunnel is up: both get through.
+        let eager = try await TLSTestConnection(port: port, caPath: nil)
+        try await eager.send("CONNECT echo:7 HTTP/1.1\r\nHost: echo:7\r\n\r\nsent early\n")
+        try await eager.closeOutput()
+        #expect(await eager.wait { $0.text == "HTTP/1.1 200 Connection established\r\n\r\nsent early\n" && $0.inputClosed })
+        #expect(fixture.events(.tunnelOpened).count == 2)
     }
 
     @Test func revokeThroughTheAdminSocketCutsAtOnceAndSurvivesARestart() async throws {
