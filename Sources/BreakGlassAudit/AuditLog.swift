@@ -136,7 +136,13 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
             Thread.detachNewThread {
                 do {
                     var tree = AppendOnlyTree()
-                    _ = try AuditLogReader.scan(directory: log.directory, until: resumed, decode: false, hashLeaves: true) { visit in
+                    _ = try AuditLogReader.scan(
+                        directory: log.directory, until: resumed, decode: false,
+                        subtrees: AuditLogReader.SubtreeMode(gateway: log.origin, cuts: []),
+                        visitSubtrees: { subtrees in
+                            for subtree in subtrees { tree.append(subtree: subtree.hash, size: subtree.size) }
+                        }
+                    ) { visit in
                         tree.append(leaf: visit.leaf ?? TreeHash.leaf(visit.payload))
                     }
                     guard tree.size >= resumed.sequence else {

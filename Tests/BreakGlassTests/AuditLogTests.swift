@@ -184,6 +184,9 @@ import Testing
         try Data(bytes).write(to: URL(fileURLWithPath: fixture.segment))
         let text = message { _ = try fixture.verify() }
         #expect(text?.contains("records do not match") == true, "\(text ?? "verified")")
+        // The gateway starts from its saved state and finds it in its background check of the records before.
+        let reason = await Self.stopReason(fixture)
+        #expect(reason?.contains("do not match the latest signed checkpoint") == true, "\(reason ?? "not stopped")")
     }
 
     @Test func removedAndSwappedRecordsBreakTheSequence() async throws {
