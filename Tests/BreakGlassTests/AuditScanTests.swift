@@ -62,17 +62,14 @@ import Testing
         }
     }
 
-    /// Many small segments with checkpoints between and across them: the root verify computes
-    /// from subtrees is the RFC 6962 root of the records, computed here from first principles.
-    @Test func multiSegmentLogVerifiesToTheRootOfItsRecords() async throws {
-        let fixture = try AuditLogTests.Fixture()
-        defer { fixture.folder.remove() }
-        let log = try fixture.open(segmentSize: 64 << 10)
-        for batch in 0..<6 {
+    /// Writes `batches` batches of `size` events from 8 writers, with a pause after each for a
+    /// checkpoint (so checkpoints fall at many sizes), then closes the log.
+    static func write(_ log: AuditLog, batches: Int, of size: Int) async throws {
+        for batch in 0..<batches {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for writer in 0..<8 {
                     group.addTask {
-                        for index in stride(from: batch * 500 + writer, to: (batch + 1) * 500, by: 8) {
+                        for index in stride(from: batch * size + writer, to: (batch + 1) * size, by: 8) {
                             _ = try await log.append(AuditLogTests.event(index))
                         }
                     }
@@ -82,6 +79,15 @@ import Testing
             try await Task.sleep(for: .milliseconds(60))
         }
         await log.close()
+    }
+
+    /// Many small segments with checkpoints between and across them: the root verify computes
+    /// from subtrees is the RFC 6962 root of the records, computed here from first principles.
+    @Test func multiSegmentLogVerifiesToTheRootOfItsRecords() async throws {
+        let fixture = try AuditLogTests.Fixture()
+        defer { fixture.folder.remove() }
+        let log = try fixture.open(segmentSize: 64 << 10)
+        try await Self.write(log, batches: 6, of: 500)
         let entries = try AuditLogReader.read(directory: fixture.directory).entries
         #expect(Set(entries.map(\.segment)).count > 5)
         let report = try fixture.verify()
@@ -97,20 +103,7 @@ import Testing
         let fixture = try AuditLogTests.Fixture()
         defer { fixture.folder.remove() }
         let log = try fixture.open(segmentSize: 8 << 20)
-        for batch in 0..<10 {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for writer in 0..<8 {
-                    group.addTask {
-                        for index in stride(from: batch * 700 + writer, to: (batch + 1) * 700, by: 8) {
-                            _ = try await log.append(AuditLogTests.event(index))
-                        }
-                    }
-                }
-                try await group.waitForAll()
-            }
-            try await Task.sleep(for: .milliseconds(60))
-        }
-        await log.close()
+        try await Self.write(log, batches: 10, of: 700)
         let report = try fixture.verify()
         #expect(report.records == 7000)
         #expect(report.checkpointsChecked > 2)

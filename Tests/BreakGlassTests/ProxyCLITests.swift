@@ -22,6 +22,27 @@ import Testing
         return environment
     }
 
+    /// Starts a long-running CLI command (its output discarded); the caller kills it.
+    static func start(_ binary: String, _ arguments: [String], environment: [String: String]) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    /// A plain TCP connection to a local listener once it is up (tried for 5 s); nil if it never is.
+    static func connect(port: Int) async -> TLSTestConnection? {
+        for _ in 0..<100 {
+            if let connection = try? await TLSTestConnection(port: port, caPath: nil) { return connection }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return nil
+    }
+
     @Test func connectTunnelAndLogoutCommands() async throws {
         let fixture = try await ProxyTests.fixture()
         defer { Task { await fixture.stop() } }
@@ -36,20 +57,9 @@ import Testing
 
         // tunnel: a local listener; each accepted connection is one tunnel.
         let port = try TestPorts.unused()
-        let tunnel = Process()
-        tunnel.executableURL = URL(fileURLWithPath: binary)
-        tunnel.arguments = ["tunnel", "echo", "--listen", "127.0.0.1:\(port)"]
-        tunnel.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        tunnel.standardOutput = FileHandle.nullDevice
-        tunnel.standardError = FileHandle.nullDevice
-        try tunnel.run()
+        let tunnel = try Self.start(binary, ["tunnel", "echo", "--listen", "127.0.0.1:\(port)"], environment: environment)
         defer { kill(tunnel.processIdentifier, SIGKILL) }
-        var local: TLSTestConnection?
-        for _ in 0..<100 where local == nil {
-            local = try? await TLSTestConnection(port: port, caPath: nil)
-            if local == nil { try await Task.sleep(for: .milliseconds(50)) }
-        }
-        let connection = try #require(local, "the tunnel command did not listen on \(port)")
+        let connection = try #require(await Self.connect(port: port), "the tunnel command did not listen on \(port)")
         try await connection.send("via the local listener\n")
         #expect(await connection.wait { $0.text == "via the local listener\n" })
 
@@ -75,20 +85,9 @@ import Testing
         #expect(refused.status != 0 && refused.stderr.contains("loopback"), "\(refused.stderr)")
 
         let port = try TestPorts.unused()
-        let proxy = Process()
-        proxy.executableURL = URL(fileURLWithPath: binary)
-        proxy.arguments = ["proxy", "--listen", "127.0.0.1:\(port)"]
-        proxy.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        proxy.standardOutput = FileHandle.nullDevice
-        proxy.standardError = FileHandle.nullDevice
-        try proxy.run()
+        let proxy = try Self.start(binary, ["proxy", "--listen", "127.0.0.1:\(port)"], environment: environment)
         defer { kill(proxy.processIdentifier, SIGKILL) }
-        var probe: TLSTestConnection?
-        for _ in 0..<100 where probe == nil {
-            probe = try? await TLSTestConnection(port: port, caPath: nil)
-            if probe == nil { try await Task.sleep(for: .milliseconds(50)) }
-        }
-        let plain = try #require(probe, "breakglass proxy did not listen on \(port)")
+        let plain = try #require(await Self.connect(port: port), "breakglass proxy did not listen on \(port)")
 
         // A pathway without a stored grant, and a request that is not CONNECT: answers that say why.
         try await plain.send("CONNECT web:443 HTTP/1.1\r\nHost: web:443\r\n\r\n")
