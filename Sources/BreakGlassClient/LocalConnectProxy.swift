@@ -123,19 +123,23 @@ final class LocalConnectHandler: ChannelInboundHandler, RemovableChannelHandler 
         // Held bytes stay bounded: nothing more is read until the tunnel is glued.
         let channel = context.channel
         channel.setOption(.autoRead, value: false).whenFailure { _ in channel.close(promise: nil) }
-        let opener: TunnelConnector
-        switch connector(pathway) {
-        case .failure(let error):
-            refuse(context, status: .forbidden, error.message)
-            report("refused CONNECT \(pathway): \(error.message)")
-            return
-        case .success(let found):
-            opener = found
-        }
+        // The grant is read from the token store (and the CA file loaded) off the event loop.
+        let connector = self.connector
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        opener.open(on: context.eventLoop).whenComplete { result in
+        NIOThreadPool.singleton.runIfActive(eventLoop: context.eventLoop) { connector(pathway) }.whenComplete { result in
             let (handler, context) = loopBound.value
-            handler.opened(context: context, pathway: pathway, result)
+            switch result {
+            case .success(.success(let opener)):
+                opener.open(on: context.eventLoop).whenComplete { opened in
+                    let (handler, context) = loopBound.value
+                    handler.opened(context: context, pathway: pathway, opened)
+                }
+            case .success(.failure(let error)):
+                handler.refuse(context, status: .forbidden, error.message)
+                handler.report("refused CONNECT \(pathway): \(error.message)")
+            case .failure(let error):
+                handler.refuse(context, status: .internalServerError, "cannot look up the grant for \(pathway): \(error)")
+            }
         }
     }
 

@@ -36,11 +36,7 @@ struct ProxyCommand: AsyncParsableCommand {
                     on: address, group: MultiThreadedEventLoopGroup.singleton,
                     connector: { pathway in
                         do {
-                            let stored = try StoredGrantLookup.live(pathway)
-                            return .success(
-                                try TunnelConnector(gateway: stored.gateway, caFile: caFile, pathway: pathway, token: stored.grant.token))
-                        } catch let error as ClientError {
-                            return .failure(error)
+                            return .success(try StoredGrantLookup.tunnel(pathway, caFile: caFile).connector)
                         } catch {
                             return .failure(ClientError(code: "no_grant", message: "\(error)", httpStatus: 403))
                         }

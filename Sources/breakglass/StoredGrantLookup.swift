@@ -19,6 +19,17 @@ enum StoredGrantLookup {
         return stored
     }
 
+    /// The stored, unexpired grant for a pathway and a connector that opens tunnels with it.
+    static func tunnel(_ pathway: String, caFile: String?) throws -> (stored: StoredGrant, connector: TunnelConnector) {
+        let stored = try live(pathway)
+        do throws(ClientError) {
+            let connector = try TunnelConnector(gateway: stored.gateway, caFile: caFile, pathway: pathway, token: stored.grant.token)
+            return (stored, connector)
+        } catch {
+            throw CLIFailure(message: error.message)
+        }
+    }
+
     /// The CA to trust: --ca, else $BREAKGLASS_CA, else the system roots.
     static func caFile(_ flag: String?) -> String? {
         if let flag, !flag.isEmpty { return flag }

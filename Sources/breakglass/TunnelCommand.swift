@@ -26,17 +26,10 @@ struct TunnelCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await reporting {
-            let stored = try StoredGrantLookup.live(pathway)
             guard let address = ListenAddress(listen) else {
                 throw CLIFailure(message: "--listen \(listen) is not HOST:PORT (e.g. 127.0.0.1:15432)")
             }
-            let connector: TunnelConnector
-            do throws(ClientError) {
-                connector = try TunnelConnector(
-                    gateway: stored.gateway, caFile: StoredGrantLookup.caFile(ca), pathway: pathway, token: stored.grant.token)
-            } catch {
-                throw CLIFailure(message: error.message)
-            }
+            let (stored, connector) = try StoredGrantLookup.tunnel(pathway, caFile: StoredGrantLookup.caFile(ca))
             let pathway = self.pathway
             let server: any Channel
             do {
@@ -96,14 +89,7 @@ struct ConnectCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await reporting {
-            let stored = try StoredGrantLookup.live(pathway)
-            let connector: TunnelConnector
-            do throws(ClientError) {
-                connector = try TunnelConnector(
-                    gateway: stored.gateway, caFile: StoredGrantLookup.caFile(ca), pathway: pathway, token: stored.grant.token)
-            } catch {
-                throw CLIFailure(message: error.message)
-            }
+            let connector = try StoredGrantLookup.tunnel(pathway, caFile: StoredGrantLookup.caFile(ca)).connector
             let loop = MultiThreadedEventLoopGroup.singleton.next()
             let tunnel: any Channel
             do {
