@@ -42,6 +42,7 @@ let package = Package(
             providers: [.apt(["libpam0g-dev"])]
         ),
         .target(name: "CBreakGlassCRC32C"),
+        .target(name: "CBreakGlassSHA256"),
         .target(
             name: "BreakGlassCore",
             dependencies: [
@@ -95,6 +96,7 @@ let package = Package(
             dependencies: [
                 "BreakGlassCore",
                 "CBreakGlassCRC32C",
+                "CBreakGlassSHA256",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),

@@ -1,3 +1,4 @@
+import CBreakGlassSHA256
 import Crypto
 
 /// A SHA-256 value held inline (no heap storage), for the hot loops that hash millions of leaves.
@@ -34,12 +35,45 @@ struct TreeHash: Sendable, Equatable {
 
     var bytes: [UInt8] { withUnsafeBytes(of: words) { Array($0) } }
 
+    /// Whether the one-call SHA-256 is linked in (see `CBreakGlassSHA256`); without it every hash
+    /// goes through the Swift `SHA256` API, with the same results.
+    static let direct = breakglass_sha256_available() == 1
+
     /// SHA-256(0x00 ‖ entry).
     static func leaf(_ entry: UnsafeRawBufferPointer) -> TreeHash {
+        if direct, entry.count < directLeafLimit {
+            // The prefix and the entry side by side (on the stack at this size), hashed in one call.
+            let hash: TreeHash? = withUnsafeTemporaryAllocation(byteCount: entry.count + 1, alignment: 8) { message in
+                message[0] = 0x00
+                if let base = entry.baseAddress {
+                    UnsafeMutableRawBufferPointer(rebasing: message[1...]).copyMemory(
+                        from: UnsafeRawBufferPointer(start: base, count: entry.count))
+                }
+                return oneCall(UnsafeRawBufferPointer(message))
+            }
+            if let hash { return hash }
+        }
+        return portableLeaf(entry)
+    }
+
+    /// SHA-256(0x00 ‖ entry) through the Swift API.
+    static func portableLeaf(_ entry: UnsafeRawBufferPointer) -> TreeHash {
         var hasher = SHA256()
         withUnsafeBytes(of: UInt8(0x00)) { hasher.update(bufferPointer: $0) }
         hasher.update(bufferPointer: entry)
         return TreeHash(hasher.finalize())
+    }
+
+    /// Entries shorter than this are copied behind their prefix for one-call hashing.
+    static let directLeafLimit = 4096
+
+    /// The one-call SHA-256 of `message`; nil when it is not linked in.
+    private static func oneCall(_ message: UnsafeRawBufferPointer) -> TreeHash? {
+        var hash = TreeHash.zero
+        let done = withUnsafeMutableBytes(of: &hash.words) { digest in
+            breakglass_sha256(message.baseAddress, message.count, digest.baseAddress)
+        }
+        return done == 1 ? hash : nil
     }
 
     /// SHA-256(0x00 ‖ entry).
@@ -49,6 +83,16 @@ struct TreeHash: Sendable, Equatable {
 
     /// SHA-256(0x01 ‖ left ‖ right).
     static func node(_ left: TreeHash, _ right: TreeHash) -> TreeHash {
+        if direct, let bytes = NodeInput.bytes {
+            var input = NodeInput(left: left.words, right: right.words)
+            let hash = withUnsafeBytes(of: &input) { oneCall(UnsafeRawBufferPointer(rebasing: $0[bytes])) }
+            if let hash { return hash }
+        }
+        return portableNode(left, right)
+    }
+
+    /// SHA-256(0x01 ‖ left ‖ right) through the Swift API.
+    static func portableNode(_ left: TreeHash, _ right: TreeHash) -> TreeHash {
         var hasher = SHA256()
         if let bytes = NodeInput.bytes {
             // The 65 input bytes side by side, hashed in one call.

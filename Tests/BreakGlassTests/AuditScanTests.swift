@@ -34,6 +34,27 @@ import Testing
         }
     }
 
+    @Test func oneCallHashesMatchTheSwiftAPI() {
+        // The one-call SHA-256 is linked in (so verify runs at full speed), and it and the Swift
+        // API give the RFC 6962 hashes for entries on both sides of the copy limit.
+        #expect(TreeHash.direct)
+        var generator = SystemRandomNumberGenerator()
+        let limit = TreeHash.directLeafLimit
+        for length in [0, 1, 54, 55, 56, 63, 64, 65, 300, limit - 2, limit - 1, limit, limit + 1, 70_000] {
+            let entry = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let expected = Array(SHA256.hash(data: [0x00] + entry))
+            let direct = entry.withUnsafeBytes { TreeHash.leaf($0) }
+            let portable = entry.withUnsafeBytes { TreeHash.portableLeaf($0) }
+            #expect(direct.bytes == expected, "length \(length)")
+            #expect(portable.bytes == expected, "length \(length)")
+            let left = TreeHash.leaf(entry[...])
+            let right = TreeHash.leaf(Array(entry.reversed())[...])
+            let node = Array(SHA256.hash(data: [0x01] + left.bytes + right.bytes))
+            #expect(TreeHash.node(left, right).bytes == node)
+            #expect(TreeHash.portableNode(left, right).bytes == node)
+        }
+    }
+
     @Test func piecesEndAtTaskBoundariesAndAtCuts() {
         let task = SegmentScan.framesPerTask
         let tree = SegmentScan.TreeWork(firstSequence: 3000, gateway: [], cuts: [0, 3000, 3001, 2 * task, 6000, 9000])
