@@ -33,9 +33,17 @@ enum FileIO {
     /// Reads a file whole (or its first `upTo` bytes). Bytes in `gap` are not read: the buffer keeps
     /// its size and offsets, but that range holds nothing meaningful (its pages are never touched).
     /// `reusing` is a buffer from an earlier read to read into again (without a gap only; it is
-    /// taken): its pages are already mapped, so a large read costs no page faults.
+    /// taken): its pages are already mapped, so a large read costs no page faults. With `onRead`
+    /// the file is read a piece at a time, and after each piece `onRead` sees the bytes read so far
+    /// (those in `gap` excepted) and the size the buffer will have, so it can work on bytes that
+    /// are still in the CPU's cache.
     static func read(
-        _ path: String, limit: Int = 1 << 30, upTo: Int? = nil, gap: Range<Int>? = nil, reusing spare: inout [UInt8]?
+        _ path: String,
+        limit: Int = 1 << 30,
+        upTo: Int? = nil,
+        gap: Range<Int>? = nil,
+        reusing spare: inout [UInt8]?,
+        onRead: ((_ bytes: UnsafeRawBufferPointer, _ size: Int) -> Void)? = nil
     ) throws(AuditLogError) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw failure("cannot open", path) }
@@ -52,7 +60,7 @@ enum FileIO {
                 bytes.append(contentsOf: repeatElement(0, count: size - bytes.count))
             }
             let filled = bytes.withUnsafeMutableBytes { buffer in
-                fill(fd, buffer.baseAddress, upTo: size, from: 0, failed: &failed)
+                fill(fd, buffer.baseAddress, upTo: size, from: 0, failed: &failed, onRead: onRead.map { onRead in { onRead($0, size) } })
             }
             guard !failed else { throw failure("cannot read", path) }
             bytes.removeLast(size - filled)
@@ -61,14 +69,15 @@ enum FileIO {
         // No zero fill: the buffer is read into directly.
         let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
             let base = UnsafeMutableRawPointer(buffer.baseAddress)
+            let pieces = onRead.map { onRead in { (bytes: UnsafeRawBufferPointer) in onRead(bytes, size) } }
             guard let gap, gap.lowerBound < size else {
-                count = fill(fd, base, upTo: size, from: 0, failed: &failed)
+                count = fill(fd, base, upTo: size, from: 0, failed: &failed, onRead: pieces)
                 return
             }
-            count = fill(fd, base, upTo: gap.lowerBound, from: 0, failed: &failed)
+            count = fill(fd, base, upTo: gap.lowerBound, from: 0, failed: &failed, onRead: pieces)
             // Past the gap (which may reach the end): on to the rest.
             if count == gap.lowerBound, gap.upperBound < size {
-                count = fill(fd, base, upTo: size, from: gap.upperBound, failed: &failed)
+                count = fill(fd, base, upTo: size, from: gap.upperBound, failed: &failed, onRead: pieces)
             } else if count == gap.lowerBound {
                 count = size
             }
@@ -84,18 +93,31 @@ enum FileIO {
     }
 
     /// Reads the file's bytes `from..<end` into the same offsets of `base`; returns where reading
-    /// stopped (`end`, or earlier at the end of the file or on an error, which sets `failed`).
-    private static func fill(_ fd: Int32, _ base: UnsafeMutableRawPointer?, upTo end: Int, from start: Int, failed: inout Bool) -> Int {
+    /// stopped (`end`, or earlier at the end of the file or on an error, which sets `failed`). With
+    /// `onRead`, reads `readPiece` bytes at a time and shows it `base..<base + filled` after each.
+    private static func fill(
+        _ fd: Int32,
+        _ base: UnsafeMutableRawPointer?,
+        upTo end: Int,
+        from start: Int,
+        failed: inout Bool,
+        onRead: ((UnsafeRawBufferPointer) -> Void)? = nil
+    ) -> Int {
         var filled = start
         while filled < end {
-            let result = pread(fd, base.map { $0 + filled }, end - filled, off_t(filled))
+            let want = onRead == nil ? end - filled : min(end - filled, readPiece)
+            let result = pread(fd, base.map { $0 + filled }, want, off_t(filled))
             if result < 0 && errno == EINTR { continue }
             if result < 0 { failed = true }
             guard result > 0 else { break }
             filled += result
+            onRead?(UnsafeRawBufferPointer(start: base, count: filled))
         }
         return filled
     }
+
+    /// Bytes per read when the reader works on them as they arrive: well inside a core's cache.
+    static let readPiece = 256 * 1024
 
     /// Writes all bytes at an offset.
     static func write(_ fd: Int32, _ bytes: [UInt8], at offset: Int, path: String) throws(AuditLogError) {

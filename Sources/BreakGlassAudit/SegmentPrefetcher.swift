@@ -1,7 +1,7 @@
 import Foundation
 
 /// Reads the segments of a folder one step ahead of their consumer, on its own thread, so that
-/// reading segment k+1 overlaps with checking segment k on all cores.
+/// reading segment k+1 (and finding its frames) overlaps with checking segment k on all cores.
 ///
 /// At most `depth` read segments wait to be taken, and the consumer hands each buffer back when
 /// it is done with it, so a scan of any length holds a few segments' worth of memory and reads
@@ -15,7 +15,8 @@ final class SegmentPrefetcher: @unchecked Sendable {
         var start: Int
     }
 
-    typealias Loaded = Result<[UInt8], AuditLogError>
+    /// A segment's bytes, and the index of its frames made while they were read.
+    typealias Loaded = Result<(bytes: [UInt8], index: SegmentScan.FrameIndex), AuditLogError>
 
     // Guarded by `condition`.
     private let condition = NSCondition()
@@ -45,12 +46,17 @@ final class SegmentPrefetcher: @unchecked Sendable {
         }
     }
 
-    /// Reads one segment on the calling thread, into `buffer` (taken) when there is one.
+    /// Reads one segment on the calling thread, into `buffer` (taken) when there is one, indexing
+    /// its frames as the pieces arrive.
     static func read(_ job: Job, reusing buffer: inout [UInt8]?) -> Loaded {
         // Records before `start` were checked when they were written or at start-up: not read again.
         let gap = job.start > SegmentFormat.headerSize ? SegmentFormat.headerSize..<job.start : nil
+        var index = SegmentScan.FrameIndex(start: job.start)
         do {
-            return .success(try FileIO.read(job.path, upTo: job.limit, gap: gap, reusing: &buffer))
+            let bytes = try FileIO.read(job.path, upTo: job.limit, gap: gap, reusing: &buffer) { bytes, size in
+                index.advance(bytes, segmentSize: size)
+            }
+            return .success((bytes, index))
         } catch {
             return .failure(error)
         }

@@ -56,12 +56,46 @@ struct SegmentScan {
     /// Frames per task when the frames are checked on several cores.
     static let framesPerTask = 2048
 
-    /// Scans segment bytes; throws only when the header itself is wrong.
+    /// Frame boundaries from `start` on: the first, serial part of a scan. It can run while the
+    /// segment is being read, on each piece as it arrives (still in the CPU's cache), so that
+    /// following the chain of lengths costs no trip to memory per frame.
+    struct FrameIndex: Sendable {
+        let start: Int
+        /// Where the next frame would start.
+        private(set) var offset: Int
+        private(set) var frames: [Frame] = []
+
+        init(start: Int) {
+            self.start = start
+            offset = start
+        }
+
+        /// Indexes the whole frames in `raw` past `offset`. Stops before a frame that is cut short
+        /// or has a zero or impossible length: `scan` judges those once the segment is whole.
+        mutating func advance(_ raw: UnsafeRawBufferPointer, segmentSize: Int) {
+            if frames.capacity == 0 {
+                // Records are a few hundred bytes: room for that many frames saves growing the array.
+                frames.reserveCapacity(min(max(0, segmentSize - start) / 256, 1 << 18))
+            }
+            while offset + SegmentFormat.frameHeaderSize <= raw.count {
+                let length = Int(UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+                let end = offset + SegmentFormat.frameHeaderSize + length
+                guard length > 0, length <= SegmentFormat.maximumPayload, end <= raw.count else { return }
+                let crc = UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self))
+                frames.append(Frame(offset: offset, length: length, crc: crc))
+                offset = end
+            }
+        }
+    }
+
+    /// Scans segment bytes; throws only when the header itself is wrong. `index` is the frame index
+    /// built while the bytes were read, if they were (it is finished here).
     static func scan(
         _ bytes: [UInt8],
         name: String,
         from start: Int = SegmentFormat.headerSize,
-        work: Work = Work()
+        work: Work = Work(),
+        index: FrameIndex? = nil
     ) throws(AuditLogError) -> SegmentScan {
         guard bytes.count >= SegmentFormat.headerSize, Array(bytes.prefix(8)) == SegmentFormat.magic else {
             throw AuditLogError(.corrupt, "segment \(name): not an audit segment (bad header)")
@@ -71,30 +105,26 @@ struct SegmentScan {
             throw AuditLogError(.corrupt, "segment \(name): offset \(start) is outside the segment")
         }
         var scan = SegmentScan(firstSequence: first, frames: [], leaves: [], fields: [], pieces: [], end: start, damage: nil)
-        var offset = start
-        // Records are a few hundred bytes: room for that many frames saves growing the array.
-        scan.frames.reserveCapacity(min((bytes.count - start) / 256, 1 << 18))
+        var index = index.flatMap { $0.start == start ? $0 : nil } ?? FrameIndex(start: start)
         bytes.withUnsafeBytes { raw in
-            while offset + SegmentFormat.frameHeaderSize <= raw.count {
-                let length = Int(UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
-                if length == 0 {
-                    let trailing = nonZero(bytes, from: offset)
-                    if trailing > 0 { scan.damage = (offset, "a zero-length frame is followed by data", trailing) }
-                    return
+            index.advance(raw, segmentSize: raw.count)
+            // Where indexing stopped short of the end, and why.
+            let offset = index.offset
+            guard offset + SegmentFormat.frameHeaderSize <= raw.count else {
+                if offset < raw.count, nonZero(bytes, from: offset) > 0 {
+                    scan.damage = (offset, "a frame header is cut short", nonZero(bytes, from: offset))
                 }
-                let crc = UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self))
-                let frame = Frame(offset: offset, length: length, crc: crc)
-                guard length <= SegmentFormat.maximumPayload, frame.payloadEnd <= raw.count else {
-                    scan.damage = (offset, "a frame claims \(length) bytes that the segment does not hold", nonZero(bytes, from: offset))
-                    return
-                }
-                scan.frames.append(frame)
-                offset = frame.payloadEnd
+                return
             }
-            if offset < raw.count, nonZero(bytes, from: offset) > 0 {
-                scan.damage = (offset, "a frame header is cut short", nonZero(bytes, from: offset))
+            let length = Int(UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+            let trailing = nonZero(bytes, from: offset)
+            if length == 0 {
+                if trailing > 0 { scan.damage = (offset, "a zero-length frame is followed by data", trailing) }
+            } else {
+                scan.damage = (offset, "a frame claims \(length) bytes that the segment does not hold", trailing)
             }
         }
+        scan.frames = index.frames
         if let firstBad = scan.check(bytes, work: work) {
             let offset = scan.frames[firstBad].offset
             scan.damage = (offset, "the record fails its CRC-32C check (altered or damaged)", nonZero(bytes, from: offset))

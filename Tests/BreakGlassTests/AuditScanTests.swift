@@ -1,4 +1,5 @@
 import BreakGlassCore
+import BreakGlassTestSupport
 import Crypto
 import Foundation
 import Testing
@@ -65,6 +66,50 @@ import Testing
         #expect(ends == [3001, 2 * task, 6000, 3 * task, 8000])
         #expect(ranges.allSatisfy { !$0.isEmpty && $0.count <= task })
         #expect(SegmentScan.pieceRanges(count: 0, tree: tree).isEmpty)
+    }
+
+    /// Frames indexed piece by piece as a segment is read give the same scan as the whole buffer,
+    /// for a clean segment and for each kind of damage at its end.
+    @Test func framesIndexedWhileReadingMatchTheWholeBuffer() throws {
+        var clean = SegmentFormat.header(firstSequence: 7)
+        for index in 0..<3000 {
+            SegmentFormat.appendFrame(Array("record \(index) ".utf8) + [UInt8](repeating: 0x61, count: index % 700), to: &clean)
+        }
+        let zeros = [UInt8](repeating: 0, count: 5000)
+        let endings: [(String, [UInt8])] = [
+            ("preallocated", zeros),
+            ("zero length then data", zeros + [1, 2, 3]),
+            ("impossible length", [0xFF, 0xFF, 0xFF, 0xF0, 0, 0, 0, 0] + zeros),
+            ("header cut short", [0, 0, 1]),
+            ("frame cut short", [0, 0, 1, 0, 9, 9, 9, 9, 0x61]),
+        ]
+        let folder = try TestDirectory("frames")
+        defer { folder.remove() }
+        for (label, ending) in endings {
+            let bytes = clean + ending
+            let whole = try SegmentScan.scan(bytes, name: "s", from: SegmentFormat.headerSize)
+            for piece in [7, 300, 4096, 65536] {
+                var index = SegmentScan.FrameIndex(start: SegmentFormat.headerSize)
+                for end in stride(from: piece, through: bytes.count + piece - 1, by: piece) {
+                    bytes[..<min(end, bytes.count)].withUnsafeBytes { index.advance($0, segmentSize: bytes.count) }
+                }
+                let pieced = try SegmentScan.scan(bytes, name: "s", from: SegmentFormat.headerSize, index: index)
+                #expect(pieced.frames.map(\.offset) == whole.frames.map(\.offset), "\(label), pieces of \(piece)")
+                #expect(pieced.damage?.offset == whole.damage?.offset && pieced.damage?.reason == whole.damage?.reason, "\(label)")
+                #expect(pieced.end == whole.end, "\(label)")
+            }
+            // The reader's own pieces, from a file.
+            let path = folder.file("segment")
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            var none: [UInt8]? = nil
+            let (read, index) = try SegmentPrefetcher.read(.init(path: path, name: "s", limit: nil, start: 16), reusing: &none).get()
+            #expect(read == bytes)
+            let fromFile = try SegmentScan.scan(read, name: "s", index: index)
+            #expect(fromFile.frames.map(\.offset) == whole.frames.map(\.offset), "\(label), from a file")
+            #expect(fromFile.damage?.reason == whole.damage?.reason, "\(label), from a file")
+        }
+        #expect(try SegmentScan.scan(clean + zeros, name: "s").frames.count == 3000)
+        #expect(clean.count > 2 * FileIO.readPiece)
     }
 
     @Test func recordMatchingIsExact() {
