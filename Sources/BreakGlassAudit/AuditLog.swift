@@ -518,21 +518,24 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         guard !accepted.isEmpty else { return }
         // Writes of at most `maximumWrite` bytes each, so that an interrupted write never leaves more
         // damage than recovery treats as a torn tail. Each chunk is flushed, then acknowledged.
-        var chunks: [[(pending: Pending, bytes: [UInt8])]] = [[]]
+        // Chunks are ranges of `accepted`: its items are not copied again.
+        var chunks: [Range<Int>] = []
+        var chunkStart = 0
         var chunkBytes = 0
-        for item in accepted {
+        for (index, item) in accepted.enumerated() {
             let size = SegmentFormat.frameHeaderSize + item.bytes.count
-            if !(chunks.last?.isEmpty ?? true), chunkBytes + size > Self.maximumWrite {
-                chunks.append([])
+            if index > chunkStart, chunkBytes + size > Self.maximumWrite {
+                chunks.append(chunkStart..<index)
+                chunkStart = index
                 chunkBytes = 0
             }
-            chunks[chunks.count - 1].append(item)
             chunkBytes += size
         }
-        for (position, chunk) in chunks.enumerated() {
+        chunks.append(chunkStart..<accepted.count)
+        for chunk in chunks {
             var frames: [UInt8] = []
-            frames.reserveCapacity(chunk.reduce(0) { $0 + $1.bytes.count + SegmentFormat.frameHeaderSize })
-            for item in chunk { SegmentFormat.appendFrame(item.bytes, to: &frames) }
+            frames.reserveCapacity(accepted[chunk].reduce(0) { $0 + $1.bytes.count + SegmentFormat.frameHeaderSize })
+            for item in accepted[chunk] { SegmentFormat.appendFrame(item.bytes, to: &frames) }
             do {
                 if segmentEnd + frames.count > options.segmentSize - options.reserve {
                     try rotate(firstSequence: tree.size, needed: frames.count)
@@ -547,7 +550,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
                     meters.batch.record(chunk.count)
                 }
             } catch {
-                let rest = chunks[position...].flatMap { $0 }
+                let rest = accepted[chunk.lowerBound...]
                 if error.code == .full {
                     // Nothing of these chunks was written: refuse them and carry on; a later batch
                     // writes again once a segment can be made.
@@ -562,11 +565,11 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
             }
             segmentEnd += frames.count
             let first = tree.size
-            for item in chunk { tree.append(entry: item.bytes) }
+            for item in accepted[chunk] { tree.append(entry: item.bytes) }
             condition.lock()
             durableSize = tree.size
             condition.unlock()
-            for (offset, item) in chunk.enumerated() { item.pending.continuation?.resume(returning: first + offset) }
+            for index in chunk { accepted[index].pending.continuation?.resume(returning: first + index - chunk.lowerBound) }
         }
     }
 

@@ -16,36 +16,36 @@ enum CanonicalJSON {
     }
 
     static func encode(_ object: [(String, Value)]) -> [UInt8] {
-        let (head, tail) = encode(object, splitAt: nil)
-        return head + tail
+        encode(object, splitAt: nil).bytes
     }
 
-    /// The object's canonical bytes in two parts, split where the key `split` (absent from
-    /// `object`) would go in key order: `head` is `{` and the members before it, `tail` the members
-    /// after it and `}`. Joining them (with a comma when both hold members) gives the object without
-    /// that key; putting `"KEY":VALUE` between them gives it with.
-    static func encode(_ object: [(String, Value)], splitAt split: String?) -> (head: [UInt8], tail: [UInt8]) {
-        var head: [UInt8] = []
-        head.reserveCapacity(256)
-        head.append(UInt8(ascii: "{"))
-        var tail: [UInt8] = []
-        var inTail = false
+    /// The object's canonical bytes, and where the key `split` (absent from `object`) would go in
+    /// key order: `bytes[..<split]` is `{` and the members before it, `bytes[split...]` the members
+    /// after it and `}`, with no comma between the two parts. Joining them with a comma (when both
+    /// hold members) gives the object without that key; putting `,"KEY":VALUE,` between them gives
+    /// it with. One buffer, so that a record costs one allocation here.
+    static func encode(_ object: [(String, Value)], splitAt split: String?) -> (bytes: [UInt8], split: Int) {
+        var out: [UInt8] = []
+        out.reserveCapacity(256)
+        out.append(UInt8(ascii: "{"))
+        var splitOffset: Int?
         var first = true
-        for (key, value) in object.sorted(by: { precedes($0.0, $1.0) }) {
-            if !inTail, let split, precedes(split, key) {
-                inTail = true
+        // Positions are sorted, not members: moving a member would copy, retain and release it.
+        var order = Array(object.indices)
+        order.sort { precedes(object[$0].0, object[$1].0) }
+        for position in order {
+            let (key, value) = object[position]
+            if splitOffset == nil, let split, precedes(split, key) {
+                splitOffset = out.count
                 first = true
             }
-            if !first { inTail ? tail.append(UInt8(ascii: ",")) : head.append(UInt8(ascii: ",")) }
+            if !first { out.append(UInt8(ascii: ",")) }
             first = false
-            if inTail {
-                appendMember(key, value, to: &tail)
-            } else {
-                appendMember(key, value, to: &head)
-            }
+            appendMember(key, value, to: &out)
         }
-        tail.append(UInt8(ascii: "}"))
-        return (head, tail)
+        let at = splitOffset ?? out.count
+        out.append(UInt8(ascii: "}"))
+        return (out, at)
     }
 
     /// Byte order of the UTF-8 forms.
@@ -84,16 +84,18 @@ enum CanonicalJSON {
 
     static func appendString(_ text: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
-        // Most strings need no escaping: copy them whole.
+        // Most strings need no escaping: copy them whole. The check looks at every byte without
+        // branching on each, which the compiler turns into vector code.
         var text = text
         let plain = text.withUTF8 { bytes in
-            var clean = true
-            for byte in bytes where byte < 0x20 || byte == 0x7F || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
-                clean = false
-                break
+            var special: UInt8 = 0
+            for byte in bytes {
+                special |=
+                    (byte < 0x20 ? 1 : 0) | (byte == 0x7F ? 1 : 0) | (byte == UInt8(ascii: "\"") ? 1 : 0)
+                    | (byte == UInt8(ascii: "\\") ? 1 : 0)
             }
-            if clean { out.append(contentsOf: bytes) }
-            return clean
+            if special == 0 { out.append(contentsOf: bytes) }
+            return special == 0
         }
         if plain {
             out.append(UInt8(ascii: "\""))

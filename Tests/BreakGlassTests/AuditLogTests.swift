@@ -105,6 +105,42 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: fixture.directory + "/audit-key.pub"))
     }
 
+    /// A batch larger than one write (4 MiB) goes out in several writes, each flushed and then
+    /// acknowledged: every caller gets the sequence number of its own record.
+    @Test func batchesLargerThanOneWriteKeepEveryRecordInPlace() async throws {
+        let fixture = try Fixture()
+        defer { fixture.folder.remove() }
+        let log = try fixture.open(segmentSize: 64 << 20)
+        let padding = String(repeating: "p", count: 60_000)
+        // Events submitted without waiting keep the writer busy while the callers' records pile up.
+        for index in 300..<400 {
+            var event = Self.event(index)
+            event.fields["padding"] = .string(padding)
+            log.submit(event)
+        }
+        let sequences = try await withThrowingTaskGroup(of: (Int, Int).self) { group in
+            for index in 0..<300 {
+                group.addTask {
+                    var event = Self.event(index)
+                    event.fields["padding"] = .string(padding)
+                    return (index, try await log.append(event))
+                }
+            }
+            return try await group.reduce(into: [Int: Int]()) { $0[$1.0] = $1.1 }
+        }
+        await log.close()
+        let entries = try AuditLogReader.read(directory: fixture.directory).entries
+        #expect(entries.count == 400)
+        // The submitted events in the order they were submitted, each caller's record where its
+        // sequence number says.
+        let submitted = entries.filter { entry in !sequences.values.contains(entry.sequence) }
+        #expect(submitted.map(\.record?.event.fields["session"]) == (300..<400).map { .string(String(format: "%032x", $0)) })
+        for (index, sequence) in sequences {
+            #expect(entries[sequence].record?.event.fields["session"] == .string(String(format: "%032x", index)), "record \(sequence)")
+        }
+        #expect(try fixture.verify().records == 400)
+    }
+
     @Test func tornTailIsTruncatedAndRecorded() async throws {
         let fixture = try Fixture()
         defer { fixture.folder.remove() }

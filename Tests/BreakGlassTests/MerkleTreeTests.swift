@@ -169,4 +169,69 @@ import Testing
         // Encoding is deterministic: the same record gives the same bytes (and so the same leaf).
         #expect(try AuditRecord(sequence: 7, gateway: "g", event: event).encoded() == bytes)
     }
+
+    /// Random events, with keys that sort around the record's own (prefixes, non-ASCII, upper case)
+    /// and strings with every kind of character, encode exactly as the format says: members in byte
+    /// order of their keys, and only `"`, `\` and control characters escaped.
+    @Test func canonicalBytesFollowTheFormatForRandomEvents() throws {
+        let keys = [
+            "a", "ab", "amr", "Z", "_x", "e", "event_id", "gateway2", "s", "se", "sequence", "t", "ti", "time0", "u", "v0", "é", "zz",
+        ]
+        let pieces = ["x", "path/to", "\"", "\\", "\n", "\r", "\t", "\u{08}", "\u{07}", "\u{7F}", "\u{1F}", "é", "✓", "🙂", " ", ""]
+        var generator = SystemRandomNumberGenerator()
+        func text() -> String {
+            (0..<Int.random(in: 0...40, using: &generator)).map { _ in pieces.randomElement(using: &generator) ?? "" }.joined()
+        }
+        func quoted(_ string: String) -> String {
+            var out: [UInt8] = [UInt8(ascii: "\"")]
+            for byte in string.utf8 {
+                switch byte {
+                case UInt8(ascii: "\""): out += Array("\\\"".utf8)
+                case UInt8(ascii: "\\"): out += Array("\\\\".utf8)
+                case 0x0A: out += Array("\\n".utf8)
+                case 0x0D: out += Array("\\r".utf8)
+                case 0x09: out += Array("\\t".utf8)
+                case 0..<0x20, 0x7F: out += Array(String(format: "\\u%04x", byte).utf8)
+                default: out.append(byte)
+                }
+            }
+            return String(decoding: out + [UInt8(ascii: "\"")], as: UTF8.self)
+        }
+        for round in 0..<300 {
+            let time = Date(timeIntervalSince1970: Double.random(in: 0..<4_000_000_000, using: &generator))
+            var fields: [String: AuditValue] = [:]
+            var expected: [(key: String, json: String)] = [
+                ("v", "1"), ("seq", "\(round)"), ("time", quoted(AuditRecord.formatTime(time))), ("gateway", quoted("gw-\(round)")),
+                ("event", quoted("test.event")),
+            ]
+            for key in keys.shuffled(using: &generator).prefix(Int.random(in: 0...keys.count, using: &generator)) {
+                switch Int.random(in: 0..<4, using: &generator) {
+                case 0:
+                    let value = text()
+                    fields[key] = .string(value)
+                    expected.append((key, quoted(value)))
+                case 1:
+                    let value = Int64.random(in: Int64.min...Int64.max, using: &generator)
+                    fields[key] = .integer(value)
+                    expected.append((key, "\(value)"))
+                case 2:
+                    let value = (0..<Int.random(in: 0...3, using: &generator)).map { _ in text() }
+                    fields[key] = .strings(value)
+                    expected.append((key, "[" + value.map(quoted).joined(separator: ",") + "]"))
+                default:
+                    fields[key] = .time(time)
+                    expected.append((key, quoted(AuditRecord.formatTime(time))))
+                }
+            }
+            // Fields named like the record's own members are left out.
+            fields["seq"] = .integer(-1)
+            fields["v"] = .string("2")
+            expected.sort { Array($0.key.utf8).lexicographicallyPrecedes(Array($1.key.utf8)) }
+            let json = "{" + expected.map { quoted($0.key) + ":" + $0.json }.joined(separator: ",") + "}"
+            let event = AuditEvent(kind: AuditEvent.Kind(rawValue: "test.event"), time: time, fields: fields)
+            let bytes = try AuditRecord(sequence: round, gateway: "gw-\(round)", event: event).encoded()
+            #expect(String(decoding: bytes, as: UTF8.self) == json)
+            #expect(try JSONSerialization.jsonObject(with: Data(bytes)) is [String: Any])
+        }
+    }
 }
