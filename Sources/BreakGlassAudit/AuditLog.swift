@@ -449,9 +449,17 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
                 while !closing, queue.count < target, condition.wait(until: deadline) {}
             }
             wakeAt = Int.max
-            let batch = Array(queue.prefix(options.maximumBatch))
+            let batch: [Pending]
+            if queue.count <= options.maximumBatch {
+                // The whole queue: handed over without copying its items under the lock.
+                batch = queue
+                queue = []
+                queue.reserveCapacity(batch.count)
+            } else {
+                batch = Array(queue.prefix(options.maximumBatch))
+                queue.removeFirst(batch.count)
+            }
             lastBatchSize = batch.count
-            queue.removeFirst(batch.count)
             let waiters = checkpointWaiters
             checkpointWaiters = []
             let finishing = closing && queue.isEmpty
