@@ -36,9 +36,11 @@ import Testing
     }
 
     @Test func oneCallHashesMatchTheSwiftAPI() {
-        // The one-call SHA-256 is linked in (so verify runs at full speed), and it and the Swift
+        // The one-call SHA-256 is linked in on Linux (so verify runs at full speed), and it and the Swift
         // API give the RFC 6962 hashes for entries on both sides of the copy limit.
-        #expect(TreeHash.direct)
+        #if os(Linux)
+            #expect(TreeHash.direct)
+        #endif
         var generator = SystemRandomNumberGenerator()
         let limit = TreeHash.directLeafLimit
         for length in [0, 1, 54, 55, 56, 63, 64, 65, 300, limit - 2, limit - 1, limit, limit + 1, 70_000] {
