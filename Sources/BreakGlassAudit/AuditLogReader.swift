@@ -179,12 +179,12 @@ public enum AuditLogReader {
             progress?(position + 1, indexes.count)
             let name = jobs[position].name
             var none: [UInt8]? = nil
-            let (bytes, frameIndex) = try (prefetcher?.next() ?? SegmentPrefetcher.read(jobs[position], reusing: &none)).get()
+            let (bytes, framesRead) = try (prefetcher?.next() ?? SegmentPrefetcher.read(jobs[position], reusing: &none)).get()
             var segmentWork = work
             if let subtrees, let gateway {
                 segmentWork.tree = SegmentScan.TreeWork(firstSequence: next, gateway: gateway, cuts: subtrees.cuts)
             }
-            let scan = try SegmentScan.scan(bytes, name: name, from: jobs[position].start, work: segmentWork, index: frameIndex)
+            let scan = try SegmentScan.scan(bytes, name: name, from: jobs[position].start, work: segmentWork, index: framesRead)
             let resumesHere = position == 0 && resume != nil
             guard resumesHere || scan.firstSequence == next else {
                 throw AuditLogError(

@@ -21,9 +21,9 @@ enum CanonicalJSON {
 
     /// The object's canonical bytes, and where the key `split` (absent from `object`) would go in
     /// key order: `bytes[..<split]` is `{` and the members before it, `bytes[split...]` the members
-    /// after it and `}`, with no comma between the two parts. Joining them with a comma (when both
-    /// hold members) gives the object without that key; putting `,"KEY":VALUE,` between them gives
-    /// it with. One buffer, so that a record costs one allocation here.
+    /// after it and `}`, with no comma between the two parts. When both parts hold members, joining
+    /// them with a comma gives the object without that key, and putting `,"KEY":VALUE,` between them
+    /// gives it with. One buffer, so that a record costs one allocation here.
     static func encode(_ object: [(String, Value)], splitAt split: String?) -> (bytes: [UInt8], split: Int) {
         var out: [UInt8] = []
         out.reserveCapacity(256)

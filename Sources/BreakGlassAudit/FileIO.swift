@@ -34,9 +34,10 @@ enum FileIO {
     /// its size and offsets, but that range holds nothing meaningful (its pages are never touched).
     /// `reusing` is a buffer from an earlier read to read into again (without a gap only; it is
     /// taken): its pages are already mapped, so a large read costs no page faults. With `onRead`
-    /// the file is read a piece at a time, and after each piece `onRead` sees the bytes read so far
-    /// (those in `gap` excepted) and the size the buffer will have, so it can work on bytes that
-    /// are still in the CPU's cache.
+    /// the file is read a piece at a time, and after each piece `onRead` sees the buffer up to where
+    /// reading has reached, and the size the buffer will have, so it can work on bytes that are
+    /// still in the CPU's cache. The bytes in `gap` are in that view but were never read: callers
+    /// must not look at them.
     static func read(
         _ path: String,
         limit: Int = 1 << 30,

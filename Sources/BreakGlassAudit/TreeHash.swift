@@ -42,7 +42,7 @@ struct TreeHash: Sendable, Equatable {
     /// SHA-256(0x00 ‖ entry).
     static func leaf(_ entry: UnsafeRawBufferPointer) -> TreeHash {
         if direct, entry.count < directLeafLimit {
-            // The prefix and the entry side by side (on the stack at this size), hashed in one call.
+            // The prefix and the entry side by side (on the stack when it is small), hashed in one call.
             let hash: TreeHash? = withUnsafeTemporaryAllocation(byteCount: entry.count + 1, alignment: 8) { message in
                 message[0] = 0x00
                 if let base = entry.baseAddress {

@@ -95,6 +95,8 @@ import Testing
                 for end in stride(from: piece, through: bytes.count + piece - 1, by: piece) {
                     bytes[..<min(end, bytes.count)].withUnsafeBytes { index.advance($0, segmentSize: bytes.count) }
                 }
+                // The pieces alone found every frame; the scan only judges where they stopped.
+                #expect(index.frames.map(\.offset) == whole.frames.map(\.offset), "\(label), index of pieces of \(piece)")
                 let pieced = try SegmentScan.scan(bytes, name: "s", from: SegmentFormat.headerSize, index: index)
                 #expect(pieced.frames.map(\.offset) == whole.frames.map(\.offset), "\(label), pieces of \(piece)")
                 #expect(pieced.damage?.offset == whole.damage?.offset && pieced.damage?.reason == whole.damage?.reason, "\(label)")
@@ -106,9 +108,20 @@ import Testing
             var none: [UInt8]? = nil
             let (read, index) = try SegmentPrefetcher.read(.init(path: path, name: "s", limit: nil, start: 16), reusing: &none).get()
             #expect(read == bytes)
+            #expect(index.frames.map(\.offset) == whole.frames.map(\.offset), "\(label), index from a file")
             let fromFile = try SegmentScan.scan(read, name: "s", index: index)
             #expect(fromFile.frames.map(\.offset) == whole.frames.map(\.offset), "\(label), from a file")
             #expect(fromFile.damage?.reason == whole.damage?.reason, "\(label), from a file")
+            // Resuming past records already checked: the bytes before `start` are skipped (a gap
+            // in the buffer that is never read) and indexing starts at `start`.
+            let start = whole.frames[1000].offset
+            let (resumed, resumedIndex) = try SegmentPrefetcher.read(.init(path: path, name: "s", limit: nil, start: start), reusing: &none)
+                .get()
+            #expect(resumed.count == bytes.count && resumed[start...] == bytes[start...])
+            #expect(resumedIndex.frames.map(\.offset) == whole.frames[1000...].map(\.offset), "\(label), resumed")
+            let resumedScan = try SegmentScan.scan(resumed, name: "s", from: start, index: resumedIndex)
+            #expect(resumedScan.frames.map(\.offset) == whole.frames[1000...].map(\.offset), "\(label), resumed")
+            #expect(resumedScan.damage?.reason == whole.damage?.reason, "\(label), resumed")
         }
         #expect(try SegmentScan.scan(clean + zeros, name: "s").frames.count == 3000)
         #expect(clean.count > 2 * FileIO.readPiece)
