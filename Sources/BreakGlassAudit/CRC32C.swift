@@ -37,6 +37,28 @@ public enum CRC32C {
         update(0xFFFF_FFFF, bytes) ^ 0xFFFF_FFFF
     }
 
+    /// The checksums of three buffers, computed side by side: with the CPU's instruction, three
+    /// independent chains run about three times as fast as one after the other.
+    public static func checksums(
+        _ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer, _ third: UnsafeRawBufferPointer
+    ) -> (UInt32, UInt32, UInt32) {
+        guard usesHardware, let a = first.baseAddress, let b = second.baseAddress, let c = third.baseAddress else {
+            return (checksum(first), checksum(second), checksum(third))
+        }
+        let common = min(first.count, second.count, third.count)
+        var crcs: (UInt32, UInt32, UInt32) = (0xFFFF_FFFF, 0xFFFF_FFFF, 0xFFFF_FFFF)
+        withUnsafeMutableBytes(of: &crcs) { raw in
+            if let words = raw.baseAddress?.assumingMemoryBound(to: UInt32.self) {
+                breakglass_crc32c_hardware_update3(words, a, b, c, common)
+            }
+        }
+        return (
+            update(crcs.0, UnsafeRawBufferPointer(rebasing: first[common...])) ^ 0xFFFF_FFFF,
+            update(crcs.1, UnsafeRawBufferPointer(rebasing: second[common...])) ^ 0xFFFF_FFFF,
+            update(crcs.2, UnsafeRawBufferPointer(rebasing: third[common...])) ^ 0xFFFF_FFFF
+        )
+    }
+
     /// The reference byte-at-a-time computation (for tests).
     public static func checksumBytewise(_ bytes: some Sequence<UInt8>) -> UInt32 {
         var crc: UInt32 = 0xFFFF_FFFF

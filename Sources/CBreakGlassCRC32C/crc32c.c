@@ -34,6 +34,25 @@ uint32_t breakglass_crc32c_hardware_update(uint32_t crc, const void *bytes, size
     return result;
 }
 
+__attribute__((target("sse4.2")))
+void breakglass_crc32c_hardware_update3(uint32_t crcs[3], const void *a, const void *b, const void *c, size_t count) {
+    const unsigned char *first = a, *second = b, *third = c;
+    uint64_t one = crcs[0], two = crcs[1], three = crcs[2];
+    size_t offset = 0;
+    for (; offset + 8 <= count; offset += 8) {
+        uint64_t x, y, z;
+        memcpy(&x, first + offset, 8);
+        memcpy(&y, second + offset, 8);
+        memcpy(&z, third + offset, 8);
+        one = _mm_crc32_u64(one, x);
+        two = _mm_crc32_u64(two, y);
+        three = _mm_crc32_u64(three, z);
+    }
+    crcs[0] = breakglass_crc32c_hardware_update((uint32_t)one, first + offset, count - offset);
+    crcs[1] = breakglass_crc32c_hardware_update((uint32_t)two, second + offset, count - offset);
+    crcs[2] = breakglass_crc32c_hardware_update((uint32_t)three, third + offset, count - offset);
+}
+
 #elif defined(__aarch64__) && defined(__linux__)
 
 #include <arm_acle.h>
@@ -65,6 +84,25 @@ uint32_t breakglass_crc32c_hardware_update(uint32_t crc, const void *bytes, size
     return crc;
 }
 
+__attribute__((target("crc")))
+void breakglass_crc32c_hardware_update3(uint32_t crcs[3], const void *a, const void *b, const void *c, size_t count) {
+    const unsigned char *first = a, *second = b, *third = c;
+    uint32_t one = crcs[0], two = crcs[1], three = crcs[2];
+    size_t offset = 0;
+    for (; offset + 8 <= count; offset += 8) {
+        uint64_t x, y, z;
+        memcpy(&x, first + offset, 8);
+        memcpy(&y, second + offset, 8);
+        memcpy(&z, third + offset, 8);
+        one = __crc32cd(one, x);
+        two = __crc32cd(two, y);
+        three = __crc32cd(three, z);
+    }
+    crcs[0] = breakglass_crc32c_hardware_update(one, first + offset, count - offset);
+    crcs[1] = breakglass_crc32c_hardware_update(two, second + offset, count - offset);
+    crcs[2] = breakglass_crc32c_hardware_update(three, third + offset, count - offset);
+}
+
 #else
 
 int breakglass_crc32c_hardware_available(void) { return 0; }
@@ -73,6 +111,14 @@ uint32_t breakglass_crc32c_hardware_update(uint32_t crc, const void *bytes, size
     (void)bytes;
     (void)count;
     return crc;
+}
+
+void breakglass_crc32c_hardware_update3(uint32_t crcs[3], const void *a, const void *b, const void *c, size_t count) {
+    (void)crcs;
+    (void)a;
+    (void)b;
+    (void)c;
+    (void)count;
 }
 
 #endif

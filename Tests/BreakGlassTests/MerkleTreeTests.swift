@@ -111,6 +111,16 @@ import Testing
             #expect(bytes.withUnsafeBytes(CRC32C.checksumFromTables) == CRC32C.checksumBytewise(bytes), "length \(length)")
             if length > 1 { #expect(CRC32C.checksum(bytes[1...]) == CRC32C.checksumBytewise(bytes.dropFirst())) }
         }
+        // Three at a time, of equal and of different lengths (the longer ones finish alone).
+        for lengths in [(0, 0, 0), (1, 0, 9), (8, 8, 8), (300, 301, 302), (17, 4099, 64), (333, 7, 333)] {
+            let three = [lengths.0, lengths.1, lengths.2].map { length in
+                (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            }
+            let sums = three[0].withUnsafeBytes { a in
+                three[1].withUnsafeBytes { b in three[2].withUnsafeBytes { c in CRC32C.checksums(a, b, c) } }
+            }
+            #expect([sums.0, sums.1, sums.2] == three.map(CRC32C.checksumBytewise), "lengths \(lengths)")
+        }
     }
 
     @Test func signedCheckpointNotes() throws {
