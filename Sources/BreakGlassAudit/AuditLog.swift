@@ -14,6 +14,8 @@ import Logging
 /// The durable, tamper-evident audit log: append-only segments with CRC-framed canonical records, a
 /// single writer thread with group commit (one write and one fdatasync per batch; callers resume
 /// only when their event is durable), an RFC 6962 tree over the records, and signed C2SP checkpoints.
+/// The rest of the current segment is zero-filled ahead of the writer (`SegmentZeroer`), so that
+/// each flush carries only data.
 ///
 /// After any write or flush error the writer stops for good and every later append fails: the
 /// gateway then refuses access (no audit, no access).
@@ -78,6 +80,8 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     private var segmentIndex = 0
     private var segmentFD: Int32 = -1
     private var segmentEnd = 0
+    /// Zero-fills the current segment ahead of the writer.
+    private var zeroer: SegmentZeroer?
     private var historyFD: Int32 = -1
     private var lastCheckpointSize = -1
     private var lastCheckpointTime = ContinuousClock.now
@@ -394,6 +398,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         try FileIO.syncDirectory(directory)
         try FileIO.replaceAtomically(directory + "/audit-key.pub", with: Array((signer.verifier.keyString + "\n").utf8))
         durableSize = tree.size
+        startZeroing()
         logger.notice("audit log open", metadata: ["directory": "\(directory)", "records": "\(tree.size)", "segment": "\(segmentIndex)"])
     }
 
@@ -418,6 +423,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
             FileIO.closeFile(fd)
             throw error
         }
+        zeroer?.cancel()
         if segmentFD >= 0 { FileIO.closeFile(segmentFD) }
         segmentFD = fd
         segmentIndex = index
@@ -487,6 +493,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
             }
             if finishing { break }
         }
+        zeroer?.cancel()
         if segmentFD >= 0 { FileIO.closeFile(segmentFD) }
         if historyFD >= 0 { FileIO.closeFile(historyFD) }
         condition.lock()
@@ -549,6 +556,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
                     try rotate(firstSequence: tree.size, needed: frames.count)
                 }
                 let path = AuditLogReader.segmentsFolder(directory) + "/" + SegmentFormat.fileName(index: segmentIndex)
+                zeroer?.waitUntilZeroed(through: segmentEnd + frames.count)
                 try FileIO.write(segmentFD, frames, at: segmentEnd, path: path)
                 let syncStart = ContinuousClock.now
                 try FileIO.syncData(segmentFD, path: path)
@@ -581,10 +589,19 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         }
     }
 
+    /// Zero-fills the rest of the current segment file (as far as it is allocated) ahead of the writer.
+    private func startZeroing() {
+        var status = stat()
+        guard fstat(segmentFD, &status) == 0 else { return }
+        let path = AuditLogReader.segmentsFolder(directory) + "/" + SegmentFormat.fileName(index: segmentIndex)
+        zeroer = SegmentZeroer(fd: segmentFD, path: path, from: segmentEnd, to: Int(status.st_size), logger: logger)
+    }
+
     /// Moves to a new segment; when none can be made, carries on in the current one's reserve.
     private func rotate(firstSequence: Int, needed: Int) throws(AuditLogError) {
         do {
             try startSegment(index: segmentIndex + 1, firstSequence: firstSequence)
+            startZeroing()
             condition.lock()
             inReserve = false
             condition.unlock()

@@ -22,7 +22,8 @@ struct AuditBenchCommand: AsyncParsableCommand {
         discussion: """
             Appends --events records of about --record-bytes bytes from --writers concurrent tasks into a log
             in DIR (made if missing) and prints events/s. --raw instead measures the ceiling of the same disk:
-            one write and one fdatasync per batch of 64 records, in DIR/raw-ceiling.bin.
+            one write and one fdatasync per batch of 64 records, in DIR/raw-ceiling.bin (written full of zeros
+            and flushed before the clock starts).
             --print-acks prints "ack SEQ" for every acknowledged record (for crash tests).
             """
     )
@@ -116,7 +117,18 @@ struct AuditBenchCommand: AsyncParsableCommand {
         }
         let frame = recordBytes + 8
         let batch = [UInt8](repeating: 0x61, count: frame * 64)
-        _ = posix_fallocate(fd, 0, off_t(batch.count * (events / 64 + 1)))
+        // The file is written full of zeros and flushed first, as the log's writer has its segments
+        // zeroed ahead: flushes into written space carry only data, while flushes into allocated but
+        // unwritten space (posix_fallocate alone) also commit the file system's journal.
+        let size = batch.count * (events / 64 + 1)
+        let zeros = [UInt8](repeating: 0, count: 1 << 20)
+        var zeroed = 0
+        while zeroed < size {
+            let count = zeros.withUnsafeBytes { pwrite(fd, $0.baseAddress, min($0.count, size - zeroed), off_t(zeroed)) }
+            guard count > 0 else { throw CLIFailure(message: "cannot write zeros to \(path)") }
+            zeroed += count
+        }
+        guard fsync(fd) == 0 else { throw CLIFailure(message: "cannot flush \(path)") }
         let started = ContinuousClock.now
         var offset = 0
         var written = 0

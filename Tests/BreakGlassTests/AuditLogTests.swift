@@ -6,6 +6,10 @@ import Foundation
 import Logging
 import Testing
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 @Suite struct AuditLogTests {
     static let origin = "audit-test"
 
@@ -139,6 +143,78 @@ import Testing
             #expect(entries[sequence].record?.event.fields["session"] == .string(String(format: "%032x", index)), "record \(sequence)")
         }
         #expect(try fixture.verify().records == 400)
+    }
+
+    /// The rest of a segment is written full of zeros ahead of the writer (so that flushes carry
+    /// only data), and the writer never writes where the zeros are still to come: records written
+    /// right behind the first piece, across later pieces, and after a reopen (zeroing from the middle
+    /// of a segment) all survive.
+    @Test func segmentsAreZeroFilledAheadWithoutLosingARecord() async throws {
+        let fixture = try Fixture()
+        defer { fixture.folder.remove() }
+        let log = try fixture.open(segmentSize: 8 << 20)
+        let padding = String(repeating: "z", count: 2_000)
+        // Many writers at once, so that the first writes race the first piece of zeros.
+        func appendConcurrently(_ range: Range<Int>) async throws {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in range {
+                    group.addTask {
+                        var event = Self.event(index)
+                        event.fields["padding"] = .string(padding)
+                        _ = try await log.append(event)
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        try await appendConcurrently(0..<1_500)
+        // Where the file system keeps allocated space as unwritten extents (ext4, XFS), none is
+        // left once the zeros have gone ahead to the end of the segment.
+        if Self.unwrittenExtents(fixture.segment) != nil {
+            var left = Self.unwrittenExtents(fixture.segment)
+            for _ in 0..<400 where left != 0 {
+                try await Task.sleep(for: .milliseconds(25))
+                left = Self.unwrittenExtents(fixture.segment)
+            }
+            #expect(left == 0, "the segment still has \(left ?? -1) unwritten extents")
+        }
+        await log.close()
+        let reopened = try fixture.open(segmentSize: 8 << 20)
+        for index in 1_500..<1_600 { _ = try await reopened.append(Self.event(index)) }
+        await reopened.close()
+        let entries = try AuditLogReader.read(directory: fixture.directory).entries
+        #expect(entries.count == 1_600)
+        let sessions = entries.compactMap { entry -> String? in
+            guard case .string(let session) = entry.record?.event.fields["session"] else { return nil }
+            return session
+        }
+        #expect(Set(sessions) == Set((0..<1_600).map { String(format: "%032x", $0) }))
+        #expect(try fixture.verify().records == 1_600)
+    }
+
+    /// Extents of a file that are allocated but marked unwritten (FS_IOC_FIEMAP); nil when the file
+    /// system does not map extents (tmpfs).
+    static func unwrittenExtents(_ path: String) -> Int? {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { Glibc.close(fd) }
+        let capacity = 512
+        let (headerSize, extentSize, flagsOffset) = (32, 56, 40)
+        var buffer = [UInt8](repeating: 0, count: headerSize + extentSize * capacity)
+        let status: Int32 = buffer.withUnsafeMutableBytes { raw in
+            guard let base = raw.baseAddress else { return -1 }
+            raw.storeBytes(of: UInt64.max, toByteOffset: 8, as: UInt64.self)  // fm_length
+            raw.storeBytes(of: UInt32(1), toByteOffset: 16, as: UInt32.self)  // FIEMAP_FLAG_SYNC
+            raw.storeBytes(of: UInt32(capacity), toByteOffset: 24, as: UInt32.self)  // fm_extent_count
+            return ioctl(fd, 0xC020_660B, base)  // FS_IOC_FIEMAP
+        }
+        guard status == 0 else { return nil }
+        return buffer.withUnsafeBytes { raw in
+            let mapped = Int(raw.load(fromByteOffset: 20, as: UInt32.self))
+            return (0..<min(mapped, capacity)).filter { index in
+                raw.load(fromByteOffset: headerSize + extentSize * index + flagsOffset, as: UInt32.self) & 0x800 != 0  // UNWRITTEN
+            }.count
+        }
     }
 
     @Test func tornTailIsTruncatedAndRecorded() async throws {
