@@ -508,15 +508,22 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         durableSize > lastCheckpointSize && lastCheckpointTime.duration(to: .now) >= options.checkpointInterval
     }
 
-    /// Encodes, frames, writes and flushes a batch; resumes each caller with its sequence number.
+    /// Records framed for one write, with their leaf hashes and the callers waiting for them.
+    private struct Chunk {
+        var frames: [UInt8] = []
+        var leaves: [TreeHash] = []
+        var waiting: [CheckedContinuation<Int, any Error>?] = []
+    }
+
+    /// Encodes and frames a batch straight into write buffers, and writes and flushes it in chunks of
+    /// at most `maximumWrite` bytes, so that an interrupted write never leaves more damage than
+    /// recovery treats as a torn tail. Each chunk's callers resume once it is flushed.
     private func write(_ batch: [Pending]) throws(AuditLogError) {
-        guard !batch.isEmpty else { return }
-        var accepted: [(pending: Pending, bytes: [UInt8])] = []
-        accepted.reserveCapacity(batch.count)
-        var sequence = tree.size
-        for pending in batch {
+        var chunk = Chunk()
+        chunk.frames.reserveCapacity(min(Self.maximumWrite, batch.count * 512))
+        for index in batch.indices {
             let record: AuditRecord.Prepared
-            switch pending.payload {
+            switch batch[index].payload {
             case .prepared(let prepared):
                 record = prepared
             case .event(let event):
@@ -527,66 +534,58 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
                     continue
                 }
             }
-            accepted.append((pending, record.bytes(sequence: sequence)))
-            sequence += 1
-        }
-        guard !accepted.isEmpty else { return }
-        // Writes of at most `maximumWrite` bytes each, so that an interrupted write never leaves more
-        // damage than recovery treats as a torn tail. Each chunk is flushed, then acknowledged.
-        // Chunks are ranges of `accepted`: its items are not copied again.
-        var chunks: [Range<Int>] = []
-        var chunkStart = 0
-        var chunkBytes = 0
-        for (index, item) in accepted.enumerated() {
-            let size = SegmentFormat.frameHeaderSize + item.bytes.count
-            if index > chunkStart, chunkBytes + size > Self.maximumWrite {
-                chunks.append(chunkStart..<index)
-                chunkStart = index
-                chunkBytes = 0
+            // At most 28 bytes join the prepared ones: `,"seq":`, the digits and a comma.
+            if !chunk.leaves.isEmpty, chunk.frames.count + SegmentFormat.frameHeaderSize + record.encoded.count + 28 > Self.maximumWrite {
+                guard try flush(chunk, rest: batch[index...]) else { return }
+                chunk.frames.removeAll(keepingCapacity: true)
+                chunk.leaves.removeAll(keepingCapacity: true)
+                chunk.waiting.removeAll(keepingCapacity: true)
             }
-            chunkBytes += size
+            let sequence = tree.size + chunk.leaves.count
+            let payload = SegmentFormat.appendFrame(to: &chunk.frames) { record.append(sequence: sequence, to: &$0) }
+            chunk.leaves.append(chunk.frames.withUnsafeBytes { TreeHash.leaf(UnsafeRawBufferPointer(rebasing: $0[payload])) })
+            chunk.waiting.append(batch[index].continuation)
         }
-        chunks.append(chunkStart..<accepted.count)
-        for chunk in chunks {
-            var frames: [UInt8] = []
-            frames.reserveCapacity(accepted[chunk].reduce(0) { $0 + $1.bytes.count + SegmentFormat.frameHeaderSize })
-            for item in accepted[chunk] { SegmentFormat.appendFrame(item.bytes, to: &frames) }
-            do {
-                if segmentEnd + frames.count > options.segmentSize - options.reserve {
-                    try rotate(firstSequence: tree.size, needed: frames.count)
-                }
-                let path = AuditLogReader.segmentsFolder(directory) + "/" + SegmentFormat.fileName(index: segmentIndex)
-                zeroer?.waitUntilZeroed(through: segmentEnd + frames.count)
-                try FileIO.write(segmentFD, frames, at: segmentEnd, path: path)
-                let syncStart = ContinuousClock.now
-                try FileIO.syncData(segmentFD, path: path)
-                if let meters {
-                    meters.fsync.recordNanoseconds(syncStart.duration(to: .now).totalNanoseconds)
-                    meters.appends.increment(by: chunk.count)
-                    meters.batch.record(chunk.count)
-                }
-            } catch {
-                let rest = accepted[chunk.lowerBound...]
-                if error.code == .full {
-                    // Nothing of these chunks was written: refuse them and carry on; a later batch
-                    // writes again once a segment can be made.
-                    for item in rest { item.pending.continuation?.resume(throwing: AuditUnavailableError(reason: error.message)) }
-                    return
-                }
-                // Records of this chunk may be on disk but are not acknowledged; recovery keeps them.
-                // The log is marked stopped before any caller hears of the failure.
-                stop(error)
-                for item in rest { item.pending.continuation?.resume(throwing: AuditUnavailableError(reason: error.message)) }
-                throw error
+        if !chunk.leaves.isEmpty { _ = try flush(chunk, rest: []) }
+    }
+
+    /// Writes and flushes one chunk, adds its records to the tree and resumes their callers. When no
+    /// segment can be made for it (disk full) it is refused with `rest`, the records of the batch not
+    /// yet framed, and the result is false; the writer carries on, and a later batch writes again
+    /// once a segment can be made. Any other failure stops the log.
+    private func flush(_ chunk: Chunk, rest: ArraySlice<Pending>) throws(AuditLogError) -> Bool {
+        do {
+            if segmentEnd + chunk.frames.count > options.segmentSize - options.reserve {
+                try rotate(firstSequence: tree.size, needed: chunk.frames.count)
             }
-            segmentEnd += frames.count
-            let first = tree.size
-            for item in accepted[chunk] { tree.append(entry: item.bytes) }
-            condition.lock()
-            durableSize = tree.size
-            condition.unlock()
-            for index in chunk { accepted[index].pending.continuation?.resume(returning: first + index - chunk.lowerBound) }
+            let path = AuditLogReader.segmentsFolder(directory) + "/" + SegmentFormat.fileName(index: segmentIndex)
+            zeroer?.waitUntilZeroed(through: segmentEnd + chunk.frames.count)
+            try FileIO.write(segmentFD, chunk.frames, at: segmentEnd, path: path)
+            let syncStart = ContinuousClock.now
+            try FileIO.syncData(segmentFD, path: path)
+            if let meters {
+                meters.fsync.recordNanoseconds(syncStart.duration(to: .now).totalNanoseconds)
+                meters.appends.increment(by: chunk.leaves.count)
+                meters.batch.record(chunk.leaves.count)
+            }
+        } catch {
+            // Records of a failed write may be on disk but are not acknowledged; recovery keeps
+            // them. The log is marked stopped before any caller hears of the failure.
+            if error.code != .full { stop(error) }
+            let refusal = AuditUnavailableError(reason: error.message)
+            for waiting in chunk.waiting { waiting?.resume(throwing: refusal) }
+            for pending in rest { pending.continuation?.resume(throwing: refusal) }
+            if error.code == .full { return false }
+            throw error
         }
+        segmentEnd += chunk.frames.count
+        let first = tree.size
+        for leaf in chunk.leaves { tree.append(leaf: leaf) }
+        condition.lock()
+        durableSize = tree.size
+        condition.unlock()
+        for (offset, waiting) in chunk.waiting.enumerated() { waiting?.resume(returning: first + offset) }
+        return true
     }
 
     /// Zero-fills the rest of the current segment file (as far as it is allocated) ahead of the writer.

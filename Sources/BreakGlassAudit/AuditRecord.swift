@@ -49,12 +49,17 @@ public struct AuditRecord: Sendable, Equatable {
         func bytes(sequence: Int) -> [UInt8] {
             var out: [UInt8] = []
             out.reserveCapacity(encoded.count + 28)
+            append(sequence: sequence, to: &out)
+            return out
+        }
+
+        /// Appends the record's canonical bytes with `seq` in its place.
+        func append(sequence: Int, to out: inout [UInt8]) {
             out.append(contentsOf: encoded[..<split])
             out.append(contentsOf: ",\"seq\":".utf8)
             out.append(contentsOf: String(sequence).utf8)
             out.append(UInt8(ascii: ","))
             out.append(contentsOf: encoded[split...])
-            return out
         }
     }
 

@@ -35,11 +35,23 @@ public enum SegmentFormat {
     /// Appends a frame (length, CRC-32C, payload) to a buffer without intermediate arrays.
     public static func appendFrame(_ payload: [UInt8], to out: inout [UInt8]) {
         out.reserveCapacity(out.count + frameHeaderSize + payload.count)
-        let length = UInt32(payload.count).bigEndian
-        let crc = CRC32C.checksum(payload).bigEndian
-        withUnsafeBytes(of: length) { out.append(contentsOf: $0) }
-        withUnsafeBytes(of: crc) { out.append(contentsOf: $0) }
-        out.append(contentsOf: payload)
+        appendFrame(to: &out) { $0.append(contentsOf: payload) }
+    }
+
+    /// Appends a frame whose payload `body` appends in place, and returns where the payload lies
+    /// in `out` (the length and CRC-32C are filled in after it).
+    @discardableResult
+    static func appendFrame(to out: inout [UInt8], _ body: (inout [UInt8]) -> Void) -> Range<Int> {
+        let header = out.count
+        out.append(contentsOf: repeatElement(0, count: frameHeaderSize))
+        body(&out)
+        let payload = header + frameHeaderSize..<out.count
+        out.withUnsafeMutableBytes { raw in
+            let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[payload]))
+            raw.storeBytes(of: UInt32(payload.count).bigEndian, toByteOffset: header, as: UInt32.self)
+            raw.storeBytes(of: crc.bigEndian, toByteOffset: header + 4, as: UInt32.self)
+        }
+        return payload
     }
 
     static func bigEndian<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
