@@ -37,10 +37,10 @@ final class SegmentZeroer: @unchecked Sendable {
 
     /// How far ahead of the writer zeros are kept: far enough that the writer never waits, near
     /// enough that the zeroing is spread over the segment's life instead of being one burst.
-    static let lead = 16 << 20
+    static let lead = 4 << 20
     /// Bytes zeroed (and flushed) at a time; the first piece is small so that the writer of a new
     /// segment waits as little as possible.
-    static let piece = 4 << 20
+    static let piece = 1 << 20
     static let firstPiece = 256 << 10
 
     /// Starts zeroing `fd` (the segment at `path`) from `start` to `end`; `start` is where the
