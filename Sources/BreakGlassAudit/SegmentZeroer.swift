@@ -14,9 +14,9 @@ import Logging
 ///
 /// Space from `posix_fallocate` is allocated but marked unwritten (ext4, XFS): the first flush of
 /// data written into it must also convert the extents and commit the file system's journal, which
-/// here nearly doubles the latency of every fdatasync of the log. Once the zeros are written and flushed, a
-/// flush carries only data. (PostgreSQL zero-fills new WAL files for the same reason.) Zeros are
-/// what the format expects past the last record, so this changes nothing a reader sees.
+/// here nearly doubles the latency of every fdatasync of the log. Once the zeros are written and
+/// flushed, a flush carries only data. (PostgreSQL zero-fills new WAL files for the same reason.)
+/// Zeros are what the format expects past the last record, so this changes nothing a reader sees.
 ///
 /// The writer calls `waitUntilZeroed(through:)` before each write, and the two never write the same
 /// bytes: the zeroer writes only at or past `zeroedEnd`, the writer only below it, or anywhere once
