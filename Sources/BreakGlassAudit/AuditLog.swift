@@ -42,8 +42,18 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         }
 
         var payload: Payload
+        /// The record framed by its caller for the sequence number it was queued under; the writer
+        /// uses it while that number still holds (an event refused or dropped before it shifts it).
+        var framed: Framed?
         /// The caller waiting for durability; nil for events submitted without waiting.
         var continuation: CheckedContinuation<Int, any Error>?
+    }
+
+    /// A record framed for one sequence number, with its leaf hash.
+    private struct Framed {
+        var sequence: Int
+        var frame: [UInt8]
+        var leaf: TreeHash
     }
 
     public let directory: String
@@ -62,6 +72,8 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     private var warning: String?
     private var inReserve = false
     private var durableSize = 0
+    /// The sequence number the next queued event will have, if every event before it is written.
+    private var nextQueued = 0
     /// The queue length at which the waiting writer wants a signal; `Int.max` while it works (it
     /// looks at the queue again before it waits). Saves a wake-up per event under load.
     private var wakeAt = Int.max
@@ -192,7 +204,14 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
                 continuation.resume(throwing: AuditUnavailableError(reason: refusal))
                 return
             }
-            queue.append(Pending(payload: .prepared(record), continuation: continuation))
+            // Framed here, under the lock, so that queue order and sequence numbers agree: the writer
+            // then only copies the frame, and its own work between two flushes stays small.
+            var frame: [UInt8] = []
+            frame.reserveCapacity(SegmentFormat.frameHeaderSize + record.encoded.count + 28)
+            let leaf = Self.appendFrame(record, sequence: nextQueued, to: &frame)
+            let framed = Framed(sequence: nextQueued, frame: frame, leaf: leaf)
+            nextQueued += 1
+            queue.append(Pending(payload: .prepared(record), framed: framed, continuation: continuation))
             if queue.count >= wakeAt { condition.signal() }
             condition.unlock()
         }
@@ -213,7 +232,8 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
             logger.error("audit event not recorded", metadata: ["kind": "\(event.kind)", "reason": "\(refusal)"])
             return
         }
-        queue.append(Pending(payload: .event(event), continuation: nil))
+        nextQueued += 1
+        queue.append(Pending(payload: .event(event), framed: nil, continuation: nil))
         if queue.count >= wakeAt { condition.signal() }
     }
 
@@ -398,6 +418,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         try FileIO.syncDirectory(directory)
         try FileIO.replaceAtomically(directory + "/audit-key.pub", with: Array((signer.verifier.keyString + "\n").utf8))
         durableSize = tree.size
+        nextQueued = tree.size
         startZeroing()
         logger.notice("audit log open", metadata: ["directory": "\(directory)", "records": "\(tree.size)", "segment": "\(segmentIndex)"])
     }
@@ -455,6 +476,9 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
                 while !closing, queue.count < target, condition.wait(until: deadline) {}
             }
             wakeAt = Int.max
+            // Events refused or dropped in earlier batches shift the numbers of those queued after
+            // them; from here on they are right again (the queued ones are framed anew).
+            nextQueued = tree.size + queue.count
             let batch: [Pending]
             if queue.count <= options.maximumBatch {
                 // The whole queue: handed over without copying its items under the lock.
@@ -515,38 +539,54 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         var waiting: [CheckedContinuation<Int, any Error>?] = []
     }
 
-    /// Encodes and frames a batch straight into write buffers, and writes and flushes it in chunks of
-    /// at most `maximumWrite` bytes, so that an interrupted write never leaves more damage than
-    /// recovery treats as a torn tail. Each chunk's callers resume once it is flushed.
+    /// Gathers a batch's frames into write buffers (the frames callers made, while their numbers
+    /// hold, or frames encoded here), and writes and flushes it in chunks of at most `maximumWrite`
+    /// bytes, so that an interrupted write never leaves more damage than recovery treats as a torn
+    /// tail. Each chunk's callers resume once it is flushed.
     private func write(_ batch: [Pending]) throws(AuditLogError) {
         var chunk = Chunk()
         chunk.frames.reserveCapacity(min(Self.maximumWrite, batch.count * 512))
+        /// Flushes the chunk first when `size` more bytes would not fit in one write; false when
+        /// the chunk (and the rest of the batch) was refused.
+        func makeRoom(_ size: Int, before index: Int) throws(AuditLogError) -> Bool {
+            guard !chunk.leaves.isEmpty, chunk.frames.count + size > Self.maximumWrite else { return true }
+            guard try flush(chunk, rest: batch[index...]) else { return false }
+            chunk.frames.removeAll(keepingCapacity: true)
+            chunk.leaves.removeAll(keepingCapacity: true)
+            chunk.waiting.removeAll(keepingCapacity: true)
+            return true
+        }
         for index in batch.indices {
-            let record: AuditRecord.Prepared
-            switch batch[index].payload {
-            case .prepared(let prepared):
-                record = prepared
-            case .event(let event):
-                do {
-                    record = try AuditRecord.prepare(gateway: origin, event: event)
-                } catch {
-                    logger.error("audit event not recorded", metadata: ["kind": "\(event.kind)", "reason": "\(error.message)"])
-                    continue
+            if let framed = batch[index].framed, framed.sequence == tree.size + chunk.leaves.count {
+                guard try makeRoom(framed.frame.count, before: index) else { return }
+                chunk.frames.append(contentsOf: framed.frame)
+                chunk.leaves.append(framed.leaf)
+            } else {
+                let record: AuditRecord.Prepared
+                switch batch[index].payload {
+                case .prepared(let prepared):
+                    record = prepared
+                case .event(let event):
+                    do {
+                        record = try AuditRecord.prepare(gateway: origin, event: event)
+                    } catch {
+                        logger.error("audit event not recorded", metadata: ["kind": "\(event.kind)", "reason": "\(error.message)"])
+                        continue
+                    }
                 }
+                // At most 28 bytes join the prepared ones: `,"seq":`, the digits and a comma.
+                guard try makeRoom(SegmentFormat.frameHeaderSize + record.encoded.count + 28, before: index) else { return }
+                chunk.leaves.append(Self.appendFrame(record, sequence: tree.size + chunk.leaves.count, to: &chunk.frames))
             }
-            // At most 28 bytes join the prepared ones: `,"seq":`, the digits and a comma.
-            if !chunk.leaves.isEmpty, chunk.frames.count + SegmentFormat.frameHeaderSize + record.encoded.count + 28 > Self.maximumWrite {
-                guard try flush(chunk, rest: batch[index...]) else { return }
-                chunk.frames.removeAll(keepingCapacity: true)
-                chunk.leaves.removeAll(keepingCapacity: true)
-                chunk.waiting.removeAll(keepingCapacity: true)
-            }
-            let sequence = tree.size + chunk.leaves.count
-            let payload = SegmentFormat.appendFrame(to: &chunk.frames) { record.append(sequence: sequence, to: &$0) }
-            chunk.leaves.append(chunk.frames.withUnsafeBytes { TreeHash.leaf(UnsafeRawBufferPointer(rebasing: $0[payload])) })
             chunk.waiting.append(batch[index].continuation)
         }
         if !chunk.leaves.isEmpty { _ = try flush(chunk, rest: []) }
+    }
+
+    /// Appends the record's frame for `sequence` and returns its leaf hash.
+    private static func appendFrame(_ record: AuditRecord.Prepared, sequence: Int, to frames: inout [UInt8]) -> TreeHash {
+        let payload = SegmentFormat.appendFrame(to: &frames) { record.append(sequence: sequence, to: &$0) }
+        return frames.withUnsafeBytes { TreeHash.leaf(UnsafeRawBufferPointer(rebasing: $0[payload])) }
     }
 
     /// Writes and flushes one chunk, adds its records to the tree and resumes their callers. When no

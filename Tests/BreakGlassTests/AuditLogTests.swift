@@ -145,6 +145,36 @@ import Testing
         #expect(try fixture.verify().records == 400)
     }
 
+    /// Appending callers frame their records for the sequence number they are queued under. An
+    /// event dropped ahead of them (too large to record) shifts those numbers, and the writer then
+    /// frames the records again: every caller still gets its own record's number, none is missing.
+    @Test func recordsQueuedBehindADroppedEventKeepTheirOwnNumbers() async throws {
+        let fixture = try Fixture()
+        defer { fixture.folder.remove() }
+        let log = try fixture.open()
+        var sequences: [Int: Int] = [:]
+        for round in 0..<5 {
+            var huge = Self.event(10_000 + round)
+            huge.fields["padding"] = .string(String(repeating: "h", count: AuditRecord.maximumSize))
+            log.submit(huge)
+            let numbers = try await withThrowingTaskGroup(of: (Int, Int).self) { group in
+                for index in round * 20..<(round + 1) * 20 {
+                    group.addTask { (index, try await log.append(Self.event(index))) }
+                }
+                return try await group.reduce(into: [Int: Int]()) { $0[$1.0] = $1.1 }
+            }
+            sequences.merge(numbers) { first, _ in first }
+        }
+        await log.close()
+        let entries = try AuditLogReader.read(directory: fixture.directory).entries
+        #expect(entries.count == 100)
+        #expect(Set(sequences.values) == Set(0..<100))
+        for (index, sequence) in sequences where sequence < entries.count {
+            #expect(entries[sequence].record?.event.fields["session"] == .string(String(format: "%032x", index)), "record \(sequence)")
+        }
+        #expect(try fixture.verify().records == 100)
+    }
+
     /// The rest of a segment is written full of zeros ahead of the writer (so that flushes carry
     /// only data), and the writer never writes where the zeros are still to come: records written
     /// right behind the first piece, across later pieces, and after a reopen (zeroing from the middle
