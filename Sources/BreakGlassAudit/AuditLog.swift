@@ -207,7 +207,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
             // Framed here, under the lock, so that queue order and sequence numbers agree: the writer
             // then only copies the frame, and its own work between two flushes stays small.
             var frame: [UInt8] = []
-            frame.reserveCapacity(SegmentFormat.frameHeaderSize + record.encoded.count + 28)
+            frame.reserveCapacity(SegmentFormat.frameHeaderSize + record.maximumCount)
             let leaf = Self.appendFrame(record, sequence: nextQueued, to: &frame)
             let framed = Framed(sequence: nextQueued, frame: frame, leaf: leaf)
             nextQueued += 1
@@ -574,8 +574,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
                         continue
                     }
                 }
-                // At most 28 bytes join the prepared ones: `,"seq":`, the digits and a comma.
-                guard try makeRoom(SegmentFormat.frameHeaderSize + record.encoded.count + 28, before: index) else { return }
+                guard try makeRoom(SegmentFormat.frameHeaderSize + record.maximumCount, before: index) else { return }
                 chunk.leaves.append(Self.appendFrame(record, sequence: tree.size + chunk.leaves.count, to: &chunk.frames))
             }
             chunk.waiting.append(batch[index].continuation)

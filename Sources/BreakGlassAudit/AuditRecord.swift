@@ -45,10 +45,16 @@ public struct AuditRecord: Sendable, Equatable {
         var encoded: [UInt8]
         var split: Int
 
+        /// Most bytes `seq` adds: `,"seq":`, up to 19 digits and a comma.
+        static let sequenceRoom = 28
+
+        /// The most bytes the record takes with any sequence number.
+        var maximumCount: Int { encoded.count + Self.sequenceRoom }
+
         /// The record's canonical bytes with `seq` in its place.
         func bytes(sequence: Int) -> [UInt8] {
             var out: [UInt8] = []
-            out.reserveCapacity(encoded.count + 28)
+            out.reserveCapacity(maximumCount)
             append(sequence: sequence, to: &out)
             return out
         }
@@ -81,7 +87,7 @@ public struct AuditRecord: Sendable, Equatable {
         }
         // "event" and "gateway" sort before "seq", "time" and "v" after: both parts hold members.
         let (encoded, split) = CanonicalJSON.encode(object, splitAt: "seq")
-        guard encoded.count + 28 <= Self.maximumSize else {
+        guard encoded.count + Prepared.sequenceRoom <= Self.maximumSize else {
             throw AuditLogError(.recordTooLarge, "an audit record is larger than \(Self.maximumSize) bytes")
         }
         return Prepared(encoded: encoded, split: split)

@@ -111,9 +111,8 @@ struct SegmentScan {
             // Where indexing stopped short of the end, and why.
             let offset = index.offset
             guard offset + SegmentFormat.frameHeaderSize <= raw.count else {
-                if offset < raw.count, nonZero(bytes, from: offset) > 0 {
-                    scan.damage = (offset, "a frame header is cut short", nonZero(bytes, from: offset))
-                }
+                let trailing = offset < raw.count ? nonZero(bytes, from: offset) : 0
+                if trailing > 0 { scan.damage = (offset, "a frame header is cut short", trailing) }
                 return
             }
             let length = Int(UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
