@@ -77,6 +77,11 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     /// The queue length at which the waiting writer wants a signal; `Int.max` while it works (it
     /// looks at the queue again before it waits). Saves a wake-up per event under load.
     private var wakeAt = Int.max
+    /// Queued events whose callers wait for them (`append`); while there are none, the writer may
+    /// let the queue fill a moment (`submitDelay`).
+    private var awaitedQueued = 0
+    /// The writer waits for more submitted events: any waiting caller wakes it.
+    private var lingering = false
     private var writerDone: CheckedContinuation<Void, Never>?
     private var writerFinished = false
     /// Where the tree stood at recent checkpoints (oldest first), so that proofs for recent records
@@ -212,7 +217,8 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
             let framed = Framed(sequence: nextQueued, frame: frame, leaf: leaf)
             nextQueued += 1
             queue.append(Pending(payload: .prepared(record), framed: framed, continuation: continuation))
-            if queue.count >= wakeAt { condition.signal() }
+            awaitedQueued += 1
+            if queue.count >= wakeAt || lingering { condition.signal() }
             condition.unlock()
         }
     }
@@ -467,10 +473,20 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
                     condition.wait()
                 }
             }
+            if !closing, awaitedQueued == 0, checkpointWaiters.isEmpty, queue.count < Self.lingerBatch, (options.submitDelay > .zero) {
+                // Nobody waits for these records yet (proxied requests' records): let more join them.
+                lingering = true
+                wakeAt = Self.lingerBatch
+                let deadline = Date().addingTimeInterval(Self.seconds(options.submitDelay))
+                while !closing, awaitedQueued == 0, checkpointWaiters.isEmpty, queue.count < Self.lingerBatch,
+                    condition.wait(until: deadline)
+                {}
+                lingering = false
+            }
             // Group commit: when fewer events wait than the last batch held, the callers of that batch
             // are probably still coming back; give them a moment so that one flush serves them all.
             let target = lastBatchSize * 3 / 4
-            if !closing, queue.count < target {
+            if !closing, awaitedQueued > 0, queue.count < target {
                 wakeAt = target
                 let deadline = Date().addingTimeInterval(Self.gatherWindow)
                 while !closing, queue.count < target, condition.wait(until: deadline) {}
@@ -485,9 +501,11 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
                 batch = queue
                 queue = []
                 queue.reserveCapacity(batch.count)
+                awaitedQueued = 0
             } else {
                 batch = Array(queue.prefix(options.maximumBatch))
                 queue.removeFirst(batch.count)
+                awaitedQueued -= batch.reduce(0) { $0 + ($1.continuation == nil ? 0 : 1) }
             }
             lastBatchSize = batch.count
             let waiters = checkpointWaiters
@@ -722,6 +740,8 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
 
     /// Longest a batch waits for more events (seconds): a fraction of one fdatasync.
     static let gatherWindow: TimeInterval = 0.001
+    /// Enough submitted events to write at once without waiting for more.
+    static let lingerBatch = 256
 
     /// Largest single write; half the reader's torn-tail limit.
     static let maximumWrite = AuditLogReader.tornTailLimit / 2

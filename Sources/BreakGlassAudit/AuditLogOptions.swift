@@ -11,6 +11,10 @@ public struct AuditLogOptions: Sendable {
     public var maximumBatch: Int
     /// Most events waiting for the writer; beyond that, appends fail at once.
     public var maximumPending: Int
+    /// How long events that nobody waits for (`submit`, such as a proxied request's record) may wait
+    /// for more before they are written, so that one flush serves many. A caller that waits for its
+    /// record, a checkpoint request or a full batch ends the wait at once.
+    public var submitDelay: Duration
     /// A new checkpoint is signed at most this often while events arrive (and at close).
     public var checkpointInterval: Duration
     /// Folders (other mounts, other machines) that receive every new checkpoint.
@@ -27,6 +31,7 @@ public struct AuditLogOptions: Sendable {
         reserve: Int = 1 << 20,
         maximumBatch: Int = 4096,
         maximumPending: Int = 65_536,
+        submitDelay: Duration = .milliseconds(2),
         checkpointInterval: Duration = .seconds(1),
         mirrors: [String] = [],
         checkpointHook: [String]? = nil,
@@ -37,6 +42,7 @@ public struct AuditLogOptions: Sendable {
         self.reserve = reserve
         self.maximumBatch = maximumBatch
         self.maximumPending = maximumPending
+        self.submitDelay = submitDelay
         self.checkpointInterval = checkpointInterval
         self.mirrors = mirrors
         self.checkpointHook = checkpointHook

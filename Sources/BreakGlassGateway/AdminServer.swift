@@ -31,7 +31,7 @@ final class AdminServer: Sendable {
                     let sync = channel.pipeline.syncOperations
                     let http = HTTPServerHandlers(idleTimeout: idle)
                     try sync.addHandler(http.idle)
-                    try sync.addHandlers([http.encoder, http.decoder, http.pipelining, http.errors])
+                    try sync.addHandlers([http.encoder, http.decoder])
                     try sync.addHandler(
                         GatewayChannelHandler(route: { await router.route($0) }, proxy: nil, limits: limits, handlers: http))
                 }

@@ -7,6 +7,10 @@ import NIOHTTP1
 
 /// One client connection: API requests (bounded, answered by the router off the event loop),
 /// proxied HTTP requests to `/p/PATHWAY/...` (streamed), and `CONNECT PATHWAY:PORT` tunnels.
+///
+/// Requests are served one at a time, in order. A request that arrives while another is being
+/// answered (HTTP/1.1 pipelining) waits here, and reading stops until it is taken; a connection
+/// that sends one request at a time keeps reading throughout (no poller change per request).
 final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
@@ -39,6 +43,12 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var pendingRead = false
     /// The last token verified on this connection, so that keep-alive requests skip the signature check.
     private var verified: (token: String, admission: PathwayProxy.Admission)?
+    /// Parts of requests that arrived while an earlier one was being answered, in order. Reading
+    /// stops while any wait, so this holds at most what the reads before that stop delivered.
+    private var pipelined = CircularBuffer<HTTPServerRequestPart>()
+    /// The connection closes once the request in progress is answered (shutdown, or bytes that are
+    /// not HTTP after it).
+    private var closing = false
 
     init(
         route: @escaping @Sendable (APIRequest) async -> APIResponse, proxy: PathwayProxy?, limits: HTTPLimits, handlers: HTTPServerHandlers
@@ -64,6 +74,22 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
             return
         }
         let part = unwrapInboundIn(data)
+        if !pipelined.isEmpty || (part.isHead && isBusy) {
+            pipelined.append(part)
+            return
+        }
+        handle(context: context, part)
+    }
+
+    /// Whether a request is being answered, so that the next one has to wait.
+    private var isBusy: Bool {
+        switch state {
+        case .responding, .authorizing, .proxying: true
+        case .idle, .receiving, .discarding, .tunneling, .draining: false
+        }
+    }
+
+    private func handle(context: ChannelHandlerContext, _ part: HTTPServerRequestPart) {
         switch (part, state) {
         case (.head(let head), .idle):
             if let problem = headerProblem(head) {
@@ -95,10 +121,12 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
             state = .authorizing(head, early)
         case (.body, .proxying(let exchange)), (.end, .proxying(let exchange)):
             exchange.clientPart(part)
-        case (.body, .discarding), (.end, .discarding):
+        case (_, .discarding):
+            // The connection closes once its answer is written; nothing after the refused request is served.
             break
         case (.end, .draining):
             state = .idle
+            becameIdle(context: context)
         case (.body, .draining):
             break
         default:
@@ -122,22 +150,70 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         context.fireChannelWritabilityChanged()
     }
 
-    /// Closes the connection on its idle timeout, unless a request is in progress.
+    /// Closes the connection on its idle timeout, unless a request is in progress, and on shutdown
+    /// (`ChannelShouldQuiesceEvent`) once the request in progress is answered.
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        guard event is IdleStateHandler.IdleStateEvent else {
+        switch event {
+        case is IdleStateHandler.IdleStateEvent:
+            switch state {
+            case .idle, .discarding, .draining: context.close(promise: nil)
+            case .receiving, .responding, .authorizing, .proxying, .tunneling: break
+            }
+        case is ChannelShouldQuiesceEvent:
+            closeWhenAnswered(context: context)
+        default:
             context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    /// Bytes that are not HTTP/1.1 get a `400` when no answer is under way; either way nothing more
+    /// is read, and the connection closes once the request in progress (if any) is answered.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard error is HTTPParserError else {
+            context.close(promise: nil)
             return
         }
+        if case .idle = state, pipelined.isEmpty {
+            state = .discarding
+            let problem = BreakGlassError(.invalidRequest, "the request is not valid HTTP/1.1 (\(error))")
+            respond(context: context, version: .http1_1, response: .error(problem), keepAlive: false)
+        } else {
+            closeWhenAnswered(context: context)
+        }
+    }
+
+    private func closeWhenAnswered(context: ChannelHandlerContext) {
+        closing = true
+        pipelined.removeAll()
         switch state {
-        case .idle, .discarding, .draining: context.close(promise: nil)
-        case .receiving, .responding, .authorizing, .proxying, .tunneling: break
+        case .idle, .draining: context.close(promise: nil)
+        // `.discarding` closes when its answer is written; a tunnel is no longer this handler's.
+        case .receiving, .responding, .authorizing, .proxying, .discarding, .tunneling: break
+        }
+    }
+
+    /// The connection is ready for its next request: takes the ones that arrived meanwhile, and
+    /// reads again once none waits.
+    private func becameIdle(context: ChannelHandlerContext) {
+        while let part = pipelined.first, !(part.isHead && isBusy) {
+            pipelined.removeFirst()
+            handle(context: context, part)
+        }
+        if closing, case .idle = state {
+            context.close(promise: nil)
+            return
+        }
+        if case .proxying(let exchange) = state { exchange.clientReadComplete() }
+        if pendingRead, pipelined.isEmpty, !readsHeld {
+            pendingRead = false
+            context.read()
         }
     }
 
     // MARK: reads
 
     func read(context: ChannelHandlerContext) {
-        if readsHeld {
+        if readsHeld || !pipelined.isEmpty {
             pendingRead = true
         } else {
             context.read()
@@ -151,7 +227,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     func releaseReads() {
         readsHeld = false
-        if pendingRead, let context {
+        if pendingRead, pipelined.isEmpty, let context {
             pendingRead = false
             context.read()
         }
@@ -195,8 +271,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private func respond(context: ChannelHandlerContext, version: HTTPVersion, response: APIResponse, keepAlive: Bool) {
-        // Back to idle before writing: the pipelining handler delivers the next request as soon as it
-        // sees this response's end.
+        let keepAlive = keepAlive && !closing
         switch state {
         case .responding, .authorizing, .proxying: state = keepAlive ? .idle : .discarding
         default: break
@@ -210,13 +285,14 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         let responseHead = HTTPResponseHead(version: version, status: response.status, headers: headers)
         context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
-        let written = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
-        if !keepAlive {
+        if keepAlive {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        } else {
             let channel = context.channel
-            written.futureResult.whenComplete { _ in channel.close(promise: nil) }
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
         }
-        releaseReads()
+        readsHeld = false
+        becameIdle(context: context)
     }
 
     // MARK: HTTP proxy
@@ -233,8 +309,8 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
             target = parsed
         }
         state = .authorizing(head, [])
-        // A body waits until the upstream can take it; a request without one needs no holding (the
-        // pipelining handler keeps the next request back until this answer ends).
+        // A body waits until the upstream can take it; a request without one needs no holding (a
+        // pipelined request waits in `pipelined` until this answer ends).
         if Self.hasBody(head) { holdReads() }
         authorize(
             context: context, proxy: proxy, credentials: head.headers.first(name: "authorization"), header: "Authorization",
@@ -267,8 +343,9 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
             respond(context: context, version: .http1_1, response: .error(answer), keepAlive: false)
             return
         }
+        let keepAlive = keepAlive && !closing
         state = keepAlive ? .idle : .discarding
-        releaseReads()
+        readsHeld = false
         if !keepAlive {
             let channel = context.channel
             if let written {
@@ -277,6 +354,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
                 channel.close(promise: nil)
             }
         }
+        becameIdle(context: context)
     }
 
     /// Verifies the credentials off the loop (or, for this connection's last verified token, on it),
@@ -417,8 +495,6 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
             _ = upstream.setOption(.autoRead, value: false)
             let sync = client.pipeline.syncOperations
             _ = sync.removeHandler(handlers.idle)
-            _ = sync.removeHandler(handlers.errors)
-            _ = sync.removeHandler(handlers.pipelining)
             _ = sync.removeHandler(handlers.encoder)
             // A probe's tunnel only listens: the first byte its client sends ends it.
             if admission.session.tag == .probe { try sync.addHandler(ReadOnlyTunnelGuard()) }
@@ -457,5 +533,11 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
         client.closeFuture.whenComplete { _ in upstream.close(promise: nil) }
         upstream.closeFuture.whenComplete { _ in client.close(promise: nil) }
+    }
+}
+
+extension HTTPPart {
+    fileprivate var isHead: Bool {
+        if case .head = self { true } else { false }
     }
 }

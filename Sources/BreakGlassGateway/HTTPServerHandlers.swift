@@ -8,8 +8,6 @@ struct HTTPServerHandlers {
     let idle: IdleStateHandler
     let encoder = HTTPResponseEncoder()
     let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes))
-    let pipelining = HTTPServerPipelineHandler()
-    let errors = HTTPServerProtocolErrorHandler()
 
     init(idleTimeout: TimeAmount) {
         idle = IdleStateHandler(readTimeout: idleTimeout)

@@ -23,11 +23,12 @@ import Testing
             signer = NoteSigner(name: AuditLogTests.origin, privateKey: Curve25519.Signing.PrivateKey())
         }
 
-        func open(segmentSize: Int = 256 << 10, mirrors: [String] = []) throws -> AuditLog {
+        func open(segmentSize: Int = 256 << 10, mirrors: [String] = [], submitDelay: Duration = .milliseconds(2)) throws -> AuditLog {
             var logger = Logger(label: "audit-test")
             logger.logLevel = .critical
             let options = AuditLogOptions(
-                segmentSize: segmentSize, reserve: 16 << 10, checkpointInterval: .milliseconds(50), mirrors: mirrors)
+                segmentSize: segmentSize, reserve: 16 << 10, submitDelay: submitDelay, checkpointInterval: .milliseconds(50),
+                mirrors: mirrors)
             return try AuditLog.open(directory: directory, origin: AuditLogTests.origin, signer: signer, options: options, logger: logger)
         }
 
@@ -61,6 +62,34 @@ import Testing
             try? await Task.sleep(for: .milliseconds(25))
         }
         return nil
+    }
+
+    /// Records nobody waits for wait for company (`submitDelay`), but never hold up a caller that
+    /// waits for its own record or a checkpoint: those are written at once, with them.
+    @Test func submittedRecordsWaitForCompanyButNotForAWaitingCaller() async throws {
+        let fixture = try Fixture()
+        let log = try fixture.open(submitDelay: .seconds(60))
+        _ = try await log.append(Self.event(0))
+        for index in 1...5 { log.submit(Self.event(index)) }
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(try AuditLogReader.read(directory: fixture.directory).entries.count == 1)
+        let waiting = Task { try await log.append(Self.event(6)) }
+        #expect(try await Self.waitForRecords(7, in: fixture))
+        #expect(try await waiting.value == 6)
+        for index in 7...9 { log.submit(Self.event(index)) }
+        _ = try await log.checkpoint()
+        #expect(try AuditLogReader.read(directory: fixture.directory).entries.count == 10)
+        await log.close()
+        #expect(try fixture.verify().records == 10)
+    }
+
+    /// Polls the segment files (10 s at most, far below the delay under test) for `count` records.
+    static func waitForRecords(_ count: Int, in fixture: Fixture) async throws -> Bool {
+        for _ in 0..<1000 {
+            if try AuditLogReader.read(directory: fixture.directory).entries.count == count { return true }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return false
     }
 
     static func event(_ index: Int) -> AuditEvent {

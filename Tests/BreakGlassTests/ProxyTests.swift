@@ -202,7 +202,6 @@ import Testing
         #expect(fixture.events(.grantReleased).map { $0.fields["session"] } == [.string(web.session)])
     }
 
-    /// A client that waits for `100 Continue` gets it from the gateway once the upstream is there.
     @Test func aRefusedRequestWithoutBodyKeepsTheConnection() async throws {
         let fixture = try await Self.fixture()
         defer { Task { await fixture.stop() } }
@@ -224,6 +223,7 @@ import Testing
         await connection.close()
     }
 
+    /// A client that waits for `100 Continue` gets it from the gateway once the upstream is there.
     @Test func expectContinueIsAnswered() async throws {
         let fixture = try await Self.fixture()
         defer { Task { await fixture.stop() } }
@@ -236,6 +236,62 @@ import Testing
         try await connection.send("12345")
         #expect(await connection.wait { $0.text.contains("{\"bytes\":5}") }, "\(connection.text)")
         await connection.close()
+    }
+
+    /// Requests sent before the previous answer (HTTP/1.1 pipelining) are answered one by one, in
+    /// order, bodies included; bytes that are not HTTP get a 400 with its code, or end the
+    /// connection after the answer in progress.
+    @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
+        let fixture = try await Self.fixture()
+        defer { Task { await fixture.stop() } }
+        let login = try await fixture.login("alice", pathway: "web")
+        let token = "Authorization: Bearer \(login.token)\r\n"
+        let connection = try await TLSTestConnection(port: fixture.gateway.port, caPath: fixture.gateway.pki.caPath)
+        try await connection.send(
+            "GET /p/web/first HTTP/1.1\r\nHost: gw\r\n\(token)\r\n"
+                + "POST /p/web/count HTTP/1.1\r\nHost: gw\r\n\(token)Content-Length: 5\r\n\r\nhello"
+                + "GET /v1/nothing HTTP/1.1\r\nHost: gw\r\n\r\n"
+                + "GET /p/web/fourth HTTP/1.1\r\nHost: gw\r\n\(token)Connection: close\r\n\r\n")
+        #expect(await connection.wait { $0.inputClosed }, "\(connection.text)")
+        let text = connection.text
+        let positions = ["first", "{\"bytes\":5}", "not_found", "fourth"].compactMap { text.range(of: $0)?.lowerBound }
+        #expect(positions.count == 4, "\(text)")
+        #expect(positions == positions.sorted(), "\(text)")
+        #expect(text.components(separatedBy: "HTTP/1.1 200 OK").count == 4, "\(text)")
+        let paths = fixture.events(.request).compactMap { $0.fields["path"] }
+        #expect(paths == [.string("/first"), .string("/count"), .string("/fourth")])
+
+        let garbage = try await TLSTestConnection(port: fixture.gateway.port, caPath: fixture.gateway.pki.caPath)
+        try await garbage.send("HELLO THERE\r\n\r\n")
+        #expect(await garbage.wait { $0.inputClosed }, "\(garbage.text)")
+        #expect(garbage.text.hasPrefix("HTTP/1.1 400"), "\(garbage.text)")
+        #expect(garbage.text.contains("invalid_request"), "\(garbage.text)")
+
+        let trailing = try await TLSTestConnection(port: fixture.gateway.port, caPath: fixture.gateway.pki.caPath)
+        try await trailing.send("GET /p/web/slow/200 HTTP/1.1\r\nHost: gw\r\n\(token)\r\nHELLO THERE\r\n\r\n")
+        #expect(await trailing.wait { $0.inputClosed }, "\(trailing.text)")
+        #expect(trailing.text.hasPrefix("HTTP/1.1 200"), "\(trailing.text)")
+        #expect(trailing.text.contains("slept_ms"), "\(trailing.text)")
+        #expect(!trailing.text.contains("HTTP/1.1 400"), "\(trailing.text)")
+    }
+
+    /// On shutdown an idle connection is closed at once, and one with a request in progress once it
+    /// is answered.
+    @Test func shutdownClosesConnectionsWhenTheirAnswerIsOut() async throws {
+        let fixture = try await Self.fixture()
+        defer { Task { await fixture.stop() } }
+        let login = try await fixture.login("alice", pathway: "web")
+        let idle = try await fixture.rawRequest("/p/web/echo", token: login.token)
+        #expect(await idle.wait { $0.text.contains("body_bytes") }, "\(idle.text)")
+        let busy = try await TLSTestConnection(port: fixture.gateway.port, caPath: fixture.gateway.pki.caPath)
+        try await busy.send("GET /p/web/slow/500 HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(login.token)\r\n\r\n")
+        try await Task.sleep(for: .milliseconds(150))  // the request is at the upstream, which answers after 500 ms
+        let stopped = Task { await fixture.gateway.stop() }
+        #expect(await idle.wait(timeout: .seconds(5)) { $0.inputClosed })
+        #expect(await busy.wait(timeout: .seconds(5)) { $0.inputClosed }, "\(busy.text)")
+        #expect(busy.text.hasPrefix("HTTP/1.1 200"), "\(busy.text)")
+        #expect(busy.text.contains("slept_ms"), "\(busy.text)")
+        await stopped.value
     }
 
     /// A pooled connection that the upstream closes as the request arrives is retried once, on a new
