@@ -41,8 +41,9 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var context: ChannelHandlerContext?
     private var readsHeld = false
     private var pendingRead = false
-    /// The last token verified on this connection, so that keep-alive requests skip the signature check.
-    private var verified: (token: String, admission: PathwayProxy.Admission)?
+    /// The last credentials (header value) verified on this connection, so that keep-alive requests
+    /// skip the signature check.
+    private var verified: (credentials: String, admission: PathwayProxy.Admission)?
     /// Parts of requests that arrived while an earlier one was being answered, in order. Reading
     /// stops while any wait, so this holds at most what the reads before that stop delivered.
     private var pipelined = CircularBuffer<HTTPServerRequestPart>()
@@ -391,7 +392,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     private func admitted(
         context: ChannelHandlerContext,
-        _ result: Result<(token: String, admission: PathwayProxy.Admission), BreakGlassError>,
+        _ result: Result<(credentials: String, admission: PathwayProxy.Admission), BreakGlassError>,
         then proceed: (GatewayChannelHandler, ChannelHandlerContext, PathwayProxy.Admission) -> Void
     ) {
         switch result {

@@ -60,17 +60,16 @@ public final class PathwayProxy: Sendable {
 
     // MARK: authorization
 
-    /// The credentials of the previous request on this connection again: checks everything but the
-    /// signature (the session, kind, source blocks, audit) without leaving the event loop. Nil when
-    /// the token or pathway differs and a full `authorize` is needed.
+    /// The credentials of the previous request on this connection again (the same header value):
+    /// checks everything but the signature (the session, kind, source blocks, audit) without leaving
+    /// the event loop. Nil when the credentials or pathway differ and a full `authorize` is needed.
     func reauthorize(
         credentials: String?, pathwayName: String, kind: Pathway.Kind, request: RequestLine?, channel: any Channel,
-        cached: (token: String, admission: Admission)?
-    ) -> Result<(token: String, admission: Admission), BreakGlassError>? {
-        guard let cached, let credentials, let token = GrantService.bearerToken(credentials), cached.token == token,
-            cached.admission.pathway.name == pathwayName
+        cached: (credentials: String, admission: Admission)?
+    ) -> Result<(credentials: String, admission: Admission), BreakGlassError>? {
+        guard let cached, let credentials, cached.credentials == credentials, cached.admission.pathway.name == pathwayName
         else { return nil }
-        return admit(cached.admission, token: token, kind: kind, request: request, channel: channel)
+        return admit(cached.admission, credentials: credentials, kind: kind, request: request, channel: channel)
     }
 
     /// Checks the bearer token for `pathwayName`, the session, the pathway's kind and source blocks,
@@ -83,7 +82,7 @@ public final class PathwayProxy: Sendable {
         request: RequestLine?,
         source: IPAddress?,
         channel: any Channel
-    ) async -> Result<(token: String, admission: Admission), BreakGlassError> {
+    ) async -> Result<(credentials: String, admission: Admission), BreakGlassError> {
         guard let credentials, let token = GrantService.bearerToken(credentials) else {
             return deny(
                 BreakGlassError(.invalidToken, "send the grant token as \(header): Bearer TOKEN"), pathway: pathwayName, source: source)
@@ -105,12 +104,12 @@ public final class PathwayProxy: Sendable {
             source: source,
             identity: ProxyHeaders.Identity(user: grant.user, session: grant.session, clientAddress: source.map { "\($0)" })
         )
-        return admit(admission, token: token, kind: kind, request: request, channel: channel)
+        return admit(admission, credentials: credentials, kind: kind, request: request, channel: channel)
     }
 
     private func admit(
-        _ admission: Admission, token: String, kind: Pathway.Kind, request: RequestLine?, channel: any Channel
-    ) -> Result<(token: String, admission: Admission), BreakGlassError> {
+        _ admission: Admission, credentials: String, kind: Pathway.Kind, request: RequestLine?, channel: any Channel
+    ) -> Result<(credentials: String, admission: Admission), BreakGlassError> {
         var admission = admission
         let name = admission.pathway.name
         // The policy may have changed since the token was issued (reload).
@@ -144,7 +143,7 @@ public final class PathwayProxy: Sendable {
                     retryAfterSeconds: 5),
                 admission: admission)
         }
-        return .success((token, admission))
+        return .success((credentials, admission))
     }
 
     /// Why a probe session may not make this request, or nil when it is the pathway's probe.
@@ -164,13 +163,15 @@ public final class PathwayProxy: Sendable {
         }
     }
 
-    private func deny(_ error: BreakGlassError, admission: Admission) -> Result<(token: String, admission: Admission), BreakGlassError> {
+    private func deny(
+        _ error: BreakGlassError, admission: Admission
+    ) -> Result<(credentials: String, admission: Admission), BreakGlassError> {
         deny(error, pathway: admission.pathway.name, source: admission.source, session: admission.session)
     }
 
     private func deny(
         _ error: BreakGlassError, pathway: String, source: IPAddress?, session: SessionRegistry.SessionInfo? = nil
-    ) -> Result<(token: String, admission: Admission), BreakGlassError> {
+    ) -> Result<(credentials: String, admission: Admission), BreakGlassError> {
         var fields: [String: AuditValue] = [
             "pathway": .string(String(pathway.prefix(GrantRequest.Limits.pathwayLength))),
             "code": .string(error.code.rawValue),
@@ -295,7 +296,7 @@ public final class PathwayProxy: Sendable {
         ]
         fields["status"] = status.map { .integer(Int64($0)) }
         fields["upstream_us"] = upstream.map { .integer(Int64($0.totalMicroseconds)) }
-        fields["source"] = admission.source.map { .string("\($0)") }
+        fields["source"] = admission.identity.clientAddress.map { .string($0) }
         fields["tag"] = admission.session.tag.map { .string($0.rawValue) }
         audit.submit(AuditEvent(kind: .request, time: clock.now(), fields: fields))
         metrics?.request(pathway: admission.pathway.name, status: status, bytesIn: bytesIn, bytesOut: bytesOut)

@@ -17,6 +17,10 @@ public enum ProxyHeaders {
         "x-forwarded-host", "forwarded",
     ]
 
+    /// What a client's request loses on its way upstream besides the hop-by-hop headers: the
+    /// gateway's own headers and `Host` (set to the upstream's).
+    static let droppedUpstream = gatewayOwned.union(["host"])
+
     /// Who the request is from, as the upstream is told.
     public struct Identity: Sendable {
         public var user: String
@@ -50,9 +54,7 @@ public enum ProxyHeaders {
         identity: Identity,
         webSocket: Bool
     ) -> HTTPRequestHead {
-        var headers = removingHopByHop(head.headers)
-        for name in gatewayOwned { headers.remove(name: name) }
-        headers.remove(name: "host")
+        var headers = removingHopByHop(head.headers, dropping: droppedUpstream)
         headers.add(name: "Host", value: host)
         headers.add(name: "X-BreakGlass-User", value: identity.user)
         headers.add(name: "X-BreakGlass-Session", value: identity.session)
@@ -84,11 +86,17 @@ public enum ProxyHeaders {
         return buffer
     }
 
-    /// Removes the hop-by-hop headers and every header the `Connection` header names.
-    static func removingHopByHop(_ headers: HTTPHeaders) -> HTTPHeaders {
-        var result = headers
-        for value in headers[canonicalForm: "connection"] { result.remove(name: String(value)) }
-        for name in hopByHop { result.remove(name: name) }
+    /// The headers without the hop-by-hop ones, those the `Connection` header names, and those in
+    /// `dropping` (lowercase names), in one pass; room is kept for the few the gateway adds.
+    static func removingHopByHop(_ headers: HTTPHeaders, dropping: Set<String> = []) -> HTTPHeaders {
+        let named = headers[canonicalForm: "connection"].map { $0.lowercased() }
+        var result = HTTPHeaders()
+        result.reserveCapacity(headers.count + 6)
+        for (name, value) in headers {
+            let lowercased = name.lowercased()
+            if hopByHop.contains(lowercased) || dropping.contains(lowercased) || named.contains(lowercased) { continue }
+            result.add(name: name, value: value)
+        }
         return result
     }
 }

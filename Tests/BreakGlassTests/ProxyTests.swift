@@ -202,6 +202,32 @@ import Testing
         #expect(fixture.events(.grantReleased).map { $0.fields["session"] } == [.string(web.session)])
     }
 
+    /// `.` and `..` segments, plain or percent-encoded in any case, encoded slashes and backslashes
+    /// cannot leave the upstream's base path; dots elsewhere pass.
+    @Test func pathsThatWouldLeaveTheBasePathAreRefused() async throws {
+        let fixture = try await Self.fixture()
+        defer { Task { await fixture.stop() } }
+        let login = try await fixture.login("alice", pathway: "based")
+        let refused = [
+            "/..", "/a/../b", "/.", "/a/./b", "/%2e%2e/x", "/%2E%2e", "/.%2E/x", "/%2e./x", "/%2e", "/a%2Fb", "/a%2fb", "/a\\b",
+        ]
+        let passed = ["", "/", "/a.b/c", "/.../x", "/%2e%2e%2e", "/a..", "/..a", "/%2", "/a%2", "/%20.", "/x?y=../..", "?q=%2f"]
+        for path in refused + passed {
+            // A refused path ends its connection (the request is not understood): one each.
+            let connection = try await TLSTestConnection(port: fixture.gateway.port, caPath: fixture.gateway.pki.caPath)
+            try await connection.send(
+                "GET /p/based\(path) HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(login.token)\r\nConnection: close\r\n\r\n")
+            #expect(await connection.wait { $0.inputClosed }, "\(path): \(connection.text)")
+            let answer = connection.text
+            if refused.contains(path) {
+                #expect(answer.hasPrefix("HTTP/1.1 400") && answer.contains("invalid_request"), "\(path): \(answer)")
+            } else {
+                #expect(answer.hasPrefix("HTTP/1.1 200"), "\(path): \(answer)")
+            }
+            await connection.close()
+        }
+    }
+
     @Test func aRefusedRequestWithoutBodyKeepsTheConnection() async throws {
         let fixture = try await Self.fixture()
         defer { Task { await fixture.stop() } }
