@@ -51,6 +51,9 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// not HTTP after it).
     private var closing = false
 
+    /// Whether the connection closes once the answer in progress is out, whatever the request asked.
+    var closesAfterAnswer: Bool { closing }
+
     init(
         route: @escaping @Sendable (APIRequest) async -> APIResponse, proxy: PathwayProxy?, limits: HTTPLimits, handlers: HTTPServerHandlers
     ) {

@@ -199,7 +199,15 @@ final class HTTPProxyExchange {
                 return
             }
             responseEnded = true
-            let written = clientContext.writeAndFlush(client.wrapOutboundOut(.end(trailers)))
+            // The end's completion is needed only when the client connection closes after it (a
+            // promise also costs an empty write down the pipeline).
+            let written: EventLoopFuture<Void>?
+            if requestEnded, head.isKeepAlive, !client.closesAfterAnswer {
+                clientContext.writeAndFlush(client.wrapOutboundOut(.end(trailers)), promise: nil)
+                written = nil
+            } else {
+                written = clientContext.writeAndFlush(client.wrapOutboundOut(.end(trailers)))
+            }
             if requestEnded {
                 finish(outcome: "ok", written: written)
             } else {

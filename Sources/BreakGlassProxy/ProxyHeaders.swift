@@ -89,9 +89,20 @@ public enum ProxyHeaders {
     /// The headers without the hop-by-hop ones, those the `Connection` header names, and those in
     /// `dropping` (lowercase names), in one pass; room is kept for the few the gateway adds.
     static func removingHopByHop(_ headers: HTTPHeaders, dropping: Set<String> = []) -> HTTPHeaders {
-        let named = headers[canonicalForm: "connection"].map { $0.lowercased() }
         var result = HTTPHeaders()
         result.reserveCapacity(headers.count + 6)
+        // The names a `Connection` header lists; usually it lists none ("keep-alive", "close").
+        var named: [String] = []
+        for (name, value) in headers where name.utf8.count == 10 && name.lowercased() == "connection" {
+            for token in value.split(separator: ",") {
+                let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+                guard let first = token.firstIndex(where: { !blank($0) }), let last = token.lastIndex(where: { !blank($0) }) else {
+                    continue
+                }
+                let name = token[first...last].lowercased()
+                if name != "keep-alive", name != "close" { named.append(name) }
+            }
+        }
         for (name, value) in headers {
             let lowercased = name.lowercased()
             if hopByHop.contains(lowercased) || dropping.contains(lowercased) || named.contains(lowercased) { continue }
