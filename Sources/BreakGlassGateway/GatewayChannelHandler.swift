@@ -53,6 +53,12 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     /// Whether the connection closes once the answer in progress is out, whatever the request asked.
     var closesAfterAnswer: Bool { closing }
+    /// When the upstream must have begun answering the proxied request in progress.
+    private var answerDeadline: NIODeadline?
+    /// One timer for the connection's answer deadlines: a kept-alive connection's requests move the
+    /// deadline, and the timer, when it fires early, waits for the deadline then in force. So
+    /// requests do not each schedule and cancel a task.
+    private var answerTimer: (at: NIODeadline, task: Scheduled<Void>)?
 
     init(
         route: @escaping @Sendable (APIRequest) async -> APIResponse, proxy: PathwayProxy?, limits: HTTPLimits, handlers: HTTPServerHandlers
@@ -69,6 +75,8 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+        answerTimer?.task.cancel()
+        answerTimer = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -212,6 +220,37 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
             pendingRead = false
             context.read()
         }
+    }
+
+    // MARK: answer deadlines
+
+    /// The proxied request in progress must get the start of its answer by `deadline`.
+    func awaitAnswer(by deadline: NIODeadline) {
+        answerDeadline = deadline
+        if let timer = answerTimer {
+            guard deadline < timer.at else { return }
+            timer.task.cancel()
+        }
+        armAnswerTimer(at: deadline)
+    }
+
+    func answerBegan() {
+        answerDeadline = nil
+    }
+
+    private func armAnswerTimer(at deadline: NIODeadline) {
+        guard let context else { return }
+        let task = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            answerTimer = nil
+            guard let due = answerDeadline else { return }
+            if due > .now() {
+                armAnswerTimer(at: due)
+            } else if case .proxying(let exchange) = state {
+                answerDeadline = nil
+                exchange.answerTimedOut()
+            }
+        }
+        answerTimer = (deadline, task)
     }
 
     // MARK: reads

@@ -31,7 +31,8 @@ final class HTTPProxyExchange {
     private var bytesOut = 0
     private var upstreamStarted: ContinuousClock.Instant?
     private var upstreamAnswered: Duration?
-    private var responseTimer: Scheduled<Void>?
+    /// The upstream's answer is awaited (the client connection's timer holds its deadline).
+    private var awaitingAnswer = false
     private var finished = false
     /// A `101` answer to a WebSocket upgrade, switched to a tunnel once the decoder has ended it.
     private var upgrade: HTTPResponseHead?
@@ -177,7 +178,7 @@ final class HTTPProxyExchange {
         guard !finished else { return }
         switch part {
         case .head(let response):
-            responseTimer?.cancel()
+            stopAwaitingAnswer()
             upstreamAnswered = upstreamStarted.map { $0.duration(to: .now) }
             status = Int(response.status.code)
             if webSocket, response.status == .switchingProtocols {
@@ -236,8 +237,7 @@ final class HTTPProxyExchange {
             // A pooled connection the upstream had already closed: send the (body-less) request again
             // on a new connection, once.
             retried = true
-            responseTimer?.cancel()
-            responseTimer = nil
+            stopAwaitingAnswer()
             handler?.exchange = nil
             handler = nil
             upstream = nil
@@ -263,17 +263,28 @@ final class HTTPProxyExchange {
     }
 
     private func armResponseTimer() {
-        guard responseTimer == nil, !responseHeadSent else { return }
-        let timeout = admission.pathway.proxy.responseTimeout
-        responseTimer = clientContext.eventLoop.assumeIsolated().scheduleTask(in: PathwayProxy.timeAmount(timeout)) { [self] in
-            guard !finished, !responseHeadSent else { return }
-            // `fail` detaches from the upstream connection first and then closes it.
-            fail(
-                BreakGlassError(
-                    .upstreamTimeout,
-                    "pathway \(admission.pathway.name): \(admission.pathway.upstream) did not answer within \(timeout.policyText)"),
-                outcome: "timeout")
-        }
+        guard !awaitingAnswer, !responseHeadSent else { return }
+        awaitingAnswer = true
+        client.awaitAnswer(by: .now() + PathwayProxy.timeAmount(admission.pathway.proxy.responseTimeout))
+    }
+
+    private func stopAwaitingAnswer() {
+        guard awaitingAnswer else { return }
+        awaitingAnswer = false
+        client.answerBegan()
+    }
+
+    /// The upstream did not begin its answer within the pathway's `response_timeout`.
+    func answerTimedOut() {
+        guard awaitingAnswer, !finished, !responseHeadSent else { return }
+        awaitingAnswer = false
+        // `fail` detaches from the upstream connection first and then closes it.
+        fail(
+            BreakGlassError(
+                .upstreamTimeout,
+                "pathway \(admission.pathway.name): \(admission.pathway.upstream) did not answer within \(admission.pathway.proxy.responseTimeout.policyText)"
+            ),
+            outcome: "timeout")
     }
 
     // MARK: ending
@@ -297,7 +308,7 @@ final class HTTPProxyExchange {
     ) {
         guard !finished else { return }
         finished = true
-        responseTimer?.cancel()
+        stopAwaitingAnswer()
         handler?.exchange = nil
         if let upstream {
             proxy.pool.checkin(upstream, pathway: admission.pathway.name, reusable: upstreamReusable && requestEnded && responseEnded)
@@ -310,7 +321,7 @@ final class HTTPProxyExchange {
 
     private func finishAsUpgrade(_ response: HTTPResponseHead, upstream: any Channel) {
         finished = true
-        responseTimer?.cancel()
+        stopAwaitingAnswer()
         handler?.exchange = nil
         proxy.recordRequest(
             admission, method: head.method, path: auditPath, status: 101, bytesIn: bytesIn, bytesOut: bytesOut,

@@ -320,6 +320,29 @@ import Testing
         await stopped.value
     }
 
+    /// Each request on a kept-alive connection gets the whole `response_timeout` from when it was
+    /// sent upstream, not what was left of the previous request's.
+    @Test func eachRequestOnAConnectionGetsItsOwnResponseTimeout() async throws {
+        let fixture = try await Self.fixture(slowTimeout: "2s")
+        defer { Task { await fixture.stop() } }
+        let login = try await fixture.login("alice", pathway: "slow")
+        let connection = try await TLSTestConnection(port: fixture.gateway.port, caPath: fixture.gateway.pki.caPath)
+        func send(_ path: String) async throws {
+            try await connection.send("GET /p/slow\(path) HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(login.token)\r\n\r\n")
+        }
+        try await send("/echo")
+        #expect(await connection.wait { $0.text.contains("body_bytes") }, "\(connection.text)")
+        // Sent a second after the first: it ends after the first request's deadline, within its own.
+        try await Task.sleep(for: .seconds(1))
+        try await send("/slow/1500")
+        #expect(await connection.wait { $0.text.contains("slept_ms") }, "\(connection.text)")
+        #expect(!connection.text.contains("upstream_timeout"), "\(connection.text)")
+        try await send("/slow/4000")
+        #expect(await connection.wait { $0.text.contains("upstream_timeout") }, "\(connection.text)")
+        #expect(connection.text.contains("HTTP/1.1 504"), "\(connection.text)")
+        await connection.close()
+    }
+
     /// A pooled connection that the upstream closes as the request arrives is retried once, on a new
     /// connection, for a request without a body; the client never sees the failure.
     @Test func staleKeepAliveConnectionIsRetriedOnce() async throws {
