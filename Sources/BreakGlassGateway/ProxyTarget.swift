@@ -69,6 +69,7 @@ struct ProxyTarget: Equatable {
 
     /// The path as audited: query values are blanked unless the pathway keeps them.
     func auditPath(keepingQueryValues: Bool) -> String {
+        if path.utf8.count <= 2048, keepingQueryValues || !path.utf8.contains(UInt8(ascii: "?")) { return path }
         let parts = path.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         guard parts.count == 2, !keepingQueryValues else { return String(path.prefix(2048)) }
         let names = parts[1].split(separator: "&").map { $0.split(separator: "=", maxSplits: 1).first.map { "\($0)=" } ?? "" }

@@ -17,9 +17,11 @@ public enum ProxyHeaders {
         "x-forwarded-host", "forwarded",
     ]
 
-    /// What a client's request loses on its way upstream besides the hop-by-hop headers: the
-    /// gateway's own headers and `Host` (set to the upstream's).
-    static let droppedUpstream = gatewayOwned.union(["host"])
+    /// What a response loses on its way to the client.
+    static let droppedDownstream = HeaderNameSet(hopByHop)
+    /// What a client's request loses on its way upstream: the hop-by-hop headers, the gateway's own
+    /// headers and `Host` (set to the upstream's).
+    static let droppedUpstream = HeaderNameSet(hopByHop.union(gatewayOwned).union(["host"]))
 
     /// Who the request is from, as the upstream is told.
     public struct Identity: Sendable {
@@ -86,9 +88,9 @@ public enum ProxyHeaders {
         return buffer
     }
 
-    /// The headers without the hop-by-hop ones, those the `Connection` header names, and those in
-    /// `dropping` (lowercase names), in one pass; room is kept for the few the gateway adds.
-    static func removingHopByHop(_ headers: HTTPHeaders, dropping: Set<String> = []) -> HTTPHeaders {
+    /// The headers without those in `dropping` and those the `Connection` header names, in one
+    /// pass; room is kept for the few the gateway adds.
+    static func removingHopByHop(_ headers: HTTPHeaders, dropping: HeaderNameSet = droppedDownstream) -> HTTPHeaders {
         var result = HTTPHeaders()
         result.reserveCapacity(headers.count + 6)
         // The names a `Connection` header lists; usually it lists none ("keep-alive", "close").
@@ -104,8 +106,7 @@ public enum ProxyHeaders {
             }
         }
         for (name, value) in headers {
-            let lowercased = name.lowercased()
-            if hopByHop.contains(lowercased) || dropping.contains(lowercased) || named.contains(lowercased) { continue }
+            if dropping.contains(name) || (!named.isEmpty && named.contains(name.lowercased())) { continue }
             result.add(name: name, value: value)
         }
         return result

@@ -42,15 +42,17 @@ public final class UpstreamPool: Sendable {
         let now = NIODeadline.now()
         var stale: [any Channel] = []
         let reused: (any Channel)?? = state.withLock { pools in
-            var pool = pools[pathway, default: PathwayState()]
-            defer { pools[pathway] = pool }
-            while !fresh, let idle = pool.idle[loop]?.popLast() {
-                if idle.channel.isActive && now - idle.since < idleTimeout { return .some(idle.channel) }
-                stale.append(idle.channel)
+            // In place: a copy of the pathway's state would copy its idle lists on every checkout.
+            func take(from pool: inout PathwayState) -> (any Channel)?? {
+                while !fresh, let idle = pool.idle[loop]?.popLast() {
+                    if idle.channel.isActive && now - idle.since < idleTimeout { return .some(idle.channel) }
+                    stale.append(idle.channel)
+                }
+                guard pool.open < limit else { return .none }
+                pool.open += 1
+                return .some(nil)
             }
-            guard pool.open < limit else { return .none }
-            pool.open += 1
-            return .some(nil)
+            return take(from: &pools[pathway, default: PathwayState()])
         }
         for channel in stale { channel.close(promise: nil) }
         switch reused {
