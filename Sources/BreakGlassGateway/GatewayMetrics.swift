@@ -28,15 +28,18 @@ public final class GatewayMetrics: Sendable {
         "breakglass_alerts_total": "Alert deliveries, by sink and outcome (delivered, failed attempt, dropped).",
     ]
 
-    private struct RequestMeters {
-        var requests: [String: CoreMetrics.Counter] = [:]
-        var bytes: [String: CoreMetrics.Counter] = [:]
+    /// A pathway's data-path counters, made on its first request and kept.
+    private struct PathwayMeters {
+        /// By status class: index 0 for requests without a status, 1...5 for 1xx...5xx.
+        var requests: [CoreMetrics.Counter?] = Array(repeating: nil, count: 6)
+        var bytesIn: CoreMetrics.Counter
+        var bytesOut: CoreMetrics.Counter
     }
 
     let registry = PrometheusCollectorRegistry()
     /// The factory every instrument of this gateway comes from (also given to the audit log).
     public let factory: any MetricsFactory
-    private let meters = Mutex(RequestMeters())
+    private let meters = Mutex<[String: PathwayMeters]>([:])
 
     public init() {
         factory = PrometheusHelpFactory(
@@ -82,37 +85,42 @@ public final class GatewayMetrics: Sendable {
 
     /// One proxied request; on every request, so the counters are kept rather than looked up.
     func request(pathway: String, status: Int?, bytesIn: Int, bytesOut: Int) {
-        let statusClass = status.map { "\($0 / 100)xx" } ?? "error"
-        let requests = meters.withLock { counter(&$0.requests, "breakglass_proxy_requests_total", pathway, ("class", statusClass)) }
-        requests.increment()
-        carried(pathway: pathway, bytesIn: bytesIn, bytesOut: bytesOut)
-    }
-
-    func tunnelClosed(pathway: String, bytesIn: Int, bytesOut: Int) {
-        CoreMetrics.Counter(label: "breakglass_tunnels_total", dimensions: [("pathway", pathway)], factory: factory).increment()
-        carried(pathway: pathway, bytesIn: bytesIn, bytesOut: bytesOut)
-    }
-
-    /// Bytes carried for clients, both ways, by kept counters.
-    private func carried(pathway: String, bytesIn: Int, bytesOut: Int) {
-        let (inward, outward) = meters.withLock { meters in
-            (
-                counter(&meters.bytes, "breakglass_proxy_bytes_total", pathway, ("direction", "in")),
-                counter(&meters.bytes, "breakglass_proxy_bytes_total", pathway, ("direction", "out"))
-            )
+        let statusClass = status.map { (1...5).contains($0 / 100) ? $0 / 100 : 0 } ?? 0
+        let (requests, inward, outward) = meters.withLock { meters in
+            withMeters(&meters, pathway) { pathwayMeters in
+                if pathwayMeters.requests[statusClass] == nil {
+                    pathwayMeters.requests[statusClass] = CoreMetrics.Counter(
+                        label: "breakglass_proxy_requests_total",
+                        dimensions: [("pathway", pathway), ("class", statusClass == 0 ? "error" : "\(statusClass)xx")], factory: factory)
+                }
+                return (pathwayMeters.requests[statusClass], pathwayMeters.bytesIn, pathwayMeters.bytesOut)
+            }
         }
+        requests?.increment()
         if bytesIn > 0 { inward.increment(by: bytesIn) }
         if bytesOut > 0 { outward.increment(by: bytesOut) }
     }
 
-    private func counter(
-        _ cache: inout [String: CoreMetrics.Counter], _ label: String, _ pathway: String, _ extra: (String, String)
-    ) -> CoreMetrics.Counter {
-        let key = pathway + "\u{0}" + extra.1
-        if let counter = cache[key] { return counter }
-        let counter = CoreMetrics.Counter(label: label, dimensions: [("pathway", pathway), extra], factory: factory)
-        cache[key] = counter
-        return counter
+    func tunnelClosed(pathway: String, bytesIn: Int, bytesOut: Int) {
+        CoreMetrics.Counter(label: "breakglass_tunnels_total", dimensions: [("pathway", pathway)], factory: factory).increment()
+        let (inward, outward) = meters.withLock { meters in withMeters(&meters, pathway) { ($0.bytesIn, $0.bytesOut) } }
+        if bytesIn > 0 { inward.increment(by: bytesIn) }
+        if bytesOut > 0 { outward.increment(by: bytesOut) }
+    }
+
+    /// Runs `body` on the pathway's kept counters, made first when the pathway has none yet.
+    private func withMeters<Result>(
+        _ meters: inout [String: PathwayMeters], _ pathway: String, _ body: (inout PathwayMeters) -> Result
+    ) -> Result {
+        body(&meters[pathway, default: makeMeters(pathway)])
+    }
+
+    private func makeMeters(_ pathway: String) -> PathwayMeters {
+        func bytes(_ direction: String) -> CoreMetrics.Counter {
+            CoreMetrics.Counter(
+                label: "breakglass_proxy_bytes_total", dimensions: [("pathway", pathway), ("direction", direction)], factory: factory)
+        }
+        return PathwayMeters(bytesIn: bytes("in"), bytesOut: bytes("out"))
     }
 
     // MARK: health
