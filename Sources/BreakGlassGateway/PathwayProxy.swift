@@ -283,17 +283,17 @@ public final class PathwayProxy: Sendable {
         _ admission: Admission, method: HTTPMethod, path: String, status: Int?, bytesIn: Int, bytesOut: Int,
         upstream: Duration?, total: Duration, outcome: String
     ) {
-        var fields: [String: AuditValue] = [
-            "session": .string(admission.session.session),
-            "user": .string(admission.session.user),
-            "pathway": .string(admission.pathway.name),
-            "method": .string(method.rawValue),
-            "path": .string(path),
-            "bytes_in": .integer(Int64(bytesIn)),
-            "bytes_out": .integer(Int64(bytesOut)),
-            "total_us": .integer(Int64(total.totalMicroseconds)),
-            "outcome": .string(outcome),
-        ]
+        // Room for every field at once: growing a dictionary re-hashes its keys.
+        var fields = [String: AuditValue](minimumCapacity: 14)
+        fields["session"] = .string(admission.session.session)
+        fields["user"] = .string(admission.session.user)
+        fields["pathway"] = .string(admission.pathway.name)
+        fields["method"] = .string(method.rawValue)
+        fields["path"] = .string(path)
+        fields["bytes_in"] = .integer(Int64(bytesIn))
+        fields["bytes_out"] = .integer(Int64(bytesOut))
+        fields["total_us"] = .integer(Int64(total.totalMicroseconds))
+        fields["outcome"] = .string(outcome)
         fields["status"] = status.map { .integer(Int64($0)) }
         fields["upstream_us"] = upstream.map { .integer(Int64($0.totalMicroseconds)) }
         fields["source"] = admission.identity.clientAddress.map { .string($0) }

@@ -43,7 +43,9 @@ public enum ProxyHeaders {
 
     /// Whether the request asks for a WebSocket upgrade.
     public static func isWebSocketUpgrade(_ headers: HTTPHeaders) -> Bool {
-        headers[canonicalForm: "connection"].contains { $0.lowercased() == "upgrade" }
+        // Most requests have no `Upgrade` header: that answers without splitting `Connection`.
+        guard headers.contains(name: "upgrade") else { return false }
+        return headers[canonicalForm: "connection"].contains { $0.lowercased() == "upgrade" }
             && headers["upgrade"].contains { $0.lowercased() == "websocket" }
     }
 
