@@ -182,6 +182,9 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// is read, and the connection closes once the request in progress (if any) is answered.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         guard error is HTTPParserError else {
+            // A connection that is `.discarding` closes once its answer is written; closing now
+            // could cut that answer short.
+            if case .discarding = state { return }
             context.close(promise: nil)
             return
         }
