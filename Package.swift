@@ -203,6 +203,7 @@ let package = Package(
                 "BreakGlassTokens",
                 "BreakGlassCerts",
                 "BreakGlassGateway",
+                "BreakGlassProxy",
                 "BreakGlassClient",
                 "BreakGlassTestSupport",
                 "BreakGlassAudit",

@@ -542,6 +542,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
             let sync = client.pipeline.syncOperations
             _ = sync.removeHandler(handlers.idle)
             _ = sync.removeHandler(handlers.encoder)
+            _ = sync.removeHandler(handlers.coalescer)
             // A probe's tunnel only listens: the first byte its client sends ends it.
             if admission.session.tag == .probe { try sync.addHandler(ReadOnlyTunnelGuard()) }
             try sync.addHandler(clientGlue)

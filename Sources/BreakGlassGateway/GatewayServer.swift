@@ -52,7 +52,7 @@ public final class GatewayServer: Sendable {
                     let http = HTTPServerHandlers(idleTimeout: idle)
                     try sync.addHandler(http.idle)
                     try sync.addHandler(NIOSSLServerHandler(context: grants.tlsContext))
-                    try sync.addHandlers([http.encoder, http.decoder])
+                    try sync.addHandlers([http.coalescer, http.encoder, http.decoder])
                     try sync.addHandler(
                         GatewayChannelHandler(route: { await router.route($0) }, proxy: proxy, limits: limits, handlers: http))
                 }

@@ -1,3 +1,4 @@
+import BreakGlassProxy
 import NIOCore
 import NIOExtras
 import NIOHTTP1
@@ -6,6 +7,7 @@ import NIOHTTP1
 /// the connection becomes a tunnel (CONNECT or a WebSocket upgrade).
 struct HTTPServerHandlers {
     let idle: IdleStateHandler
+    let coalescer = WriteCoalescingHandler()
     let encoder = HTTPResponseEncoder()
     let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes))
 
