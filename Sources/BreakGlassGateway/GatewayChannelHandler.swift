@@ -47,12 +47,9 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// Parts of requests that arrived while an earlier one was being answered, in order. Reading
     /// stops while any wait, so this holds at most what the reads before that stop delivered.
     private var pipelined = CircularBuffer<HTTPServerRequestPart>()
-    /// The connection closes once the request in progress is answered (shutdown, or bytes that are
-    /// not HTTP after it).
-    private var closing = false
-
-    /// Whether the connection closes once the answer in progress is out, whatever the request asked.
-    var closesAfterAnswer: Bool { closing }
+    /// The connection closes once the request in progress is answered, whatever the request asked
+    /// (shutdown, or bytes that are not HTTP after it).
+    private(set) var closesAfterAnswer = false
     /// When the upstream must have begun answering the proxied request in progress.
     private var answerDeadline: NIODeadline?
     /// One timer for the connection's answer deadlines: a kept-alive connection's requests move the
@@ -198,7 +195,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private func closeWhenAnswered(context: ChannelHandlerContext) {
-        closing = true
+        closesAfterAnswer = true
         pipelined.removeAll()
         switch state {
         case .idle, .draining: context.close(promise: nil)
@@ -214,15 +211,12 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
             pipelined.removeFirst()
             handle(context: context, part)
         }
-        if closing, case .idle = state {
+        if closesAfterAnswer, case .idle = state {
             context.close(promise: nil)
             return
         }
         if case .proxying(let exchange) = state { exchange.clientReadComplete() }
-        if pendingRead, pipelined.isEmpty, !readsHeld {
-            pendingRead = false
-            context.read()
-        }
+        readIfWanted(context: context)
     }
 
     // MARK: answer deadlines
@@ -273,10 +267,14 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     func releaseReads() {
         readsHeld = false
-        if pendingRead, pipelined.isEmpty, let context {
-            pendingRead = false
-            context.read()
-        }
+        if let context { readIfWanted(context: context) }
+    }
+
+    /// Passes on a read that was held back, once nothing holds reads any more.
+    private func readIfWanted(context: ChannelHandlerContext) {
+        guard pendingRead, pipelined.isEmpty, !readsHeld else { return }
+        pendingRead = false
+        context.read()
     }
 
     // MARK: API
@@ -317,7 +315,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private func respond(context: ChannelHandlerContext, version: HTTPVersion, response: APIResponse, keepAlive: Bool) {
-        let keepAlive = keepAlive && !closing
+        let keepAlive = keepAlive && !closesAfterAnswer
         switch state {
         case .responding, .authorizing, .proxying: state = keepAlive ? .idle : .discarding
         default: break
@@ -389,7 +387,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
             respond(context: context, version: .http1_1, response: .error(answer), keepAlive: false)
             return
         }
-        let keepAlive = keepAlive && !closing
+        let keepAlive = keepAlive && !closesAfterAnswer
         state = keepAlive ? .idle : .discarding
         readsHeld = false
         if !keepAlive {

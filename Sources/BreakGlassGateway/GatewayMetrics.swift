@@ -97,13 +97,17 @@ public final class GatewayMetrics: Sendable {
             }
         }
         requests?.increment()
-        if bytesIn > 0 { inward.increment(by: bytesIn) }
-        if bytesOut > 0 { outward.increment(by: bytesOut) }
+        carried(inward, outward, bytesIn: bytesIn, bytesOut: bytesOut)
     }
 
     func tunnelClosed(pathway: String, bytesIn: Int, bytesOut: Int) {
         CoreMetrics.Counter(label: "breakglass_tunnels_total", dimensions: [("pathway", pathway)], factory: factory).increment()
         let (inward, outward) = meters.withLock { meters in withMeters(&meters, pathway) { ($0.bytesIn, $0.bytesOut) } }
+        carried(inward, outward, bytesIn: bytesIn, bytesOut: bytesOut)
+    }
+
+    /// Bytes carried for clients, both ways.
+    private func carried(_ inward: CoreMetrics.Counter, _ outward: CoreMetrics.Counter, bytesIn: Int, bytesOut: Int) {
         if bytesIn > 0 { inward.increment(by: bytesIn) }
         if bytesOut > 0 { outward.increment(by: bytesOut) }
     }
