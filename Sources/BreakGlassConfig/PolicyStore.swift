@@ -20,6 +20,7 @@ public final class PolicyStore: Sendable {
     /// The path the policy is (re)loaded from.
     public let path: String
     private let state: Mutex<State>
+    private let reloads = Atomic<Int>(0)
 
     /// Loads the file; throws when it is not valid (no policy, no gateway).
     public init(path: String, now: Date = Date()) throws(PolicyValidationError) {
@@ -37,6 +38,10 @@ public final class PolicyStore: Sendable {
     /// The policy in force.
     public var current: LoadedPolicy { state.withLock { $0.current } }
 
+    /// Changes whenever another policy comes into force: what was checked against the policy while
+    /// it had this number still holds (read it before `current`).
+    public var generation: Int { reloads.load(ordering: .acquiring) }
+
     /// The latest rejection, when the policy in force is older than the file (stale).
     public var lastRejection: (error: PolicyValidationError, at: Date)? { state.withLock { $0.lastRejection } }
 
@@ -49,6 +54,8 @@ public final class PolicyStore: Sendable {
             let loaded = try PolicyLoader.load(path: path, now: now)
             try await accept(loaded)
             state.withLock {
+                // Counted first: a reader that sees the new policy also sees a new number.
+                reloads.add(1, ordering: .releasing)
                 $0.current = loaded
                 $0.lastRejection = nil
             }

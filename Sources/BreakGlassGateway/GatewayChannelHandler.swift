@@ -99,8 +99,10 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private func handle(context: ChannelHandlerContext, _ part: HTTPServerRequestPart) {
-        switch (part, state) {
-        case (.head(let head), .idle):
+        // By state first, then by part: a switch over both would copy them into a pair per part.
+        switch state {
+        case .idle:
+            guard case .head(let head) = part else { return outOfOrder(context: context) }
             if let problem = headerProblem(head) {
                 state = .discarding
                 respond(context: context, version: head.version, response: .error(problem), keepAlive: false)
@@ -114,34 +116,50 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
             } else {
                 state = .receiving(head, context.channel.allocator.buffer(capacity: 0))
             }
-        case (.body(var chunk), .receiving(let head, var body)):
-            guard body.readableBytes + chunk.readableBytes <= limits.maximumBodyBytes else {
-                state = .discarding
-                respond(context: context, version: head.version, response: .error(Self.tooLarge(limits)), keepAlive: false)
-                return
+        case .receiving(let head, var body):
+            switch part {
+            case .head:
+                outOfOrder(context: context)
+            case .body(var chunk):
+                guard body.readableBytes + chunk.readableBytes <= limits.maximumBodyBytes else {
+                    state = .discarding
+                    respond(context: context, version: head.version, response: .error(Self.tooLarge(limits)), keepAlive: false)
+                    return
+                }
+                // The state lets go of the buffer first, so that appending does not copy it.
+                state = .idle
+                body.writeBuffer(&chunk)
+                state = .receiving(head, body)
+            case .end:
+                state = .responding
+                dispatch(context: context, head: head, body: body)
             }
-            body.writeBuffer(&chunk)
-            state = .receiving(head, body)
-        case (.end, .receiving(let head, let body)):
-            state = .responding
-            dispatch(context: context, head: head, body: body)
-        case (.body, .authorizing(let head, var early)), (.end, .authorizing(let head, var early)):
+        case .authorizing(let head, var early):
+            guard !part.isHead else { return outOfOrder(context: context) }
             early.append(part)
             state = .authorizing(head, early)
-        case (.body, .proxying(let exchange)), (.end, .proxying(let exchange)):
+        case .proxying(let exchange):
+            guard !part.isHead else { return outOfOrder(context: context) }
             exchange.clientPart(part)
-        case (_, .discarding):
+        case .discarding:
             // The connection closes once its answer is written; nothing after the refused request is served.
             break
-        case (.end, .draining):
-            state = .idle
-            becameIdle(context: context)
-        case (.body, .draining):
-            break
-        default:
-            // A part out of order: the HTTP decoder should never do this; close rather than guess.
-            context.close(promise: nil)
+        case .draining:
+            switch part {
+            case .head: outOfOrder(context: context)
+            case .body: break
+            case .end:
+                state = .idle
+                becameIdle(context: context)
+            }
+        case .responding, .tunneling:
+            outOfOrder(context: context)
         }
+    }
+
+    /// A part out of order: the HTTP decoder should never do this; close rather than guess.
+    private func outOfOrder(context: ChannelHandlerContext) {
+        context.close(promise: nil)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

@@ -74,6 +74,11 @@ final class HTTPProxyExchange {
     private func connect(fresh: Bool) {
         let pathway = admission.pathway
         upstreamStarted = .now
+        // A kept-alive connection from the pool is taken at once, without a future.
+        if !fresh, let idle = proxy.pool.takeIdle(pathway: pathway.name, on: clientContext.eventLoop) {
+            connected(idle)
+            return
+        }
         proxy.httpUpstream(pathway, on: clientContext.eventLoop, fresh: fresh).assumeIsolated().whenComplete { result in
             switch result {
             case .success(let channel): self.connected(channel)
@@ -107,7 +112,7 @@ final class HTTPProxyExchange {
         let requestHead = ProxyHeaders.upstreamRequest(
             head,
             uri: upstreamURI,
-            host: Self.authority(admission.pathway.upstream),
+            host: admission.upstreamHost,
             identity: admission.identity,
             webSocket: webSocket
         )

@@ -12,9 +12,35 @@ import Synchronization
 /// What the data path needs besides bytes: who may use which pathway (token, session, source),
 /// connections to upstreams, and the audit of each request and tunnel.
 public final class PathwayProxy: Sendable {
-    /// A request or tunnel that was let through.
-    struct Admission {
-        var pathway: Pathway
+    /// A request or tunnel that was let through; a keep-alive connection's later requests with the
+    /// same token share it while nothing it was checked against changes.
+    final class Admission: Sendable {
+        let pathway: Pathway
+        let session: SessionRegistry.SessionInfo
+        let source: IPAddress?
+        let identity: ProxyHeaders.Identity
+        /// The `Host` value for the upstream, made once.
+        let upstreamHost: String
+        /// The policy's and the session registry's numbers when the checks were made.
+        let policyGeneration: Int
+        let sessionGeneration: Int
+
+        init(
+            pathway: Pathway, session: SessionRegistry.SessionInfo, source: IPAddress?, identity: ProxyHeaders.Identity,
+            policyGeneration: Int, sessionGeneration: Int
+        ) {
+            self.pathway = pathway
+            self.session = session
+            self.source = source
+            self.identity = identity
+            self.upstreamHost = HTTPProxyExchange.authority(pathway.upstream)
+            self.policyGeneration = policyGeneration
+            self.sessionGeneration = sessionGeneration
+        }
+    }
+
+    /// Who a verified token speaks for, before its pathway is looked up.
+    struct Claimant {
         var session: SessionRegistry.SessionInfo
         var source: IPAddress?
         var identity: ProxyHeaders.Identity
@@ -67,9 +93,22 @@ public final class PathwayProxy: Sendable {
         credentials: String?, pathwayName: String, kind: Pathway.Kind, request: RequestLine?, channel: any Channel,
         cached: (credentials: String, admission: Admission)?
     ) -> Result<(credentials: String, admission: Admission), BreakGlassError>? {
-        guard let cached, let credentials, cached.credentials == credentials, cached.admission.pathway.name == pathwayName
-        else { return nil }
-        return admit(cached.admission, credentials: credentials, kind: kind, request: request, channel: channel)
+        guard let cached, let credentials, cached.credentials == credentials else { return nil }
+        let admission = cached.admission
+        guard admission.pathway.name == pathwayName else { return nil }
+        if stillHolds(admission, kind: kind) { return .success(cached) }
+        let claimant = Claimant(session: admission.session, source: admission.source, identity: admission.identity)
+        return admit(claimant, pathwayName: pathwayName, credentials: credentials, kind: kind, request: request, channel: channel)
+    }
+
+    /// Whether an admission made on this connection holds for another request of `kind` without
+    /// checking again: the policy and the sessions are as they were then (no reload, no session
+    /// ended since), the grant has not expired, and the audit log takes the record. A probe
+    /// session's request line is checked every time.
+    private func stillHolds(_ admission: Admission, kind: Pathway.Kind) -> Bool {
+        admission.pathway.kind == kind && admission.session.tag != .probe
+            && admission.policyGeneration == grants.store.generation && admission.sessionGeneration == registry.generation
+            && clock.now() < admission.session.expiresAt && audit.accepts(kind == .http ? .request : .tunnelOpened)
     }
 
     /// Checks the bearer token for `pathwayName`, the session, the pathway's kind and source blocks,
@@ -94,29 +133,29 @@ public final class PathwayProxy: Sendable {
             return deny(error, pathway: pathwayName, source: source)
         }
         let grant = TokenAuthority.grant(from: claims)
-        guard let pathway = grants.store.current.policy.pathways[pathwayName] else {
-            return deny(
-                BreakGlassError(.unknownPathway, "no pathway \(pathwayName) in the policy in force"), pathway: pathwayName, source: source)
-        }
-        let admission = Admission(
-            pathway: pathway,
+        let claimant = Claimant(
             session: SessionRegistry.SessionInfo(grant: grant),
             source: source,
             identity: ProxyHeaders.Identity(user: grant.user, session: grant.session, clientAddress: source.map { "\($0)" })
         )
-        return admit(admission, credentials: credentials, kind: kind, request: request, channel: channel)
+        return admit(claimant, pathwayName: pathwayName, credentials: credentials, kind: kind, request: request, channel: channel)
     }
 
     private func admit(
-        _ admission: Admission, credentials: String, kind: Pathway.Kind, request: RequestLine?, channel: any Channel
+        _ claimant: Claimant, pathwayName name: String, credentials: String, kind: Pathway.Kind, request: RequestLine?,
+        channel: any Channel
     ) -> Result<(credentials: String, admission: Admission), BreakGlassError> {
-        var admission = admission
-        let name = admission.pathway.name
+        // Read before the checks: a change while they run makes the next request check again.
+        let (policyGeneration, sessionGeneration) = (grants.store.generation, registry.generation)
         // The policy may have changed since the token was issued (reload).
         guard let pathway = grants.store.current.policy.pathways[name] else {
-            return deny(BreakGlassError(.unknownPathway, "no pathway \(name) in the policy in force"), admission: admission)
+            return deny(
+                BreakGlassError(.unknownPathway, "no pathway \(name) in the policy in force"), pathway: name, source: claimant.source,
+                session: claimant.session)
         }
-        admission.pathway = pathway
+        let admission = Admission(
+            pathway: pathway, session: claimant.session, source: claimant.source, identity: claimant.identity,
+            policyGeneration: policyGeneration, sessionGeneration: sessionGeneration)
         guard pathway.kind == kind else {
             let how = pathway.kind == .http ? "send HTTP requests to /p/\(name)/" : "open a tunnel with CONNECT \(name):PORT"
             return deny(

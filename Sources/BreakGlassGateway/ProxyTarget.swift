@@ -7,13 +7,15 @@ struct ProxyTarget: Equatable {
     var path: String
 
     static func parse(_ uri: String) -> Result<ProxyTarget, BreakGlassError> {
-        let rest = uri.dropFirst("/p/".count)
-        let name = rest.prefix { $0 != "/" && $0 != "?" }
-        guard !name.isEmpty else {
+        // Bytes, not characters: the separators are ASCII, and no grapheme needs finding.
+        let rest = uri.utf8.dropFirst("/p/".utf8.count)
+        let nameEnd = rest.firstIndex { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") } ?? rest.endIndex
+        guard nameEnd != rest.startIndex else {
             return .failure(BreakGlassError(.notFound, "name the pathway: /p/PATHWAY/..."))
         }
-        var path = String(rest.dropFirst(name.count))
-        if path.isEmpty || path.hasPrefix("?") { path = "/" + path }
+        let name = Substring(rest[..<nameEnd])
+        var path = String(Substring(rest[nameEnd...]))
+        if path.isEmpty || path.utf8.first == UInt8(ascii: "?") { path = "/" + path }
         // No way out of the upstream's base path, spelled plainly or percent-encoded.
         guard staysInside(path.utf8.prefix { $0 != UInt8(ascii: "?") }) else {
             return .failure(BreakGlassError(.invalidRequest, "the path may not contain . or .. segments or encoded slashes"))

@@ -77,6 +77,10 @@ public final class SessionRegistry: Sendable {
     }
 
     private let entries = Mutex<[String: Entry]>([:])
+    /// Counts the ends of sessions (and refusals of old grants); bumped under the `entries` lock
+    /// before the change, so that a connection admitted while it had a number may be admitted again
+    /// without a lookup as long as the number stands (see `generation`).
+    private let ends = Atomic<Int>(0)
     /// Live sessions of the file whose expiry passed while the gateway was not running; their
     /// `grant.expired` is recorded by `recordExpiredWhileDown()`.
     private let expiredWhileDown = Mutex<[SessionInfo]>([])
@@ -136,6 +140,10 @@ public final class SessionRegistry: Sendable {
         }
         await saveNow()
     }
+
+    /// Changes whenever a session ends: an admission made while it had this number (read before
+    /// `admit`) holds, for an unexpired grant, as long as it stays.
+    public var generation: Int { ends.load(ordering: .acquiring) }
 
     /// Admits a request of `session` on `channel`: refused when the session has ended or expired.
     /// The channel is closed when the session ends.
@@ -199,6 +207,7 @@ public final class SessionRegistry: Sendable {
         entries.withLock { entries in
             for session in sessions {
                 guard var entry = entries[session], entry.ended == nil else { continue }
+                ends.add(1, ordering: .releasing)
                 entry.ended = ending
                 entry.timer?.cancel()
                 ended.append((entry.info, Array(entry.channels.values)))
@@ -249,6 +258,7 @@ public final class SessionRegistry: Sendable {
                 return nil
             }
             // Kept (as live, in the file) until its expiry is on the record.
+            ends.add(1, ordering: .releasing)
             entry.ended = .expired
             entry.timer = nil
             let channels = Array(entry.channels.values)
@@ -404,6 +414,7 @@ public final class SessionRegistry: Sendable {
                 "sessions restored",
                 metadata: ["file": "\(endedFile)", "count": "\(records.count)", "expired_while_down": "\(missed.count)"])
         } catch {
+            ends.add(1, ordering: .releasing)
             issuedNotBefore.withLock { $0 = clock.now() }
             logger.critical(
                 "cannot read the sessions file: every grant from before this start is refused (log in again)",

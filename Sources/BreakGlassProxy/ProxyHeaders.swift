@@ -19,6 +19,7 @@ public enum ProxyHeaders {
 
     /// What a response loses on its way to the client.
     static let droppedDownstream = HeaderNameSet(hopByHop)
+    static let connectionName = HeaderNameSet(["connection"])
     /// What a client's request loses on its way upstream: the hop-by-hop headers, the gateway's own
     /// headers and `Host` (set to the upstream's).
     static let droppedUpstream = HeaderNameSet(hopByHop.union(gatewayOwned).union(["host"]))
@@ -73,8 +74,30 @@ public enum ProxyHeaders {
 
     /// The response head sent to the client.
     public static func clientResponse(_ head: HTTPResponseHead, keepAlive: Bool) -> HTTPResponseHead {
+        let connection = keepAlive ? "keep-alive" : "close"
+        // Most answers carry no hop-by-hop header but a `Connection` with the very value the client
+        // is to get: they pass as they are, without building the headers again.
+        if head.version == .http1_1 {
+            var connectionAsWanted = false
+            var otherHopByHop = false
+            for (name, value) in head.headers where droppedDownstream.contains(name) {
+                guard !connectionAsWanted, connectionName.contains(name), value.utf8.count == connection.utf8.count,
+                    value.lowercased() == connection
+                else {
+                    otherHopByHop = true
+                    break
+                }
+                connectionAsWanted = true
+            }
+            if !otherHopByHop {
+                if connectionAsWanted { return head }
+                var answer = head
+                answer.headers.add(name: "Connection", value: connection)
+                return answer
+            }
+        }
         var headers = removingHopByHop(head.headers)
-        headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
+        headers.add(name: "Connection", value: connection)
         return HTTPResponseHead(version: .http1_1, status: head.status, headers: headers)
     }
 

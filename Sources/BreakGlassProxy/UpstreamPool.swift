@@ -19,6 +19,20 @@ public final class UpstreamPool: Sendable {
         var open = 0
         /// Idle connections by event loop.
         var idle: [ObjectIdentifier: [Idle]] = [:]
+
+        /// The newest idle connection on `loop` that is open and younger than `timeout`; older ones
+        /// met on the way go to `stale`.
+        mutating func takeIdle(
+            loop: ObjectIdentifier, now: NIODeadline, timeout: TimeAmount, stale: inout [any Channel]
+        )
+            -> (any Channel)?
+        {
+            while let idle = idle[loop]?.popLast() {
+                if idle.channel.isActive && now - idle.since < timeout { return idle.channel }
+                stale.append(idle.channel)
+            }
+            return nil
+        }
     }
 
     private let state = Mutex<[String: PathwayState]>([:])
@@ -44,9 +58,8 @@ public final class UpstreamPool: Sendable {
         let reused: (any Channel)?? = state.withLock { pools in
             // In place: a copy of the pathway's state would copy its idle lists on every checkout.
             func take(from pool: inout PathwayState) -> (any Channel)?? {
-                while !fresh, let idle = pool.idle[loop]?.popLast() {
-                    if idle.channel.isActive && now - idle.since < idleTimeout { return .some(idle.channel) }
-                    stale.append(idle.channel)
+                if !fresh, let channel = pool.takeIdle(loop: loop, now: now, timeout: idleTimeout, stale: &stale) {
+                    return .some(channel)
                 }
                 guard pool.open < limit else { return .none }
                 pool.open += 1
@@ -72,6 +85,18 @@ public final class UpstreamPool: Sendable {
             }
             return connecting
         }
+    }
+
+    /// An idle connection to `pathway` on `eventLoop`, taken at once (no future), or nil when there
+    /// is none; `checkout` then connects (or refuses at the limit).
+    public func takeIdle(pathway: String, on eventLoop: any EventLoop) -> (any Channel)? {
+        let loop = ObjectIdentifier(eventLoop)
+        let now = NIODeadline.now()
+        var stale: [any Channel] = []
+        let timeout = idleTimeout
+        let channel = state.withLock { $0[pathway]?.takeIdle(loop: loop, now: now, timeout: timeout, stale: &stale) }
+        for channel in stale { channel.close(promise: nil) }
+        return channel
     }
 
     /// Returns a connection after a complete exchange; one that cannot be reused is closed.

@@ -249,6 +249,43 @@ import Testing
         await connection.close()
     }
 
+    /// A kept-alive connection's later requests with the same token skip the signature check, but
+    /// not the rest: an audit log that cannot record, and a policy reloaded meanwhile, count for
+    /// the very next request on the connection.
+    @Test func aKeptAliveConnectionIsCheckedAgainOnEachRequest() async throws {
+        let fixture = try await Self.fixture()
+        defer { Task { await fixture.stop() } }
+        let login = try await fixture.login("bob", pathway: "office")
+        let connection = try await TLSTestConnection(port: fixture.gateway.port, caPath: fixture.gateway.pki.caPath)
+        func send(closing: Bool = false) async throws {
+            let close = closing ? "Connection: close\r\n" : ""
+            try await connection.send("GET /p/office/echo HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(login.token)\r\n\(close)\r\n")
+        }
+        func count(_ text: String) -> Int { connection.text.components(separatedBy: text).count - 1 }
+        try await send()
+        #expect(await connection.wait { _ in count("HTTP/1.1 200") == 1 }, "\(connection.text)")
+
+        fixture.gateway.audit.setFailing(true)
+        try await send()
+        #expect(await connection.wait { _ in count("audit_unavailable") == 1 }, "\(connection.text)")
+        #expect(count("HTTP/1.1 503") == 1)
+        fixture.gateway.audit.setFailing(false)
+        try await send()
+        #expect(await connection.wait { _ in count("HTTP/1.1 200") == 2 }, "\(connection.text)")
+
+        // The pathway is closed to this address by a reload: the same connection is refused now.
+        let policy = try String(contentsOfFile: fixture.gateway.policyPath, encoding: .utf8)
+        try policy.replacingOccurrences(of: "[127.0.0.0/8]", with: "[10.0.0.0/8]").write(
+            toFile: fixture.gateway.policyPath, atomically: true, encoding: .utf8)
+        _ = await fixture.gateway.service.grants.reload()
+        try await send(closing: true)
+        #expect(await connection.wait { _ in count("HTTP/1.1 403") == 1 }, "\(connection.text)")
+        #expect(connection.text.contains("forbidden"))
+        #expect(await connection.wait(timeout: .seconds(3)) { $0.inputClosed })
+        #expect(fixture.events(.request).count == 2)
+        #expect(fixture.events(.requestDenied).contains { $0.fields["code"] == .string("forbidden") })
+    }
+
     /// A client that waits for `100 Continue` gets it from the gateway once the upstream is there.
     @Test func expectContinueIsAnswered() async throws {
         let fixture = try await Self.fixture()
