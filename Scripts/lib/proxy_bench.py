@@ -54,6 +54,21 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def thread_cpu_seconds(pid):
+    """User + system CPU time of each thread of a process, by thread id, with the thread's name."""
+    threads = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as handle:
+                text = handle.read()
+        except OSError:
+            continue  # the thread ended meanwhile
+        name = text[text.index("(") + 1:text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        threads[tid] = (name, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+    return threads
+
+
 def established_on_port(port):
     """Established TCP connections whose local port is `port` (the sink's side of each tunnel)."""
     count = 0
@@ -306,7 +321,11 @@ def run_wrk(args):
     for header in args.header or []:
         command += ["-H", header]
     command.append(args.url)
+    before = thread_cpu_seconds(args.pid) if args.pid else {}
+    started = time.monotonic()
     completed = subprocess.run(command, capture_output=True, text=True)
+    wall = time.monotonic() - started
+    after = thread_cpu_seconds(args.pid) if args.pid else {}
     output = completed.stdout + completed.stderr
     if args.raw:
         with open(args.raw, "w") as handle:
@@ -320,13 +339,25 @@ def run_wrk(args):
     record = {"kind": "wrk", "label": args.label, "round": args.round, "rps": parsed["rps"],
               "p50_ms": percentiles.get("50.0"), "p90_ms": percentiles.get("90.0"), "p99_ms": percentiles["99.0"],
               "requests": parsed["requests"], "non_2xx": parsed["non_2xx"], "socket_errors": parsed["socket_errors"]}
+    if args.pid and parsed["requests"]:
+        # What limits a proxy that is behind: its CPU per request, and whether one thread (an event
+        # loop, a worker) was busy all the run.
+        spent = {tid: seconds - before.get(tid, (name, 0.0))[1] for tid, (name, seconds) in after.items()}
+        busiest = max(spent, key=spent.get)
+        record["cpu_us_per_request"] = sum(spent.values()) * 1e6 / parsed["requests"]
+        record["busiest_thread"] = after[busiest][0]
+        record["busiest_share"] = spent[busiest] / wall
     append_result(args.results, record)
     name = "warm-up" if args.round == 0 else "round %d" % args.round
     problems = ""
     if parsed["non_2xx"] or parsed["socket_errors"]:
         problems = "   WARNING: %d non-2xx responses, %d socket errors" % (parsed["non_2xx"], parsed["socket_errors"])
-    print("  %-26s %-8s %9.0f req/s   p50 %7.3f ms   p99 %7.3f ms%s" % (
-        args.label, name, parsed["rps"], record["p50_ms"] or float("nan"), record["p99_ms"], problems))
+    cpu = ""
+    if "cpu_us_per_request" in record:
+        cpu = "   CPU %5.1f us/req, %s %3.0f%% busy" % (
+            record["cpu_us_per_request"], record["busiest_thread"], 100 * record["busiest_share"])
+    print("  %-26s %-8s %9.0f req/s   p50 %7.3f ms   p99 %7.3f ms%s%s" % (
+        args.label, name, parsed["rps"], record["p50_ms"] or float("nan"), record["p99_ms"], cpu, problems))
 
 
 # ---------------------------------------------------------------- audit and summary
@@ -355,6 +386,14 @@ def median_of(records, kind, label, field):
     return statistics.median(values) if values else None
 
 
+def busiest_thread(records, label):
+    """The busiest thread of a proxy's measured runs and its median share of the run, or ""."""
+    runs = [r for r in records if r["kind"] == "wrk" and r["label"] == label and r["round"] != 0 and "busiest_share" in r]
+    if not runs:
+        return ""
+    return "%s, %.0f%% busy" % (runs[-1]["busiest_thread"], 100 * statistics.median(r["busiest_share"] for r in runs))
+
+
 def run_summary(args):
     records = load(args.results)
     gateway = not args.skip_gateway
@@ -366,14 +405,17 @@ def run_summary(args):
     print()
     print("==> summary (median of %d round%s; wrk %d thread%s, %d connections, %d s per run)" % (
         args.rounds, "" if args.rounds == 1 else "s", args.wrk_threads, "" if args.wrk_threads == 1 else "s", args.connections, args.duration))
-    print("  %-44s %10s %11s %11s" % ("keep-alive HTTP GET / (tiny body)", "req/s", "p50", "p99"))
+    print("  %-44s %10s %11s %11s %11s  %s" % ("keep-alive HTTP GET / (tiny body)", "req/s", "p50", "p99", "CPU/req",
+                                                "busiest thread"))
     rows = [("direct", "upstream direct (plain HTTP, no proxy)"), ("nginx", "nginx 1 worker, TLS 1.3, access log")]
     if gateway:
         rows.append(("gateway", "breakglass --threads 1, TLS, audit"))
     for label, title in rows:
-        print("  %-44s %10s %11s %11s" % (title, fmt(median_of(records, "wrk", label, "rps"), "%.0f"),
-                                          fmt(median_of(records, "wrk", label, "p50_ms"), "%.3f ms"),
-                                          fmt(median_of(records, "wrk", label, "p99_ms"), "%.3f ms")))
+        print("  %-44s %10s %11s %11s %11s  %s" % (title, fmt(median_of(records, "wrk", label, "rps"), "%.0f"),
+                                                 fmt(median_of(records, "wrk", label, "p50_ms"), "%.3f ms"),
+                                                 fmt(median_of(records, "wrk", label, "p99_ms"), "%.3f ms"),
+                                                 fmt(median_of(records, "wrk", label, "cpu_us_per_request"), "%.1f us"),
+                                                 busiest_thread(records, label)))
     print("  %-44s %10s %11s %11s" % ("tunnel, %s one way" % human_bytes(args.tunnel_bytes), "MiB/s", "proxy s/GiB",
                                       "client CPU"))
     rows = [("direct", "sink direct (plain TCP, no proxy)"), ("haproxy", "haproxy mode tcp, nbthread 1, TLS")]
@@ -424,7 +466,13 @@ def run_summary(args):
         a, b = median_of(records, kind, numerator, field), median_of(records, kind, denominator, field)
         return None if a is None or not b else a / b
 
-    judge("keep-alive req/s, gateway / nginx (goal >= 1.0x)", ratio("wrk", "rps", "gateway", "nginx"), 1.0, True, "%.2fx")
+    rps_ratio = ratio("wrk", "rps", "gateway", "nginx")
+    judge("keep-alive req/s, gateway / nginx (goal >= 1.0x)", rps_ratio, 1.0, True, "%.2fx")
+    gateway_cpu = median_of(records, "wrk", "gateway", "cpu_us_per_request")
+    nginx_cpu = median_of(records, "wrk", "nginx", "cpu_us_per_request")
+    if rps_ratio is not None and rps_ratio < 1.0 and gateway_cpu and nginx_cpu:
+        print("    what limits it: %.1f us of gateway CPU per request to nginx's %.1f us (%.2fx); busiest thread %s" % (
+            gateway_cpu, nginx_cpu, gateway_cpu / nginx_cpu, busiest_thread(records, "gateway")))
     judge("p99 latency, gateway / nginx (goal <= 1.2x)", ratio("wrk", "p99_ms", "gateway", "nginx"), 1.2, False, "%.2fx")
     judge("tunnel throughput, gateway / haproxy (goal >= 1.0x)", ratio("tunnel", "mib_s", "gateway", "haproxy"), 1.0,
           True, "%.2fx")
@@ -492,6 +540,7 @@ def main():
     command.add_argument("--connections", type=int, default=50)
     command.add_argument("--duration", type=int, default=10)
     command.add_argument("--round", type=int, default=1)
+    command.add_argument("--pid", type=int, help="the proxy's process, for its CPU time per request")
     command.add_argument("--raw")
     command.add_argument("--results", required=True)
 
