@@ -61,7 +61,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     public let signer: NoteSigner
     public let options: AuditLogOptions
     private let logger: Logger
-    private let condition = NSCondition()
+    private let condition = SpinningCondition()
     private let hook: CheckpointHook?
 
     // Guarded by `condition`.

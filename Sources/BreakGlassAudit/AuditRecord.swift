@@ -74,7 +74,7 @@ public struct AuditRecord: Sendable, Equatable {
         var object: [(String, CanonicalJSON.Value)] = []
         object.reserveCapacity(4 + event.fields.count)
         object.append(("v", .integer(Int64(Self.version))))
-        object.append(("time", .string(Self.formatTime(event.time))))
+        object.append(("time", .time(event.time.timeIntervalSince1970)))
         object.append(("gateway", .string(gateway)))
         object.append(("event", .string(event.kind.rawValue)))
         for (key, value) in event.fields where !Self.isReserved(key) {
@@ -82,7 +82,7 @@ public struct AuditRecord: Sendable, Equatable {
             case .string(let text): object.append((key, .string(text)))
             case .integer(let number): object.append((key, .integer(number)))
             case .strings(let list): object.append((key, .strings(list)))
-            case .time(let date): object.append((key, .string(Self.formatTime(date))))
+            case .time(let date): object.append((key, .time(date.timeIntervalSince1970)))
             }
         }
         // "event" and "gateway" sort before "seq", "time" and "v" after: both parts hold members.

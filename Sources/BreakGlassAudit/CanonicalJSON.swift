@@ -13,6 +13,8 @@ enum CanonicalJSON {
         case string(String)
         case integer(Int64)
         case strings([String])
+        /// A time (seconds since 1970), written as `timestamp` writes it.
+        case time(Double)
     }
 
     static func encode(_ object: [(String, Value)]) -> [UInt8] {
@@ -94,6 +96,10 @@ enum CanonicalJSON {
                 appendString(item, to: &out)
             }
             out.append(UInt8(ascii: "]"))
+        case .time(let seconds):
+            out.append(UInt8(ascii: "\""))
+            appendTimestamp(seconds, to: &out)
+            out.append(UInt8(ascii: "\""))
         }
     }
 
@@ -136,25 +142,40 @@ enum CanonicalJSON {
 
     /// `2026-11-27T08:35:41.123Z` for seconds since 1970 (UTC, milliseconds).
     static func timestamp(_ secondsSince1970: Double) -> String {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(24)
+        appendTimestamp(secondsSince1970, to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Appends the `timestamp` of a time; written digit by digit, in place, as it runs for every
+    /// audit record.
+    static func appendTimestamp(_ secondsSince1970: Double, to out: inout [UInt8]) {
         let milliseconds = Int64((secondsSince1970 * 1000).rounded(.down))
         var seconds = time_t(milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000)
         let fraction = Int(milliseconds - Int64(seconds) * 1000)
         var parts = tm()
-        guard gmtime_r(&seconds, &parts) != nil else { return "1970-01-01T00:00:00.000Z" }
+        guard gmtime_r(&seconds, &parts) != nil else {
+            out.append(contentsOf: "1970-01-01T00:00:00.000Z".utf8)
+            return
+        }
         guard (0...9999).contains(parts.tm_year + 1900) else {
             func pad(_ value: Int32, _ width: Int) -> String {
                 let digits = String(value)
                 return String(repeating: "0", count: max(0, width - digits.count)) + digits
             }
-            return pad(parts.tm_year + 1900, 4) + "-" + pad(parts.tm_mon + 1, 2) + "-" + pad(parts.tm_mday, 2) + "T"
-                + pad(parts.tm_hour, 2) + ":" + pad(parts.tm_min, 2) + ":" + pad(parts.tm_sec, 2) + "." + pad(Int32(fraction), 3) + "Z"
+            let text =
+                pad(parts.tm_year + 1900, 4) + "-" + pad(parts.tm_mon + 1, 2) + "-" + pad(parts.tm_mday, 2) + "T" + pad(parts.tm_hour, 2)
+                + ":" + pad(parts.tm_min, 2) + ":" + pad(parts.tm_sec, 2) + "." + pad(Int32(fraction), 3) + "Z"
+            out.append(contentsOf: text.utf8)
+            return
         }
-        // Written digit by digit: this runs for every audit record.
-        var bytes = Array("0000-00-00T00:00:00.000Z".utf8)
+        let start = out.count
+        out.append(contentsOf: "0000-00-00T00:00:00.000Z".utf8)
         func put(_ value: Int, at end: Int, width: Int) {
             var value = value
-            for position in stride(from: end, to: end - width, by: -1) {
-                bytes[position] = UInt8(ascii: "0") + UInt8(value % 10)
+            for position in stride(from: start + end, to: start + end - width, by: -1) {
+                out[position] = UInt8(ascii: "0") + UInt8(value % 10)
                 value /= 10
             }
         }
@@ -165,6 +186,5 @@ enum CanonicalJSON {
         put(Int(parts.tm_min), at: 15, width: 2)
         put(Int(parts.tm_sec), at: 18, width: 2)
         put(fraction, at: 22, width: 3)
-        return String(decoding: bytes, as: UTF8.self)
     }
 }
