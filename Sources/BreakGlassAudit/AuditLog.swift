@@ -468,7 +468,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
             while queue.isEmpty && checkpointWaiters.isEmpty && !closing && !checkpointDue() {
                 wakeAt = 1
                 if durableSize > lastCheckpointSize {
-                    _ = condition.wait(until: Date().addingTimeInterval(Self.seconds(options.checkpointInterval)))
+                    _ = condition.wait(until: SpinningCondition.deadline(after: Self.seconds(options.checkpointInterval)))
                 } else {
                     condition.wait()
                 }
@@ -477,7 +477,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
                 // Nobody waits for these records yet (proxied requests' records): let more join them.
                 lingering = true
                 wakeAt = Self.lingerBatch
-                let deadline = Date().addingTimeInterval(Self.seconds(options.submitDelay))
+                let deadline = SpinningCondition.deadline(after: Self.seconds(options.submitDelay))
                 while !closing, awaitedQueued == 0, checkpointWaiters.isEmpty, queue.count < Self.lingerBatch,
                     condition.wait(until: deadline)
                 {}
@@ -488,7 +488,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
             let target = lastBatchSize * 3 / 4
             if !closing, awaitedQueued > 0, queue.count < target {
                 wakeAt = target
-                let deadline = Date().addingTimeInterval(Self.gatherWindow)
+                let deadline = SpinningCondition.deadline(after: Self.gatherWindow)
                 while !closing, queue.count < target, condition.wait(until: deadline) {}
             }
             wakeAt = Int.max

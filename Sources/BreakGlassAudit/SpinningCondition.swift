@@ -23,7 +23,12 @@ final class SpinningCondition: @unchecked Sendable {
         #endif
         pthread_mutex_init(mutex, &attributes)
         pthread_mutexattr_destroy(&attributes)
-        pthread_cond_init(condition, nil)
+        // Timed waits run on the monotonic clock: a wall clock set back cannot stretch them.
+        var conditionAttributes = pthread_condattr_t()
+        pthread_condattr_init(&conditionAttributes)
+        pthread_condattr_setclock(&conditionAttributes, CLOCK_MONOTONIC)
+        pthread_cond_init(condition, &conditionAttributes)
+        pthread_condattr_destroy(&conditionAttributes)
     }
 
     deinit {
@@ -49,13 +54,25 @@ final class SpinningCondition: @unchecked Sendable {
         pthread_cond_wait(condition, mutex)
     }
 
-    /// Waits for a signal until `deadline` (wall clock, as `NSCondition`); false once it has passed.
-    func wait(until deadline: Date) -> Bool {
-        let seconds = deadline.timeIntervalSince1970
-        guard seconds.isFinite, seconds > 0 else { return false }
-        let whole = seconds.rounded(.down)
-        var time = timespec(tv_sec: Int(whole), tv_nsec: Int((seconds - whole) * 1e9))
-        return pthread_cond_timedwait(condition, mutex, &time) != ETIMEDOUT
+    /// A point `seconds` from now on the clock of `wait(until:)`.
+    static func deadline(after seconds: TimeInterval) -> timespec {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        let clamped = seconds.isFinite ? min(max(seconds, 0), 86_400 * 365) : 0
+        let whole = clamped.rounded(.down)
+        var deadline = timespec(tv_sec: now.tv_sec + Int(whole), tv_nsec: now.tv_nsec + Int((clamped - whole) * 1e9))
+        if deadline.tv_nsec >= 1_000_000_000 {
+            deadline.tv_sec += 1
+            deadline.tv_nsec -= 1_000_000_000
+        }
+        return deadline
+    }
+
+    /// Waits for a signal until `deadline` (from `deadline(after:)`); false once it has passed (or
+    /// the wait failed, so that callers waiting in a loop do not spin).
+    func wait(until deadline: timespec) -> Bool {
+        var deadline = deadline
+        return pthread_cond_timedwait(condition, mutex, &deadline) == 0
     }
 
     func signal() {

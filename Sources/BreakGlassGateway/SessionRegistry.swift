@@ -79,7 +79,8 @@ public final class SessionRegistry: Sendable {
     private let entries = Mutex<[String: Entry]>([:])
     /// Counts the ends of sessions (and refusals of old grants); bumped under the `entries` lock
     /// before the change, so that a connection admitted while it had a number may be admitted again
-    /// without a lookup as long as the number stands (see `generation`).
+    /// without a lookup as long as the number stands (see `generation`). Probe sessions, whose
+    /// requests are always checked in full, do not count: their rounds end them every few seconds.
     private let ends = Atomic<Int>(0)
     /// Live sessions of the file whose expiry passed while the gateway was not running; their
     /// `grant.expired` is recorded by `recordExpiredWhileDown()`.
@@ -141,8 +142,8 @@ public final class SessionRegistry: Sendable {
         await saveNow()
     }
 
-    /// Changes whenever a session ends: an admission made while it had this number (read before
-    /// `admit`) holds, for an unexpired grant, as long as it stays.
+    /// Changes whenever a session other than a probe's ends: an admission made while it had this
+    /// number (read before `admit`) holds, for an unexpired grant, as long as it stays.
     public var generation: Int { ends.load(ordering: .acquiring) }
 
     /// Admits a request of `session` on `channel`: refused when the session has ended or expired.
@@ -207,7 +208,7 @@ public final class SessionRegistry: Sendable {
         entries.withLock { entries in
             for session in sessions {
                 guard var entry = entries[session], entry.ended == nil else { continue }
-                ends.add(1, ordering: .releasing)
+                if entry.info.tag != .probe { ends.add(1, ordering: .releasing) }
                 entry.ended = ending
                 entry.timer?.cancel()
                 ended.append((entry.info, Array(entry.channels.values)))
@@ -258,7 +259,7 @@ public final class SessionRegistry: Sendable {
                 return nil
             }
             // Kept (as live, in the file) until its expiry is on the record.
-            ends.add(1, ordering: .releasing)
+            if entry.info.tag != .probe { ends.add(1, ordering: .releasing) }
             entry.ended = .expired
             entry.timer = nil
             let channels = Array(entry.channels.values)

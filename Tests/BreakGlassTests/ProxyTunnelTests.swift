@@ -259,6 +259,42 @@ import Testing
         #expect(kept.contains("\"long\"") && !kept.contains("\"short\"") && !kept.contains("\"soon\"") && !kept.contains("\"probe\""))
     }
 
+    /// The registry's number moves, before a session's end takes effect, on every end that could
+    /// refuse a kept-alive connection's next request (release, revocation, expiry); a probe session's
+    /// end does not move it, as probe requests are checked in full every time.
+    @Test func sessionEndsMoveTheRegistrysNumber() async throws {
+        let now = Date()
+        func info(_ session: String, _ seconds: Double, tag: Grant.Tag? = nil) -> SessionRegistry.SessionInfo {
+            SessionRegistry.SessionInfo(
+                session: session, user: "alice", pathway: "web", issuedAt: now, expiresAt: now.addingTimeInterval(seconds), tag: tag)
+        }
+        let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let registry = SessionRegistry(
+            audit: MemoryAuditSink(), clock: SystemWallClock(), group: loop, endedFile: nil, logger: Logger(label: "test"))
+        for session in [info("released", 600), info("revoked", 600), info("probe", 600, tag: .probe)] { registry.track(session) }
+        var seen = registry.generation
+        await registry.end(["probe"], as: .revoked, by: "test")
+        #expect(registry.generation == seen)
+        for (session, ending) in [("released", SessionRegistry.Ending.released), ("revoked", .revoked)] {
+            await registry.end([session], as: ending, by: "test")
+            #expect(registry.generation > seen, "\(session)")
+            seen = registry.generation
+        }
+        // Ending what has already ended changes nothing.
+        await registry.end(["released"], as: .revoked, by: "test")
+        #expect(registry.generation == seen)
+        registry.track(info("short", 0.3))
+        registry.track(info("short-probe", 0.3, tag: .probe))
+        let deadline = ContinuousClock.now.advanced(by: .seconds(5))
+        while registry.generation == seen, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(registry.generation == seen + 1)
+        // The probe's expiry (due at the same time) leaves it there.
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(!registry.isLive("short-probe"))
+        #expect(registry.generation == seen + 1)
+        try await loop.shutdownGracefully()
+    }
+
     @Test func largeBodiesStreamBothWaysWithBoundedMemory() async throws {
         let fixture = try await ProxyTests.fixture()
         defer { Task { await fixture.stop() } }
