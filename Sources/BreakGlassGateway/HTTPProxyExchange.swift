@@ -75,7 +75,9 @@ final class HTTPProxyExchange {
         let pathway = admission.pathway
         upstreamStarted = .now
         // A kept-alive connection from the pool is taken at once, without a future.
-        if !fresh, let idle = proxy.pool.takeIdle(pathway: pathway.name, on: clientContext.eventLoop) {
+        if !fresh,
+            let idle = proxy.pool.takeIdle(pathway: pathway.name, destination: admission.poolDestination, on: clientContext.eventLoop)
+        {
             connected(idle)
             return
         }
@@ -89,7 +91,7 @@ final class HTTPProxyExchange {
 
     private func connected(_ channel: any Channel) {
         guard !finished else {
-            proxy.pool.checkin(channel, pathway: admission.pathway.name, reusable: true)
+            proxy.pool.checkin(channel, pathway: admission.pathway.name, destination: admission.poolDestination, reusable: true)
             return
         }
         guard let handler = try? channel.pipeline.syncOperations.handler(type: UpstreamHTTPHandler.self) else {
@@ -316,7 +318,9 @@ final class HTTPProxyExchange {
         stopAwaitingAnswer()
         handler?.exchange = nil
         if let upstream {
-            proxy.pool.checkin(upstream, pathway: admission.pathway.name, reusable: upstreamReusable && requestEnded && responseEnded)
+            proxy.pool.checkin(
+                upstream, pathway: admission.pathway.name, destination: admission.poolDestination,
+                reusable: upstreamReusable && requestEnded && responseEnded)
         }
         proxy.recordRequest(
             admission, method: head.method, path: auditPath, status: status, bytesIn: bytesIn, bytesOut: bytesOut,

@@ -21,6 +21,8 @@ public final class PathwayProxy: Sendable {
         let identity: ProxyHeaders.Identity
         /// The `Host` value for the upstream, made once.
         let upstreamHost: String
+        /// Where this pathway's upstream connections go, as the pool knows it (`poolDestination`), made once.
+        let poolDestination: String
         /// The policy's and the session registry's numbers when the checks were made.
         let policyGeneration: Int
         let sessionGeneration: Int
@@ -34,6 +36,7 @@ public final class PathwayProxy: Sendable {
             self.source = source
             self.identity = identity
             self.upstreamHost = HTTPProxyExchange.authority(pathway.upstream)
+            self.poolDestination = PathwayProxy.poolDestination(pathway)
             self.policyGeneration = policyGeneration
             self.sessionGeneration = sessionGeneration
         }
@@ -236,7 +239,10 @@ public final class PathwayProxy: Sendable {
         } catch {
             return eventLoop.makeFailedFuture(error)
         }
-        return pool.checkout(pathway: pathway.name, limit: pathway.proxy.maxConnections, on: eventLoop, fresh: fresh) {
+        return pool.checkout(
+            pathway: pathway.name, destination: Self.poolDestination(pathway), limit: pathway.proxy.maxConnections, on: eventLoop,
+            fresh: fresh
+        ) {
             ClientBootstrap(group: eventLoop)
                 .connectTimeout(Self.timeAmount(pathway.proxy.connectTimeout))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -258,13 +264,21 @@ public final class PathwayProxy: Sendable {
 
     /// A new TCP connection to a tcp pathway's upstream; it reads nothing until glued.
     func tcpUpstream(_ pathway: Pathway, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
-        pool.checkout(pathway: pathway.name, limit: pathway.proxy.maxConnections, on: eventLoop) {
+        pool.checkout(pathway: pathway.name, destination: Self.poolDestination(pathway), limit: pathway.proxy.maxConnections, on: eventLoop)
+        {
             ClientBootstrap(group: eventLoop)
                 .connectTimeout(Self.timeAmount(pathway.proxy.connectTimeout))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelOption(.autoRead, value: false)
                 .connect(host: pathway.upstream.host, port: pathway.upstream.port)
         }
+    }
+
+    /// Where a pathway's upstream connections go, for the pool: the upstream and the CA that checks
+    /// it, so that after a reload that moves the pathway, connections to the old upstream are not
+    /// handed out for the new one.
+    static func poolDestination(_ pathway: Pathway) -> String {
+        pathway.upstream.description + "\u{0}" + (pathway.proxy.upstreamCA ?? "")
     }
 
     /// The TLS client context for an https pathway (its `upstream_ca`, or the system roots).

@@ -1,8 +1,10 @@
 import NIOCore
 import Synchronization
 
-/// Keep-alive connections to upstreams, per pathway and event loop, with a per-pathway limit on
-/// open connections so that one slow pathway cannot take every socket ("fail small").
+/// Keep-alive connections to upstreams, per pathway, destination and event loop, with a
+/// per-pathway limit on open connections so that one slow pathway cannot take every socket ("fail
+/// small"). The destination (where the connections go, as the caller names it) keeps a pathway that
+/// a reload moved from being handed connections to its old upstream.
 public final class UpstreamPool: Sendable {
     /// Why no connection could be had.
     public enum Refusal: Error, Sendable {
@@ -15,19 +17,20 @@ public final class UpstreamPool: Sendable {
         var since: NIODeadline
     }
 
+    /// Where idle connections wait: their destination and event loop.
+    private struct Place: Hashable {
+        var destination: String
+        var loop: ObjectIdentifier
+    }
+
     private struct PathwayState {
         var open = 0
-        /// Idle connections by event loop.
-        var idle: [ObjectIdentifier: [Idle]] = [:]
+        var idle: [Place: [Idle]] = [:]
 
-        /// The newest idle connection on `loop` that is open and younger than `timeout`; older ones
+        /// The newest idle connection at `place` that is open and younger than `timeout`; older ones
         /// met on the way go to `stale`.
-        mutating func takeIdle(
-            loop: ObjectIdentifier, now: NIODeadline, timeout: TimeAmount, stale: inout [any Channel]
-        )
-            -> (any Channel)?
-        {
-            while let idle = idle[loop]?.popLast() {
+        mutating func takeIdle(at place: Place, now: NIODeadline, timeout: TimeAmount, stale: inout [any Channel]) -> (any Channel)? {
+            while let idle = idle[place]?.popLast() {
                 if idle.channel.isActive && now - idle.since < timeout { return idle.channel }
                 stale.append(idle.channel)
             }
@@ -43,22 +46,23 @@ public final class UpstreamPool: Sendable {
         self.idleTimeout = idleTimeout
     }
 
-    /// An idle connection on `eventLoop` (unless `fresh`), or a new one made with `connect`; fails
-    /// with `Refusal.busy` when the pathway is at its limit.
+    /// An idle connection to `destination` on `eventLoop` (unless `fresh`), or a new one made with
+    /// `connect`; fails with `Refusal.busy` when the pathway is at its limit.
     public func checkout(
         pathway: String,
+        destination: String,
         limit: Int,
         on eventLoop: any EventLoop,
         fresh: Bool = false,
         connect: () -> EventLoopFuture<any Channel>
     ) -> EventLoopFuture<any Channel> {
-        let loop = ObjectIdentifier(eventLoop)
+        let place = Place(destination: destination, loop: ObjectIdentifier(eventLoop))
         let now = NIODeadline.now()
         var stale: [any Channel] = []
         let reused: (any Channel)?? = state.withLock { pools in
             // In place: a copy of the pathway's state would copy its idle lists on every checkout.
             func take(from pool: inout PathwayState) -> (any Channel)?? {
-                if !fresh, let channel = pool.takeIdle(loop: loop, now: now, timeout: idleTimeout, stale: &stale) {
+                if !fresh, let channel = pool.takeIdle(at: place, now: now, timeout: idleTimeout, stale: &stale) {
                     return .some(channel)
                 }
                 guard pool.open < limit else { return .none }
@@ -78,7 +82,7 @@ public final class UpstreamPool: Sendable {
             connecting.whenComplete { result in
                 switch result {
                 case .success(let channel):
-                    channel.closeFuture.whenComplete { _ in self.closed(channel, pathway: pathway) }
+                    channel.closeFuture.whenComplete { _ in self.closed(channel, pathway: pathway, destination: destination) }
                 case .failure:
                     self.state.withLock { $0[pathway]?.open -= 1 }
                 }
@@ -87,26 +91,26 @@ public final class UpstreamPool: Sendable {
         }
     }
 
-    /// An idle connection to `pathway` on `eventLoop`, taken at once (no future), or nil when there
-    /// is none; `checkout` then connects (or refuses at the limit).
-    public func takeIdle(pathway: String, on eventLoop: any EventLoop) -> (any Channel)? {
-        let loop = ObjectIdentifier(eventLoop)
+    /// An idle connection of `pathway` to `destination` on `eventLoop`, taken at once (no future),
+    /// or nil when there is none; `checkout` then connects (or refuses at the limit).
+    public func takeIdle(pathway: String, destination: String, on eventLoop: any EventLoop) -> (any Channel)? {
+        let place = Place(destination: destination, loop: ObjectIdentifier(eventLoop))
         let now = NIODeadline.now()
         var stale: [any Channel] = []
         let timeout = idleTimeout
-        let channel = state.withLock { $0[pathway]?.takeIdle(loop: loop, now: now, timeout: timeout, stale: &stale) }
+        let channel = state.withLock { $0[pathway]?.takeIdle(at: place, now: now, timeout: timeout, stale: &stale) }
         for channel in stale { channel.close(promise: nil) }
         return channel
     }
 
     /// Returns a connection after a complete exchange; one that cannot be reused is closed.
-    public func checkin(_ channel: any Channel, pathway: String, reusable: Bool) {
+    public func checkin(_ channel: any Channel, pathway: String, destination: String, reusable: Bool) {
         guard reusable, channel.isActive else {
             channel.close(promise: nil)
             return
         }
-        let loop = ObjectIdentifier(channel.eventLoop)
-        state.withLock { $0[pathway, default: PathwayState()].idle[loop, default: []].append(Idle(channel: channel, since: .now())) }
+        let place = Place(destination: destination, loop: ObjectIdentifier(channel.eventLoop))
+        state.withLock { $0[pathway, default: PathwayState()].idle[place, default: []].append(Idle(channel: channel, since: .now())) }
     }
 
     /// Open connections of a pathway (in use or idle).
@@ -114,11 +118,11 @@ public final class UpstreamPool: Sendable {
         state.withLock { $0[pathway]?.open ?? 0 }
     }
 
-    private func closed(_ channel: any Channel, pathway: String) {
-        let loop = ObjectIdentifier(channel.eventLoop)
+    private func closed(_ channel: any Channel, pathway: String, destination: String) {
+        let place = Place(destination: destination, loop: ObjectIdentifier(channel.eventLoop))
         state.withLock { pools in
             pools[pathway]?.open -= 1
-            pools[pathway]?.idle[loop]?.removeAll { $0.channel === channel }
+            pools[pathway]?.idle[place]?.removeAll { $0.channel === channel }
         }
     }
 }

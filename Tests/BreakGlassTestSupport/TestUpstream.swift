@@ -136,7 +136,10 @@ final class UpstreamRoutes: ChannelInboundHandler, RemovableChannelHandler {
             let headers = head.headers.map { [$0.name, $0.value] }
             json(
                 context: context,
-                ["method": head.method.rawValue, "uri": head.uri, "headers": headers, "body_bytes": bodyBytes] as [String: Any])
+                [
+                    "method": head.method.rawValue, "uri": head.uri, "headers": headers, "body_bytes": bodyBytes,
+                    "server_port": context.channel.localAddress?.port ?? 0,
+                ] as [String: Any])
         }
     }
 

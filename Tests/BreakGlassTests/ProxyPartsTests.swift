@@ -42,29 +42,31 @@ import Testing
         #expect(Self.names(old) == ["Connection: keep-alive"])
     }
 
-    @Test func idleConnectionsAreTakenAtOnceNewestFirstAndStaleOnesClosed() throws {
+    @Test func idleConnectionsAreTakenAtOnceNewestFirstByPlaceAndStaleOnesClosed() throws {
         let loop = EmbeddedEventLoop()
         let pool = UpstreamPool()
-        #expect(pool.takeIdle(pathway: "web", on: loop) == nil)
+        #expect(pool.takeIdle(pathway: "web", destination: "a", on: loop) == nil)
         func connected() throws -> EmbeddedChannel {
             let channel = EmbeddedChannel(loop: loop)
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 80)).wait()
             return channel
         }
         let (first, second, closed) = (try connected(), try connected(), try connected())
-        pool.checkin(first, pathway: "web", reusable: true)
-        pool.checkin(closed, pathway: "web", reusable: true)
-        pool.checkin(second, pathway: "web", reusable: true)
+        pool.checkin(first, pathway: "web", destination: "a", reusable: true)
+        pool.checkin(closed, pathway: "web", destination: "a", reusable: true)
+        pool.checkin(second, pathway: "web", destination: "a", reusable: true)
         _ = try closed.finish()
-        #expect(pool.takeIdle(pathway: "web", on: loop) === second)
+        #expect(pool.takeIdle(pathway: "web", destination: "a", on: loop) === second)
         // The closed one is passed over on the way to the older one.
-        #expect(pool.takeIdle(pathway: "web", on: loop) === first)
-        #expect(pool.takeIdle(pathway: "web", on: loop) == nil)
-        #expect(pool.takeIdle(pathway: "other", on: loop) == nil)
+        #expect(pool.takeIdle(pathway: "web", destination: "a", on: loop) === first)
+        #expect(pool.takeIdle(pathway: "web", destination: "a", on: loop) == nil)
+        #expect(pool.takeIdle(pathway: "other", destination: "a", on: loop) == nil)
         // Another loop's connections are not handed out here.
-        pool.checkin(first, pathway: "web", reusable: true)
-        #expect(pool.takeIdle(pathway: "web", on: EmbeddedEventLoop()) == nil)
-        #expect(pool.takeIdle(pathway: "web", on: loop) === first)
+        pool.checkin(first, pathway: "web", destination: "a", reusable: true)
+        #expect(pool.takeIdle(pathway: "web", destination: "a", on: EmbeddedEventLoop()) == nil)
+        // Nor for another destination of the pathway (one a reload moved).
+        #expect(pool.takeIdle(pathway: "web", destination: "b", on: loop) == nil)
+        #expect(pool.takeIdle(pathway: "web", destination: "a", on: loop) === first)
     }
 
     @Test func aProxiedPathNamesItsPathwayAndKeepsTheRestAsSent() throws {

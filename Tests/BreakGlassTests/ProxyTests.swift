@@ -286,6 +286,30 @@ import Testing
         #expect(fixture.events(.requestDenied).contains { $0.fields["code"] == .string("forbidden") })
     }
 
+    /// A reload that moves a pathway to another upstream sends its next requests there, not over
+    /// the pool's kept-alive connections to the old one.
+    @Test func aMovedUpstreamGetsTheNextRequest() async throws {
+        let fixture = try await Self.fixture()
+        defer { Task { await fixture.stop() } }
+        let moved = try await TestUpstream()
+        defer { Task { await moved.stop() } }
+        let login = try await fixture.login("alice", pathway: "web")
+        let before = try await fixture.get("/p/web/echo", token: login.token)
+        #expect(before.json["server_port"] as? Int == fixture.upstream.port, "\(before.text)")
+        let policy = try String(contentsOfFile: fixture.gateway.policyPath, encoding: .utf8)
+        try policy.replacingOccurrences(of: "http://127.0.0.1:\(fixture.upstream.port)\n", with: "http://127.0.0.1:\(moved.port)\n")
+            .write(toFile: fixture.gateway.policyPath, atomically: true, encoding: .utf8)
+        guard case .loaded = await fixture.gateway.service.grants.reload() else {
+            Issue.record("the edited policy was not loaded")
+            return
+        }
+        for _ in 0..<2 {
+            let after = try await fixture.get("/p/web/echo", token: login.token)
+            #expect(after.status == 200, "\(after.text)")
+            #expect(after.json["server_port"] as? Int == moved.port, "\(after.text)")
+        }
+    }
+
     /// A client that waits for `100 Continue` gets it from the gateway once the upstream is there.
     @Test func expectContinueIsAnswered() async throws {
         let fixture = try await Self.fixture()
