@@ -78,8 +78,4 @@ final class SpinningCondition: @unchecked Sendable {
     func signal() {
         pthread_cond_signal(condition)
     }
-
-    func broadcast() {
-        pthread_cond_broadcast(condition)
-    }
 }

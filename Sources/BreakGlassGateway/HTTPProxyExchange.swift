@@ -74,14 +74,15 @@ final class HTTPProxyExchange {
     private func connect(fresh: Bool) {
         let pathway = admission.pathway
         upstreamStarted = .now
-        // A kept-alive connection from the pool is taken at once, without a future.
+        // A kept-alive connection from the pool is taken at once, without a future; `fresh` wants a
+        // new one, as for an upgrade, which many servers accept only as a connection's first request.
         if !fresh,
             let idle = proxy.pool.takeIdle(pathway: pathway.name, destination: admission.poolDestination, on: clientContext.eventLoop)
         {
             connected(idle)
             return
         }
-        proxy.httpUpstream(pathway, on: clientContext.eventLoop, fresh: fresh).assumeIsolated().whenComplete { result in
+        proxy.httpUpstream(pathway, on: clientContext.eventLoop).assumeIsolated().whenComplete { result in
             switch result {
             case .success(let channel): self.connected(channel)
             case .failure(let error): self.fail(self.proxy.upstreamError(error, pathway: pathway), outcome: "connect failed")

@@ -16,9 +16,8 @@ public final class PathwayProxy: Sendable {
     /// same token share it while nothing it was checked against changes.
     final class Admission: Sendable {
         let pathway: Pathway
-        let session: SessionRegistry.SessionInfo
-        let source: IPAddress?
-        let identity: ProxyHeaders.Identity
+        /// Who the token speaks for.
+        let claimant: Claimant
         /// The `Host` value for the upstream, made once.
         let upstreamHost: String
         /// Where this pathway's upstream connections go, as the pool knows it (`poolDestination`), made once.
@@ -27,14 +26,13 @@ public final class PathwayProxy: Sendable {
         let policyGeneration: Int
         let sessionGeneration: Int
 
-        init(
-            pathway: Pathway, session: SessionRegistry.SessionInfo, source: IPAddress?, identity: ProxyHeaders.Identity,
-            policyGeneration: Int, sessionGeneration: Int
-        ) {
+        var session: SessionRegistry.SessionInfo { claimant.session }
+        var source: IPAddress? { claimant.source }
+        var identity: ProxyHeaders.Identity { claimant.identity }
+
+        init(pathway: Pathway, claimant: Claimant, policyGeneration: Int, sessionGeneration: Int) {
             self.pathway = pathway
-            self.session = session
-            self.source = source
-            self.identity = identity
+            self.claimant = claimant
             self.upstreamHost = HTTPProxyExchange.authority(pathway.upstream)
             self.poolDestination = PathwayProxy.poolDestination(pathway)
             self.policyGeneration = policyGeneration
@@ -100,8 +98,7 @@ public final class PathwayProxy: Sendable {
         let admission = cached.admission
         guard admission.pathway.name == pathwayName else { return nil }
         if stillHolds(admission, kind: kind) { return .success(cached) }
-        let claimant = Claimant(session: admission.session, source: admission.source, identity: admission.identity)
-        return admit(claimant, pathwayName: pathwayName, credentials: credentials, kind: kind, request: request, channel: channel)
+        return admit(admission.claimant, pathwayName: pathwayName, credentials: credentials, kind: kind, request: request, channel: channel)
     }
 
     /// Whether an admission made on this connection holds for another request of `kind` without
@@ -157,8 +154,7 @@ public final class PathwayProxy: Sendable {
                 session: claimant.session)
         }
         let admission = Admission(
-            pathway: pathway, session: claimant.session, source: claimant.source, identity: claimant.identity,
-            policyGeneration: policyGeneration, sessionGeneration: sessionGeneration)
+            pathway: pathway, claimant: claimant, policyGeneration: policyGeneration, sessionGeneration: sessionGeneration)
         guard pathway.kind == kind else {
             let how = pathway.kind == .http ? "send HTTP requests to /p/\(name)/" : "open a tunnel with CONNECT \(name):PORT"
             return deny(
@@ -228,10 +224,9 @@ public final class PathwayProxy: Sendable {
 
     // MARK: upstreams
 
-    /// A connection to an http pathway's upstream on `eventLoop`, from the pool or new (`fresh`: new,
-    /// as for an upgrade, which many servers accept only as a connection's first request), with the
-    /// HTTP client codec installed.
-    func httpUpstream(_ pathway: Pathway, on eventLoop: any EventLoop, fresh: Bool) -> EventLoopFuture<any Channel> {
+    /// A new connection to an http pathway's upstream on `eventLoop`, counted in the pool, with the
+    /// HTTP client codec installed (a kept-alive one is taken from the pool before this).
+    func httpUpstream(_ pathway: Pathway, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
         let upstream = pathway.upstream
         let tls: NIOSSLContext?
         do {
@@ -239,9 +234,8 @@ public final class PathwayProxy: Sendable {
         } catch {
             return eventLoop.makeFailedFuture(error)
         }
-        return pool.checkout(
-            pathway: pathway.name, destination: Self.poolDestination(pathway), limit: pathway.proxy.maxConnections, on: eventLoop,
-            fresh: fresh
+        return pool.open(
+            pathway: pathway.name, destination: Self.poolDestination(pathway), limit: pathway.proxy.maxConnections, on: eventLoop
         ) {
             ClientBootstrap(group: eventLoop)
                 .connectTimeout(Self.timeAmount(pathway.proxy.connectTimeout))
@@ -264,8 +258,7 @@ public final class PathwayProxy: Sendable {
 
     /// A new TCP connection to a tcp pathway's upstream; it reads nothing until glued.
     func tcpUpstream(_ pathway: Pathway, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
-        pool.checkout(pathway: pathway.name, destination: Self.poolDestination(pathway), limit: pathway.proxy.maxConnections, on: eventLoop)
-        {
+        pool.open(pathway: pathway.name, destination: Self.poolDestination(pathway), limit: pathway.proxy.maxConnections, on: eventLoop) {
             ClientBootstrap(group: eventLoop)
                 .connectTimeout(Self.timeAmount(pathway.proxy.connectTimeout))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)

@@ -120,7 +120,7 @@ public enum ProxyHeaders {
         result.reserveCapacity(headers.count + 6)
         // The names a `Connection` header lists; usually it lists none ("keep-alive", "close").
         var named: [String] = []
-        for (name, value) in headers where name.utf8.count == 10 && name.lowercased() == "connection" {
+        for (name, value) in headers where connectionName.contains(name) {
             for token in value.split(separator: ",") {
                 let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
                 guard let first = token.firstIndex(where: { !blank($0) }), let last = token.lastIndex(where: { !blank($0) }) else {

@@ -46,53 +46,39 @@ public final class UpstreamPool: Sendable {
         self.idleTimeout = idleTimeout
     }
 
-    /// An idle connection to `destination` on `eventLoop` (unless `fresh`), or a new one made with
-    /// `connect`; fails with `Refusal.busy` when the pathway is at its limit.
-    public func checkout(
+    /// A new connection made with `connect`, counted against the pathway's limit (an idle one is
+    /// taken with `takeIdle` first); fails with `Refusal.busy` when the pathway is at its limit.
+    public func open(
         pathway: String,
         destination: String,
         limit: Int,
         on eventLoop: any EventLoop,
-        fresh: Bool = false,
         connect: () -> EventLoopFuture<any Channel>
     ) -> EventLoopFuture<any Channel> {
-        let place = Place(destination: destination, loop: ObjectIdentifier(eventLoop))
-        let now = NIODeadline.now()
-        var stale: [any Channel] = []
-        let reused: (any Channel)?? = state.withLock { pools in
-            // In place: a copy of the pathway's state would copy its idle lists on every checkout.
-            func take(from pool: inout PathwayState) -> (any Channel)?? {
-                if !fresh, let channel = pool.takeIdle(at: place, now: now, timeout: idleTimeout, stale: &stale) {
-                    return .some(channel)
-                }
-                guard pool.open < limit else { return .none }
+        let reserved = state.withLock { pools in
+            // In place: a copy of the pathway's state would copy its idle lists.
+            func reserve(in pool: inout PathwayState) -> Bool {
+                guard pool.open < limit else { return false }
                 pool.open += 1
-                return .some(nil)
+                return true
             }
-            return take(from: &pools[pathway, default: PathwayState()])
+            return reserve(in: &pools[pathway, default: PathwayState()])
         }
-        for channel in stale { channel.close(promise: nil) }
-        switch reused {
-        case .none:
-            return eventLoop.makeFailedFuture(Refusal.busy(limit: limit))
-        case .some(.some(let channel)):
-            return eventLoop.makeSucceededFuture(channel)
-        case .some(.none):
-            let connecting = connect()
-            connecting.whenComplete { result in
-                switch result {
-                case .success(let channel):
-                    channel.closeFuture.whenComplete { _ in self.closed(channel, pathway: pathway, destination: destination) }
-                case .failure:
-                    self.state.withLock { $0[pathway]?.open -= 1 }
-                }
+        guard reserved else { return eventLoop.makeFailedFuture(Refusal.busy(limit: limit)) }
+        let connecting = connect()
+        connecting.whenComplete { result in
+            switch result {
+            case .success(let channel):
+                channel.closeFuture.whenComplete { _ in self.closed(channel, pathway: pathway, destination: destination) }
+            case .failure:
+                self.state.withLock { $0[pathway]?.open -= 1 }
             }
-            return connecting
         }
+        return connecting
     }
 
     /// An idle connection of `pathway` to `destination` on `eventLoop`, taken at once (no future),
-    /// or nil when there is none; `checkout` then connects (or refuses at the limit).
+    /// or nil when there is none; `open` then connects (or refuses at the limit).
     public func takeIdle(pathway: String, destination: String, on eventLoop: any EventLoop) -> (any Channel)? {
         let place = Place(destination: destination, loop: ObjectIdentifier(eventLoop))
         let now = NIODeadline.now()
