@@ -2,6 +2,7 @@ import BreakGlassCore
 import CoreMetrics
 import Foundation
 import Logging
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -46,7 +47,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         /// uses it while that number still holds (an event refused or dropped before it shifts it).
         var framed: Framed?
         /// The caller waiting for durability; nil for events submitted without waiting.
-        var continuation: CheckedContinuation<Int, any Error>?
+        var continuation: UnsafeContinuation<Int, any Error>?
     }
 
     /// A record framed for one sequence number, with its leaf hash.
@@ -73,7 +74,12 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     private var inReserve = false
     private var durableSize = 0
     /// The sequence number the next queued event will have, if every event before it is written.
-    private var nextQueued = 0
+    /// Changed under `condition` only; read without it only as a guess (see `append`).
+    private var nextQueued: Int {
+        get { nextQueuedNumber.load(ordering: .relaxed) }
+        set { nextQueuedNumber.store(newValue, ordering: .relaxed) }
+    }
+    private let nextQueuedNumber = Atomic<Int>(0)
     /// The queue length at which the waiting writer wants a signal; `Int.max` while it works (it
     /// looks at the queue again before it waits). Saves a wake-up per event under load.
     private var wakeAt = Int.max
@@ -202,21 +208,33 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     /// Appends an event and returns its sequence number once it is durable.
     public func append(_ event: AuditEvent) async throws -> Int {
         let record = try AuditRecord.prepare(gateway: origin, event: event)
-        return try await withCheckedThrowingContinuation { continuation in
+        // Framed (and hashed) before the lock, for the number the record will most likely get: the
+        // lock is then held only to queue it. When another record took that number in between, it
+        // is framed again under the lock, so that queue order and sequence numbers agree and the
+        // writer only copies frames.
+        let guess = nextQueued
+        var frame: [UInt8] = []
+        frame.reserveCapacity(SegmentFormat.frameHeaderSize + record.maximumCount)
+        var leaf = Self.appendFrame(record, sequence: guess, to: &frame)
+        // Unchecked: every path below resumes it exactly once (refused here, or queued and then
+        // resumed by the writer, `stop` or the failure paths), and the check's allocation and
+        // atomics would run for every record.
+        return try await withUnsafeThrowingContinuation { continuation in
             condition.lock()
             if let refusal = refusal(for: event.kind) {
                 condition.unlock()
                 continuation.resume(throwing: AuditUnavailableError(reason: refusal))
                 return
             }
-            // Framed here, under the lock, so that queue order and sequence numbers agree: the writer
-            // then only copies the frame, and its own work between two flushes stays small.
-            var frame: [UInt8] = []
-            frame.reserveCapacity(SegmentFormat.frameHeaderSize + record.maximumCount)
-            let leaf = Self.appendFrame(record, sequence: nextQueued, to: &frame)
-            let framed = Framed(sequence: nextQueued, frame: frame, leaf: leaf)
-            nextQueued += 1
-            queue.append(Pending(payload: .prepared(record), framed: framed, continuation: continuation))
+            let sequence = nextQueued
+            if sequence != guess {
+                frame.removeAll(keepingCapacity: true)
+                leaf = Self.appendFrame(record, sequence: sequence, to: &frame)
+            }
+            nextQueued = sequence + 1
+            queue.append(
+                Pending(
+                    payload: .prepared(record), framed: Framed(sequence: sequence, frame: frame, leaf: leaf), continuation: continuation))
             awaitedQueued += 1
             if queue.count >= wakeAt || lingering { condition.signal() }
             condition.unlock()
@@ -554,7 +572,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     private struct Chunk {
         var frames: [UInt8] = []
         var leaves: [TreeHash] = []
-        var waiting: [CheckedContinuation<Int, any Error>?] = []
+        var waiting: [UnsafeContinuation<Int, any Error>?] = []
     }
 
     /// Gathers a batch's frames into write buffers (the frames callers made, while their numbers

@@ -63,7 +63,7 @@ public struct AuditRecord: Sendable, Equatable {
         func append(sequence: Int, to out: inout [UInt8]) {
             out.append(contentsOf: encoded[..<split])
             out.append(contentsOf: ",\"seq\":".utf8)
-            out.append(contentsOf: String(sequence).utf8)
+            CanonicalJSON.appendInteger(Int64(sequence), to: &out)
             out.append(UInt8(ascii: ","))
             out.append(contentsOf: encoded[split...])
         }
@@ -71,22 +71,8 @@ public struct AuditRecord: Sendable, Equatable {
 
     /// Encodes the event's record without its sequence number; too large a record is refused here.
     static func prepare(gateway: String, event: AuditEvent) throws(AuditLogError) -> Prepared {
-        var object: [(String, CanonicalJSON.Value)] = []
-        object.reserveCapacity(4 + event.fields.count)
-        object.append(("v", .integer(Int64(Self.version))))
-        object.append(("time", .time(event.time.timeIntervalSince1970)))
-        object.append(("gateway", .string(gateway)))
-        object.append(("event", .string(event.kind.rawValue)))
-        for (key, value) in event.fields where !Self.isReserved(key) {
-            switch value {
-            case .string(let text): object.append((key, .string(text)))
-            case .integer(let number): object.append((key, .integer(number)))
-            case .strings(let list): object.append((key, .strings(list)))
-            case .time(let date): object.append((key, .time(date.timeIntervalSince1970)))
-            }
-        }
         // "event" and "gateway" sort before "seq", "time" and "v" after: both parts hold members.
-        let (encoded, split) = CanonicalJSON.encode(object, splitAt: "seq")
+        let (encoded, split) = CanonicalJSON.encodeRecord(gateway: gateway, event: event, version: Self.version)
         guard encoded.count + Prepared.sequenceRoom <= Self.maximumSize else {
             throw AuditLogError(.recordTooLarge, "an audit record is larger than \(Self.maximumSize) bytes")
         }
