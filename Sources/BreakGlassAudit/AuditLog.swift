@@ -279,6 +279,12 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
                 continuation.resume(throwing: stopped)
                 return
             }
+            if closing {
+                // The writer may already have taken its last waiters; close signs the last checkpoint.
+                condition.unlock()
+                continuation.resume(throwing: AuditLogError(.writerStopped, "the audit log is closing"))
+                return
+            }
             checkpointWaiters.append(continuation)
             condition.signal()
             condition.unlock()
@@ -483,9 +489,10 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     private func writerLoop() {
         while true {
             condition.lock()
-            while queue.isEmpty && checkpointWaiters.isEmpty && !closing && !checkpointDue() {
+            // A stopped log signs nothing more: it waits for appends to refuse, waiters or close.
+            while queue.isEmpty && checkpointWaiters.isEmpty && !closing && (stopped != nil || !checkpointDue()) {
                 wakeAt = 1
-                if durableSize > lastCheckpointSize {
+                if stopped == nil, durableSize > lastCheckpointSize {
                     _ = condition.wait(until: SpinningCondition.deadline(after: Self.seconds(options.checkpointInterval)))
                 } else {
                     condition.wait()
@@ -740,6 +747,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         if first { stopped = error }
         let drained = queue
         queue = []
+        awaitedQueued = 0
         condition.unlock()
         if first { logger.critical("audit log stopped: no more access will be granted", metadata: ["error": "\(error.message)"]) }
         for pending in drained { pending.continuation?.resume(throwing: AuditUnavailableError(reason: error.message)) }

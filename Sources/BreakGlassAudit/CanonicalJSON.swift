@@ -24,8 +24,12 @@ enum CanonicalJSON {
         let fields = event.fields
         return withUnsafeTemporaryAllocation(of: FieldPosition.self, capacity: fields.count) { order in
             // Field positions in key order (insertion sort: records hold a few fields, and each
-            // key's first 8 bytes, read once as a number, decide most comparisons).
+            // key's first 8 bytes, read once as a number, decide most comparisons). The buffer
+            // starts uninitialized: elements are initialized and moved, never assigned, and the
+            // first `count` are deinitialized at the end (a dictionary index is not a plain value
+            // everywhere).
             var count = 0
+            defer { _ = UnsafeMutableBufferPointer(rebasing: order[..<count]).deinitialize() }
             var index = fields.startIndex
             while index != fields.endIndex {
                 let key = fields[index].key
@@ -33,10 +37,10 @@ enum CanonicalJSON {
                     let entry = (prefix: sortPrefix(key), index: index)
                     var slot = count
                     while slot > 0, precedes(entry, order[slot - 1], in: fields) {
-                        order[slot] = order[slot - 1]
+                        order.initializeElement(at: slot, to: order.moveElement(from: slot - 1))
                         slot -= 1
                     }
-                    order[slot] = entry
+                    order.initializeElement(at: slot, to: entry)
                     count += 1
                 }
                 fields.formIndex(after: &index)
@@ -57,10 +61,11 @@ enum CanonicalJSON {
     }
 
     /// The record's own members, in the byte order of their keys.
-    private enum RecordMember: Int, CaseIterable {
+    private enum RecordMember: Int {
         case event, gateway, seq, time, v
 
-        static let keys = allCases.map { "\($0)" }
+        /// Their keys, by raw value.
+        static let keys = ["event", "gateway", "seq", "time", "v"]
     }
 
     /// Writes a record's members in order: its own (with the split where `seq` goes) as the
@@ -242,10 +247,12 @@ enum CanonicalJSON {
 
     /// Appends the `timestamp` of a time; written digit by digit, in place, as it runs for every
     /// audit record. Years 1 to 9999 are computed here (glibc's `gmtime_r` takes its time zone lock
-    /// even for UTC, which appending threads would contend for); other years go through `gmtime_r`,
-    /// and a time that is not a number, or beyond any calendar, is written as the epoch.
+    /// even for UTC, which appending threads would contend for); other years go through `gmtime_r`.
+    /// A time that is not a number, or too far off to count in milliseconds, is written as the
+    /// epoch, as is one `gmtime_r` cannot convert.
     static func appendTimestamp(_ secondsSince1970: Double, to out: inout [UInt8]) {
-        guard secondsSince1970.isFinite, abs(secondsSince1970) < 1e15 else {
+        // Milliseconds must fit an Int64 (9.2e18).
+        guard secondsSince1970.isFinite, abs(secondsSince1970) < 9e15 else {
             out.append(contentsOf: "1970-01-01T00:00:00.000Z".utf8)
             return
         }

@@ -550,6 +550,8 @@ import Testing
         _ = try await log.append(Self.event(0))
         await log.close()
         await #expect(throws: AuditUnavailableError.self) { try await log.append(Self.event(1)) }
+        // A checkpoint asked of a closed log is refused, not left waiting for a writer that ended.
+        await #expect(throws: AuditLogError.self) { try await log.checkpoint() }
     }
 
     static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {

@@ -57,5 +57,6 @@ import Testing
         // Year 0 and year 10000 go through the C library, as before.
         #expect(AuditRecord.formatTime(Date(timeIntervalSince1970: -62_167_219_200)) == "0000-01-01T00:00:00.000Z")
         #expect(AuditRecord.formatTime(Date(timeIntervalSince1970: 253_402_300_800)) == "10000-01-01T00:00:00.000Z")
+        #expect(AuditRecord.formatTime(Date(timeIntervalSince1970: 1e15)) == "31690708-07-05T01:46:40.000Z")
     }
 }
