@@ -60,12 +60,12 @@ enum CanonicalJSON {
         }
     }
 
-    /// The record's own members, in the byte order of their keys.
-    private enum RecordMember: Int {
+    /// The record's own members (raw value: the key), declared in the byte order of their keys.
+    private enum RecordMember: String, CaseIterable {
         case event, gateway, seq, time, v
 
-        /// Their keys, by raw value.
-        static let keys = ["event", "gateway", "seq", "time", "v"]
+        /// `allCases` made once (the synthesized one builds an array on every call).
+        static let inOrder = allCases
     }
 
     /// Writes a record's members in order: its own (with the split where `seq` goes) as the
@@ -76,7 +76,7 @@ enum CanonicalJSON {
         let version: Int
         var out: [UInt8] = []
         var split = 0
-        /// The raw value of the next `RecordMember` to write.
+        /// Where the next `RecordMember` to write is in `inOrder`.
         var next = 0
         var needsComma = false
 
@@ -96,8 +96,9 @@ enum CanonicalJSON {
 
         /// The record's own members that sort before `key` (all that are left when nil).
         mutating func appendRecordMembers(before key: String?) {
-            while let member = RecordMember(rawValue: next) {
-                if let key, !CanonicalJSON.precedes(RecordMember.keys[next], key) { return }
+            while next < RecordMember.inOrder.count {
+                let member = RecordMember.inOrder[next]
+                if let key, !CanonicalJSON.precedes(member.rawValue, key) { return }
                 next += 1
                 if member == .seq {
                     split = out.count
