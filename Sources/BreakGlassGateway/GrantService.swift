@@ -6,13 +6,15 @@ import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import NIOSSL
 import Synchronization
 
 /// The grant flow: validate → lockout → PAM → policy → sign → audit (durable) → answer.
 ///
 /// Every decision, issued or denied, goes to the audit sink; a grant is answered only after its
-/// `grant.issued` event is recorded.
+/// `grant.issued` event is recorded. Refusals decided before PAM ran (malformed bodies, shape errors,
+/// lockouts) are summarized per source by `denials`; refusals after PAM ran are recorded one by one.
 public final class GrantService: Sendable {
     private struct Runtime {
         var resources: GatewayResources
@@ -28,7 +30,11 @@ public final class GrantService: Sendable {
     private let logger: Logger
     private let metrics: GatewayMetrics?
     private let alerts: AlertDispatcher?
+    /// Refusals without valid credentials, summarized per source and interval
+    /// (`gateway.limits.denial_interval`); the proxy counts its own there too.
+    public let denials: DenialLedger
 
+    /// `group` runs the denial summaries' timers.
     public init(
         store: PolicyStore,
         resources: GatewayResources,
@@ -38,8 +44,11 @@ public final class GrantService: Sendable {
         clock: any WallClock = SystemWallClock(),
         metrics: GatewayMetrics? = nil,
         alerts: AlertDispatcher? = nil,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger
     ) {
+        self.denials = DenialLedger(
+            audit: audit, clock: clock, group: group, interval: { store.current.policy.gateway.limits.denialInterval }, logger: logger)
         self.metrics = metrics
         self.alerts = alerts
         self.store = store
@@ -67,24 +76,24 @@ public final class GrantService: Sendable {
         do {
             input = try GrantRequestBody.decode(body)
         } catch {
-            return await deny(error, user: nil, source: sourceText, pathway: nil, reason: nil, ticket: nil)
+            return refuse(error, user: nil, source: source, pathway: nil, reason: nil, ticket: nil)
         }
         let loaded = store.current
         var duration: Duration?
         if let text = input.duration {
             guard let parsed = Duration(policyText: text) else {
                 let error = BreakGlassError(.invalidRequest, "duration \"\(text.prefix(40))\" is not a duration (write e.g. 15m or 1h)")
-                return await deny(error, input: input, source: sourceText)
+                return refuse(error, input: input, source: source)
             }
             duration = parsed
         }
         var tag: Grant.Tag?
         if let text = input.tag {
             guard text == Grant.Tag.drill.rawValue else {
-                return await deny(
+                return refuse(
                     BreakGlassError(.invalidRequest, "tag \"\(text.prefix(40))\" is not accepted here; the only tag is drill"),
                     input: input,
-                    source: sourceText)
+                    source: source)
             }
             tag = .drill
         }
@@ -97,17 +106,18 @@ public final class GrantService: Sendable {
             source: source
         )
         if let problem = request.shapeError() {
-            return await deny(problem, input: input, source: sourceText)
+            return refuse(problem, input: input, source: source)
         }
         // Refused before PAM and the lockout count, so that nobody can lock the self-test out.
         if loaded.policy.probes?.user == request.user {
             let error = BreakGlassError(.forbidden, "user \(request.user) is the probe identity: it can get probe grants only")
-            return await deny(error, input: input, source: sourceText)
+            return refuse(error, input: input, source: source)
         }
         let authentication: (amr: [String], timing: [String])
         switch await login(input, source: source, started: started) {
-        case .failure(let error): return await deny(error, input: input, source: sourceText)
-        case .success(let result): authentication = result
+        case .refused(let error): return refuse(error, input: input, source: source)
+        case .failed(let error): return await deny(error, input: input, source: sourceText)
+        case .authenticated(let amr, let timing): authentication = (amr, timing)
         }
         let terms: GrantTerms
         switch loaded.policy.decide(request) {
@@ -152,15 +162,14 @@ public final class GrantService: Sendable {
         do {
             input = try GrantRequestBody.decode(body, probe: true)
         } catch {
-            return await deny(error, user: nil, source: sourceText, pathway: nil, reason: nil, ticket: nil)
+            return refuse(error, user: nil, source: source, pathway: nil, reason: nil, ticket: nil)
         }
         let policy = store.current.policy
         guard let probes = policy.probes else {
-            return await deny(BreakGlassError(.notFound, "this gateway has no probes section"), input: input, source: sourceText)
+            return refuse(BreakGlassError(.notFound, "this gateway has no probes section"), input: input, source: source)
         }
         guard input.user == probes.user else {
-            return await deny(
-                BreakGlassError(.forbidden, "only the probe identity may ask for probe grants"), input: input, source: sourceText)
+            return refuse(BreakGlassError(.forbidden, "only the probe identity may ask for probe grants"), input: input, source: source)
         }
         // The self-test connects from this machine: from anywhere else probe credentials are misused.
         let own = probes.connect.flatMap { IPAddress($0.host) }
@@ -172,22 +181,23 @@ public final class GrantService: Sendable {
                         "source": .string(sourceText ?? "unknown"), "detail": .string("probe grants were asked for from another machine"),
                     ]),
                 every: .seconds(60))
-            return await deny(
+            return refuse(
                 BreakGlassError(.forbidden, "probe grants are for the gateway's own self-test, from this machine"), input: input,
-                source: sourceText)
+                source: source)
         }
         var pathways: [Pathway] = []
         for name in Set(input.pathways).sorted() {
             guard let pathway = policy.pathways[name], pathway.probe != .disabled else {
-                return await deny(
-                    BreakGlassError(.unknownPathway, "no probed pathway named \"\(name.prefix(64))\""), input: input, source: sourceText)
+                return refuse(
+                    BreakGlassError(.unknownPathway, "no probed pathway named \"\(name.prefix(64))\""), input: input, source: source)
             }
             pathways.append(pathway)
         }
         let amr: [String]
         switch await login(input, source: source, started: started) {
-        case .failure(let error): return await deny(error, input: input, source: sourceText)
-        case .success(let result): amr = result.amr
+        case .refused(let error): return refuse(error, input: input, source: source)
+        case .failed(let error): return await deny(error, input: input, source: sourceText)
+        case .authenticated(let methods, _): amr = methods
         }
         let issuedAt = clock.now()
         let grants = pathways.map { pathway in
@@ -237,22 +247,43 @@ public final class GrantService: Sendable {
         }
     }
 
-    /// Checks the secrets' shape, the lockout and PAM; returns the methods used and Server-Timing
-    /// entries, or the error to answer (failures take at least `failure_delay`).
-    private func login(
-        _ input: GrantRequestBody, source: IPAddress?, started: ContinuousClock.Instant
-    ) async -> Result<(amr: [String], timing: [String]), BreakGlassError> {
+    /// How a login ended.
+    private enum LoginOutcome {
+        /// PAM accepted the user: the methods used and Server-Timing entries.
+        case authenticated(amr: [String], timing: [String])
+        /// Refused before PAM gave a verdict (shape, lockout, busy, broken): summarized per source.
+        case refused(BreakGlassError)
+        /// Refused by PAM's verdict: recorded on its own (the lockout and the failure delay pace it).
+        case failed(BreakGlassError)
+    }
+
+    /// Checks the secrets' shape, the lockout and PAM; a user whose logins failed often lately (from
+    /// any sources) waits first, without holding a PAM worker. Failures take at least `failure_delay`.
+    private func login(_ input: GrantRequestBody, source: IPAddress?, started: ContinuousClock.Instant) async -> LoginOutcome {
         if input.password.isEmpty || input.password.utf8.count > GrantRequest.Limits.secretLength
             || (input.otp?.utf8.count ?? 0) > GrantRequest.Limits.secretLength
             || input.password.utf8.contains(0) || (input.otp?.utf8.contains(0) ?? false)
         {
-            return .failure(BreakGlassError(.invalidRequest, "password and otp must be non-empty text of at most 1024 bytes"))
+            return .refused(BreakGlassError(.invalidRequest, "password and otp must be non-empty text of at most 1024 bytes"))
         }
         // IPv6 clients are counted per /64, the block one host usually controls.
         let lockoutKey = source?.lockoutKey ?? "unknown"
         let status = runtime.withLock { $0.lockout.admit(user: input.user, source: lockoutKey, now: .now) }
-        if case .locked(let retryAfter, _) = status {
-            return .failure(lockedOut(retryAfter))
+        var timing: [String] = []
+        switch status {
+        case .locked(let retryAfter, _):
+            return .refused(lockedOut(retryAfter))
+        case .delayed(let delay):
+            let waitStarted = ContinuousClock.now
+            do {
+                try await Task.sleep(for: delay)
+            } catch {
+                runtime.withLock { $0.lockout.recordAbandoned(user: input.user, source: lockoutKey) }
+                return .refused(BreakGlassError(.unavailable, "the login was cancelled", retryAfterSeconds: 1))
+            }
+            timing.append("delay;dur=\(Self.milliseconds(waitStarted.duration(to: .now)))")
+        case .open:
+            break
         }
         let pamResult: PAMAuthenticator.Attempt
         do {
@@ -264,13 +295,13 @@ public final class GrantService: Sendable {
             )
         } catch {
             runtime.withLock { $0.lockout.recordAbandoned(user: input.user, source: lockoutKey) }
-            return .failure(error)
+            return .refused(error)
         }
         switch pamResult.outcome {
         case .authenticated(let methods):
             runtime.withLock { $0.lockout.recordSuccess(user: input.user, source: lockoutKey) }
-            return .success(
-                (methods, ["pam;dur=\(Self.milliseconds(pamResult.ran))", "pamwait;dur=\(Self.milliseconds(pamResult.waited))"]))
+            timing += ["pam;dur=\(Self.milliseconds(pamResult.ran))", "pamwait;dur=\(Self.milliseconds(pamResult.waited))"]
+            return .authenticated(amr: methods, timing: timing)
         case .refused(let detail):
             logger.info("login refused", metadata: ["user": "\(input.user)", "source": "\(lockoutKey)", "pam": "\(detail)"])
             let after = runtime.withLock { $0.lockout.recordFailure(user: input.user, source: lockoutKey, now: .now) }
@@ -280,11 +311,11 @@ public final class GrantService: Sendable {
                 metrics?.lockout(scope: scope.rawValue)
             }
             try? await Task.sleep(until: started.advanced(by: store.current.policy.gateway.pam.failureDelay), clock: .continuous)
-            return .failure(BreakGlassError(.authenticationFailed, "authentication failed: the user, password or one-time code is wrong"))
+            return .failed(BreakGlassError(.authenticationFailed, "authentication failed: the user, password or one-time code is wrong"))
         case .broken(let detail):
             runtime.withLock { $0.lockout.recordAbandoned(user: input.user, source: lockoutKey) }
             logger.error("PAM stack failed", metadata: ["service": "\(pam.service)", "pam": "\(detail)"])
-            return .failure(
+            return .refused(
                 BreakGlassError(
                     .unavailable, "the authentication service is not working; the gateway operator must check the PAM stack",
                     retryAfterSeconds: 5))
@@ -426,27 +457,46 @@ public final class GrantService: Sendable {
 
     // MARK: helpers
 
+    /// Records a refusal decided after PAM ran, on its own (string fields bounded).
     private func deny(_ error: BreakGlassError, input: GrantRequestBody, source: String?) async -> APIResponse {
-        await deny(error, user: input.user, source: source, pathway: input.pathway, reason: input.reason, ticket: input.ticket)
-    }
-
-    private func deny(
-        _ error: BreakGlassError, user: String?, source: String?, pathway: String?, reason: String?, ticket: String?
-    ) async -> APIResponse {
-        let event = AuditEvent.grantDenied(
-            time: clock.now(),
-            user: user.map { String($0.prefix(GrantRequest.Limits.userLength)) },
-            source: source,
-            pathway: pathway.map { String($0.prefix(GrantRequest.Limits.pathwayLength)) },
-            reason: reason.map { String($0.prefix(GrantRequest.Limits.reasonLength)) },
-            ticket: ticket.map { String($0.prefix(GrantRequest.Limits.ticketLength)) },
-            error: error
-        )
+        let event = denial(error, user: input.user, source: source, pathway: input.pathway, reason: input.reason, ticket: input.ticket)
         do {
             try await audit.record(event)
         } catch {
             logger.critical("audit failed for a denial", metadata: ["error": "\(error)"])
         }
+        return counted(error, pathway: input.pathway)
+    }
+
+    /// Counts a refusal decided before PAM ran (no valid credentials) in the per-source summary.
+    private func refuse(_ error: BreakGlassError, input: GrantRequestBody, source: IPAddress?) -> APIResponse {
+        refuse(error, user: input.user, source: source, pathway: input.pathway, reason: input.reason, ticket: input.ticket)
+    }
+
+    private func refuse(
+        _ error: BreakGlassError, user: String?, source: IPAddress?, pathway: String?, reason: String?, ticket: String?
+    ) -> APIResponse {
+        let event = denial(error, user: user, source: source.map { "\($0)" }, pathway: pathway, reason: reason, ticket: ticket)
+        denials.count(event, address: source)
+        return counted(error, pathway: pathway)
+    }
+
+    /// A `grant.denied` event with every string field at most `DenialLedger.fieldLimit` bytes.
+    private func denial(
+        _ error: BreakGlassError, user: String?, source: String?, pathway: String?, reason: String?, ticket: String?
+    ) -> AuditEvent {
+        DenialLedger.bounded(
+            AuditEvent.grantDenied(
+                time: clock.now(),
+                user: user.map { String($0.prefix(GrantRequest.Limits.userLength)) },
+                source: source,
+                pathway: pathway.map { String($0.prefix(GrantRequest.Limits.pathwayLength)) },
+                reason: reason,
+                ticket: ticket,
+                error: error))
+    }
+
+    private func counted(_ error: BreakGlassError, pathway: String?) -> APIResponse {
         let known = pathway.flatMap { store.current.policy.pathways[$0] != nil ? $0 : nil }
         metrics?.grantDenied(pathway: known, code: error.code)
         return .error(error)
