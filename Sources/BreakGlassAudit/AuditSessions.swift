@@ -63,6 +63,74 @@ public enum AuditSessions {
         return order.compactMap { sessions[$0] }
     }
 
+    /// Most sessions `issued` returns; a log holding more in its window is refused (callers fail closed).
+    public static let maximumIssued = 1 << 20
+
+    /// The grants issued in records from `since` on, in log order, each with its end when one is
+    /// recorded. Only the segments that can hold such records are read: the scan starts at the
+    /// newest segment whose first record is older than `since`. Framing, CRCs and sequence numbers
+    /// are checked on the way; any damage but a torn tail throws. Blocking: call it off event loops.
+    public static func issued(directory: String, since: Date) throws(AuditLogError) -> [RecordedSession] {
+        let indexes = try AuditLogReader.segmentIndexes(directory)
+        var resume: ResumePoint?
+        for index in indexes.reversed() {
+            guard let first = try firstRecord(directory: directory, segment: index) else { continue }
+            guard first.time >= since else {
+                resume = ResumePoint(sequence: first.sequence, segment: index, offset: SegmentFormat.headerSize)
+                break
+            }
+        }
+        var order: [String] = []
+        var sessions: [String: RecordedSession] = [:]
+        _ = try AuditLogReader.scan(directory: directory, resumingAt: resume, decode: false) { visit throws(AuditLogError) in
+            // Most records are requests: only those naming a grant event are decoded.
+            let named = visit.payload.withUnsafeBytes { FastRecordFields.find(grantEvent, anchor: 2, in: $0, from: 0) != nil }
+            guard named else { return }
+            let event: AuditEvent
+            do throws(AuditLogError) {
+                event = try AuditRecord(decoding: visit.payload).event
+            } catch {
+                throw AuditLogError(.corrupt, "segment \(visit.segment) offset \(visit.offset): \(error.message)")
+            }
+            guard let id = text(event, "session") else { return }
+            if event.kind == .grantIssued {
+                guard sessions[id] == nil, let user = text(event, "user"), let pathway = text(event, "pathway"),
+                    let expiresAt = text(event, "expires_at").flatMap(AuditRecord.parseTime)
+                else { return }
+                guard sessions.count < maximumIssued else {
+                    throw AuditLogError(.io, "more than \(maximumIssued) grants in the audit log's recent records")
+                }
+                order.append(id)
+                sessions[id] = RecordedSession(
+                    session: id, user: user, pathway: pathway,
+                    issuedAt: text(event, "issued_at").flatMap(AuditRecord.parseTime) ?? event.time, expiresAt: expiresAt,
+                    tag: text(event, "tag"))
+            } else if let ending = endings[event.kind], sessions[id] != nil, sessions[id]?.ending == nil {
+                sessions[id]?.ending = ending
+            }
+        }
+        return order.compactMap { sessions[$0] }
+    }
+
+    /// `"event":"grant.`, as canonical records write the kind of every grant event (a quote inside a
+    /// value is always escaped, so these bytes are a key and its value).
+    static let grantEvent: StaticString = "\"event\":\"grant."
+
+    /// The sequence number and time of a segment's first record; nil when it holds none yet or its
+    /// first record cannot be read (the scan checks it then).
+    static func firstRecord(directory: String, segment: Int) throws(AuditLogError) -> (sequence: Int, time: Date)? {
+        let path = AuditLogReader.segmentsFolder(directory) + "/" + SegmentFormat.fileName(index: segment)
+        let head = SegmentFormat.headerSize + SegmentFormat.frameHeaderSize
+        let bytes = try FileIO.read(path, limit: .max, upTo: head + SegmentFormat.maximumPayload)
+        guard bytes.count >= head, Array(bytes[0..<SegmentFormat.magic.count]) == SegmentFormat.magic else { return nil }
+        let sequence = SegmentFormat.readBigEndian(bytes[8..<16], as: UInt64.self)
+        let length = Int(SegmentFormat.readBigEndian(bytes[16..<20], as: UInt32.self))
+        guard length > 0, head + length <= bytes.count, sequence <= UInt64(Int.max),
+            let record = try? AuditRecord(decoding: bytes[head..<head + length])
+        else { return nil }
+        return (Int(sequence), record.event.time)
+    }
+
     static func text(_ event: AuditEvent, _ key: String) -> String? {
         if case .string(let value) = event.fields[key] { return value }
         return nil

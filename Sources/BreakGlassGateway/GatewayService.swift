@@ -84,6 +84,8 @@ public final class GatewayService: Service, Sendable {
             endedFile: auditLog.map { $0.directory + "/ended-sessions.json" },
             logger: logger
         )
+        // The sessions issued before this start, and their ends, as the audit log records them.
+        if let auditLog { await registry.restore(fromAuditLog: auditLog.directory, policy: loaded.policy) }
         let alerts =
             loaded.policy.alerts.isEmpty
             ? nil

@@ -5,11 +5,13 @@ import Logging
 import NIOCore
 import Synchronization
 
-/// Every live grant and the connections that carry its traffic. A grant ends at its expiry, when
-/// its holder releases it, or when an operator revokes it; its connections are closed then, and
-/// the end is audited once. Sessions are kept in a durable file until their tokens would have
-/// expired anyway: released and revoked ones so that a restart does not bring them back, live ones
-/// so that their expiry is audited even when the gateway was not running at that moment.
+/// Every grant this gateway issued and the connections that carry its traffic. A signed token is
+/// admitted only for a session issued here, to the same user, for the same pathway. A grant ends at
+/// its expiry, when its holder releases it, or when an operator revokes it; its connections are
+/// closed then, and the end is audited once. At start the sessions are rebuilt from the audit log
+/// (`restore`), the source of truth; a durable file keeps them too, as a cache: released and revoked
+/// ones so that a restart does not bring them back, live ones so that their expiry is audited even
+/// when the gateway was not running at that moment.
 public final class SessionRegistry: Sendable {
     /// How a session ended.
     public enum Ending: String, Sendable, Codable {
@@ -115,8 +117,9 @@ public final class SessionRegistry: Sendable {
         loadSessions()
     }
 
-    /// Starts tracking a grant (at issuance, or when a token from before a restart is first used):
-    /// its expiry timer is set, and it is kept in the file until it expires.
+    /// Starts tracking a grant at its issuance, once its `grant.issued` is recorded: its tokens are
+    /// admitted from then on, its expiry timer is set, and it is kept in the file until it expires.
+    /// Nothing else adds sessions (but `restore`, from the audit log).
     public func track(_ info: SessionInfo) {
         let added = entries.withLock { entries in
             guard entries[info.session] == nil else { return false }
@@ -146,32 +149,21 @@ public final class SessionRegistry: Sendable {
     /// number (read before `admit`) holds, for an unexpired grant, as long as it stays.
     public var generation: Int { ends.load(ordering: .acquiring) }
 
-    /// Admits a request of `session` on `channel`: refused when the session has ended or expired.
-    /// The channel is closed when the session ends.
+    /// Admits a request of `session` on `channel`: refused when the gateway did not issue the session
+    /// to this user for this pathway, or when it has ended or expired. The channel is closed when the
+    /// session ends.
     public func admit(_ info: SessionInfo, channel: any Channel) -> BreakGlassError? {
         let now = clock.now()
-        guard now < info.expiresAt else {
-            return BreakGlassError(.invalidToken, "the grant expired at \(AuditValue.time(info.expiresAt))")
-        }
-        if let notBefore = issuedNotBefore.withLock({ $0 }), info.issuedAt < notBefore {
-            return BreakGlassError(.invalidToken, "grants from before the gateway's restart are no longer accepted; log in again")
-        }
+        let notBefore = issuedNotBefore.withLock { $0 }
+        if let refusal = Self.refusal(claimed: info, now: now, notBefore: notBefore) { return refusal }
         let id = ObjectIdentifier(channel)
-        let outcome: (refusal: BreakGlassError?, added: Bool, tracked: Bool) = entries.withLock { entries in
-            var tracked = false
-            if entries[info.session] == nil {
-                entries[info.session] = Entry(info: info, timer: schedule(info))
-                tracked = true
-            }
-            if let ended = entries[info.session]?.ended {
-                return (BreakGlassError(.invalidToken, "the grant was \(ended.rawValue); log in again for new access"), false, tracked)
-            }
-            guard entries[info.session]?.channels[id] == nil else { return (nil, false, tracked) }
+        let outcome: (refusal: BreakGlassError?, added: Bool) = entries.withLock { entries in
+            let entry = entries[info.session]
+            if let refusal = Self.refusal(claimed: info, entry: entry, now: now, notBefore: notBefore) { return (refusal, false) }
+            guard entry?.channels[id] == nil else { return (nil, false) }
             entries[info.session]?.channels[id] = channel
-            return (nil, true, tracked)
+            return (nil, true)
         }
-        // A token from before a restart that the file did not have: kept from now on.
-        if outcome.tracked, info.tag != .probe { saveSoon() }
         // A keep-alive connection is admitted once per request but registered once.
         if outcome.added {
             channel.closeFuture.whenComplete { _ in
@@ -180,6 +172,47 @@ public final class SessionRegistry: Sendable {
         }
         return outcome.refusal
     }
+
+    /// Why a token describing `claimed` may not act for its session now (as `admit` refuses it),
+    /// or nil when the gateway issued that session to the same user for the same pathway and it is
+    /// live. For uses that do not open a connection, such as a release.
+    public func check(_ claimed: SessionInfo) -> BreakGlassError? {
+        let now = clock.now()
+        let notBefore = issuedNotBefore.withLock { $0 }
+        if let refusal = Self.refusal(claimed: claimed, now: now, notBefore: notBefore) { return refusal }
+        return entries.withLock { Self.refusal(claimed: claimed, entry: $0[claimed.session], now: now, notBefore: notBefore) }
+    }
+
+    /// The checks on the token's own claims.
+    private static func refusal(claimed: SessionInfo, now: Date, notBefore: Date?) -> BreakGlassError? {
+        guard now < claimed.expiresAt else {
+            return BreakGlassError(.invalidToken, "the grant expired at \(AuditValue.time(claimed.expiresAt))")
+        }
+        if let notBefore, claimed.issuedAt < notBefore { return restartRefusal }
+        return nil
+    }
+
+    /// The checks against what the gateway recorded when it issued the session.
+    private static func refusal(claimed: SessionInfo, entry: Entry?, now: Date, notBefore: Date?) -> BreakGlassError? {
+        guard let entry else {
+            return BreakGlassError(.invalidToken, "this grant was not issued by this gateway (no record of its session); log in again")
+        }
+        if let notBefore, entry.info.issuedAt < notBefore { return restartRefusal }
+        guard entry.info.user == claimed.user, entry.info.pathway == claimed.pathway, entry.info.tag == claimed.tag else {
+            return BreakGlassError(.invalidToken, "this token does not match the grant issued for its session; log in again")
+        }
+        if let ended = entry.ended {
+            return BreakGlassError(.invalidToken, "the grant was \(ended.rawValue); log in again for new access")
+        }
+        // The recorded expiry holds even if a token claims a later one.
+        guard now < entry.info.expiresAt else {
+            return BreakGlassError(.invalidToken, "the grant expired at \(AuditValue.time(entry.info.expiresAt))")
+        }
+        return nil
+    }
+
+    private static let restartRefusal = BreakGlassError(
+        .invalidToken, "grants from before the gateway's restart are no longer accepted; log in again")
 
     /// Whether the session is live (tracked, not ended, not expired).
     public func isLive(_ session: String) -> Bool {
@@ -238,6 +271,101 @@ public final class SessionRegistry: Sendable {
     /// Live connections of a session (for tests and health).
     public func connectionCount(_ session: String) -> Int {
         entries.withLock { $0[session]?.channels.count ?? 0 }
+    }
+
+    // MARK: rebuilding from the audit log
+
+    /// Slack added to the window of records read at start, for clock skew and record order.
+    static let restoreMargin: TimeInterval = 600
+
+    /// How far back grants can still matter: the longest a grant may last under `policy` (any
+    /// pathway's `max_duration`, the probes' grant duration), plus a margin. Grants issued earlier
+    /// under a longer limit of an older policy are not rebuilt (refused: their holders log in again).
+    public static func restoreWindow(_ policy: Policy) -> TimeInterval {
+        let longest = (policy.pathways.values.map(\.maxDuration) + [policy.probes?.grantDuration ?? .seconds(60)]).max() ?? .zero
+        return Double(longest.components.seconds) + Double(longest.components.attoseconds) * 1e-18 + restoreMargin
+    }
+
+    /// Reads the grants issued before this start, and their ends, from the audit log in
+    /// `directory` and rebuilds the sessions from them (see `restore(from:)`); returns once done.
+    /// The file scan runs on the registry's file queue, off the event loops and the task pool. Call
+    /// it at start, before the listener serves.
+    public func restore(fromAuditLog directory: String, policy: Policy) async {
+        let now = clock.now()
+        // The sessions of the file are looked up in the log whatever their age.
+        let oldestKept =
+            (entries.withLock { $0.values.map(\.info.issuedAt) } + expiredWhileDown.withLock { $0.map(\.issuedAt) }).min() ?? now
+        let since = min(now.addingTimeInterval(-Self.restoreWindow(policy)), oldestKept.addingTimeInterval(-Self.restoreMargin))
+        let recorded = await withCheckedContinuation { (done: CheckedContinuation<Result<[RecordedSession], AuditLogError>, Never>) in
+            fileQueue.async {
+                do throws(AuditLogError) {
+                    done.resume(returning: .success(try AuditSessions.issued(directory: directory, since: since)))
+                } catch {
+                    done.resume(returning: .failure(error))
+                }
+            }
+        }
+        await restore(from: recorded)
+    }
+
+    /// Rebuilds the sessions issued before this start from the audit log's records: the log wins
+    /// over the file. A session the log did not issue is dropped; user, pathway, tag and expiry are
+    /// the log's; an end recorded in either one ends the session; one the log shows live whose
+    /// expiry passed gets its `grant.expired` from `recordExpiredWhileDown()`. When the log could not
+    /// be read, every grant from before this start is refused (fail closed; users log in again).
+    public func restore(from recorded: Result<[RecordedSession], AuditLogError>) async {
+        let now = clock.now()
+        let sessions: [RecordedSession]
+        switch recorded {
+        case .failure(let error):
+            ends.add(1, ordering: .releasing)
+            issuedNotBefore.withLock { $0 = $0 ?? now }
+            logger.critical(
+                "cannot read the grants issued from the audit log: every grant from before this start is refused (log in again)",
+                metadata: ["error": "\(error)"])
+            return
+        case .success(let list):
+            sessions = list
+        }
+        var missed: [SessionInfo] = []
+        var dropped = 0
+        var restored = 0
+        entries.withLock { entries in
+            var issued = Set<String>()
+            for record in sessions where issued.insert(record.session).inserted {
+                let info = SessionInfo(
+                    session: record.session, user: record.user, pathway: record.pathway, issuedAt: record.issuedAt,
+                    expiresAt: record.expiresAt, tag: record.tag.flatMap(Grant.Tag.init(rawValue:)))
+                let kept = entries.removeValue(forKey: record.session)
+                kept?.timer?.cancel()
+                let logged = record.ending.flatMap(Ending.init(rawValue:))
+                // Its expiry is on the record: nothing is left to do for it.
+                if logged == .expired { continue }
+                let ending = logged ?? kept?.ended
+                guard now < info.expiresAt else {
+                    if ending == nil { missed.append(info) }
+                    continue
+                }
+                entries[record.session] = Entry(info: info, ended: ending, timer: schedule(info))
+                restored += 1
+            }
+            // The file cannot add a session that the log never issued.
+            for (session, entry) in entries where !issued.contains(session) {
+                entry.timer?.cancel()
+                entries.removeValue(forKey: session)
+                dropped += 1
+            }
+        }
+        expiredWhileDown.withLock { $0 = missed }
+        if dropped > 0 {
+            logger.critical(
+                "the sessions file names sessions that the audit log never issued: they are refused",
+                metadata: ["count": "\(dropped)"])
+        }
+        logger.notice(
+            "sessions rebuilt from the audit log",
+            metadata: ["recorded": "\(sessions.count)", "kept": "\(restored)", "expired_while_down": "\(missed.count)"])
+        await saveNow()
     }
 
     // MARK: expiry

@@ -9,6 +9,12 @@ public enum Base64URL {
             .replacingOccurrences(of: "=", with: "")
     }
 
+    /// Whether the text is the one unpadded base64url spelling of its bytes (unused bits zero).
+    public static func isCanonical(_ text: some StringProtocol) -> Bool {
+        guard let data = decode(text) else { return false }
+        return encode(data) == text
+    }
+
     /// Decodes unpadded base64url; nil when the text is not base64url.
     public static func decode(_ text: some StringProtocol) -> Data? {
         guard text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else { return nil }

@@ -49,12 +49,17 @@ public struct TokenAuthority: Sendable {
     public func verify(_ token: String, audience: String?, now: Date) async throws(BreakGlassError) -> GrantClaims {
         guard token.utf8.count <= Self.maximumTokenLength else { throw Self.invalid("token is too long") }
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3, let headerData = Base64URL.decode(parts[0]),
+        // One spelling per token: the signature's unused bits, padding or the standard alphabet
+        // would give other strings for the same signed content.
+        guard parts.count == 3, parts.allSatisfy(Base64URL.isCanonical), let headerData = Base64URL.decode(parts[0]),
             let header = try? JSONSerialization.jsonObject(with: headerData) as? [String: Any]
-        else { throw Self.invalid("token is not a signed JWT") }
+        else { throw Self.invalid("token is not a signed JWT in compact form") }
         guard header["alg"] as? String == "EdDSA" else { throw Self.invalid("token algorithm is not EdDSA") }
         guard header["kid"] as? String == key.keyID else { throw Self.invalid("token was not signed by this gateway's key") }
         guard header["crit"] == nil else { throw Self.invalid("token has critical header extensions") }
+        guard Self.isIssuedHeader(header, bytes: headerData) else {
+            throw Self.invalid("token header is not the one this gateway issues (alg, kid and typ, each once)")
+        }
         let claims: GrantClaims
         do {
             claims = try await keys.verify(token, as: GrantClaims.self)
@@ -102,6 +107,16 @@ public struct TokenAuthority: Sendable {
             source: nil,
             tag: claims.tag.flatMap(Grant.Tag.init(rawValue:))
         )
+    }
+
+    /// Whether a header holds only what `issue` writes: `alg` and `kid` (checked by the caller) and
+    /// optionally `typ: JWT`, each once. Every member adds at least two quotes and these three
+    /// values are plain strings (four quotes a member), so any other or repeated member (which
+    /// another JSON parser might read instead) shows in the count.
+    static func isIssuedHeader(_ header: [String: Any], bytes: Data) -> Bool {
+        guard Set(header.keys).isSubset(of: ["alg", "kid", "typ"]) else { return false }
+        if let typ = header["typ"] { guard typ as? String == "JWT" else { return false } }
+        return bytes.reduce(0) { $0 + ($1 == UInt8(ascii: "\"") ? 1 : 0) } == 4 * header.count
     }
 
     private static func invalid(_ message: String) -> BreakGlassError {

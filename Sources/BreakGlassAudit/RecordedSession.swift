@@ -1,0 +1,26 @@
+import Foundation
+
+/// A grant as the audit log records it: its `grant.issued` record and, once recorded, its end.
+public struct RecordedSession: Sendable, Equatable {
+    public var session: String
+    public var user: String
+    public var pathway: String
+    public var issuedAt: Date
+    public var expiresAt: Date
+    /// `probe` or `drill`; nil for ordinary grants.
+    public var tag: String?
+    /// `released`, `revoked` or `expired`; nil while no end is recorded.
+    public var ending: String?
+
+    public init(
+        session: String, user: String, pathway: String, issuedAt: Date, expiresAt: Date, tag: String? = nil, ending: String? = nil
+    ) {
+        self.session = session
+        self.user = user
+        self.pathway = pathway
+        self.issuedAt = issuedAt
+        self.expiresAt = expiresAt
+        self.tag = tag
+        self.ending = ending
+    }
+}
