@@ -107,6 +107,7 @@ let package = Package(
         .target(
             name: "BreakGlassProxy",
             dependencies: [
+                "BreakGlassCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],

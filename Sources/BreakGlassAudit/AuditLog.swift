@@ -72,6 +72,9 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     private var stopped: AuditLogError?
     private var warning: String?
     private var inReserve = false
+    /// Places taken with `reserve` and not yet used: the queue keeps room for them, and their events
+    /// are queued even when the disk reserve is in use.
+    private var reservations = 0
     private var durableSize = 0
     /// The sequence number the next queued event will have, if every event before it is written.
     /// Changed under `condition` only; read without it only as a guess (see `append`).
@@ -205,8 +208,13 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         _ = try await append(event)
     }
 
-    /// Appends an event and returns its sequence number once it is durable.
-    public func append(_ event: AuditEvent) async throws -> Int {
+    public func record(_ event: AuditEvent, reserved: Bool) async throws {
+        _ = try await append(event, reserved: reserved)
+    }
+
+    /// Appends an event and returns its sequence number once it is durable; `reserved` uses a place
+    /// taken with `reserve`.
+    public func append(_ event: AuditEvent, reserved: Bool = false) async throws -> Int {
         let record = try AuditRecord.prepare(gateway: origin, event: event)
         // Framed (and hashed) before the lock, for the number the record will most likely get: the
         // lock is then held only to queue it. When another record took that number in between, it
@@ -221,7 +229,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         // atomics would run for every record.
         return try await withUnsafeThrowingContinuation { continuation in
             condition.lock()
-            if let refusal = refusal(for: event.kind) {
+            if let refusal = refusal(for: event.kind, reserved: reserved) {
                 condition.unlock()
                 continuation.resume(throwing: AuditUnavailableError(reason: refusal))
                 return
@@ -244,15 +252,33 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     public func accepts(_ kind: AuditEvent.Kind) -> Bool {
         condition.lock()
         defer { condition.unlock() }
-        return refusal(for: kind) == nil
+        return refusal(for: kind, reserved: false) == nil
+    }
+
+    public func reserve(_ kind: AuditEvent.Kind) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard refusal(for: kind, reserved: false) == nil else { return false }
+        reservations += 1
+        return true
+    }
+
+    public func cancelReservation() {
+        condition.lock()
+        reservations = max(0, reservations - 1)
+        condition.unlock()
     }
 
     /// Queues an event without waiting; it joins the next group commit. If it cannot be written the
     /// log stops (and says why), so later `accepts` calls refuse.
     public func submit(_ event: AuditEvent) {
+        submit(event, reserved: false)
+    }
+
+    public func submit(_ event: AuditEvent, reserved: Bool) {
         condition.lock()
         defer { condition.unlock() }
-        if let refusal = refusal(for: event.kind) {
+        if let refusal = refusal(for: event.kind, reserved: reserved) {
             logger.error("audit event not recorded", metadata: ["kind": "\(event.kind)", "reason": "\(refusal)"])
             return
         }
@@ -261,12 +287,18 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         if queue.count >= wakeAt { condition.signal() }
     }
 
-    /// Why an event of this kind cannot be queued now, or nil. Call with `condition` locked.
-    private func refusal(for kind: AuditEvent.Kind) -> String? {
+    /// Why an event of this kind cannot be queued now, or nil; a `reserved` event uses its place
+    /// (given back either way) and is refused only when the log cannot write at all. Call with
+    /// `condition` locked.
+    private func refusal(for kind: AuditEvent.Kind, reserved: Bool) -> String? {
+        if reserved { reservations = max(0, reservations - 1) }
         if let stopped { return stopped.message }
         if closing { return "the audit log is closing" }
-        if inReserve && Self.needsSpace(kind) { return "the audit disk is full; only denials and alarms are recorded" }
-        guard queue.count < options.maximumPending else { return "the audit writer is behind (\(queue.count) events waiting)" }
+        if reserved { return nil }
+        if inReserve && Self.needsSpace(kind) { return "the audit disk is full; only session ends and alarms are recorded" }
+        guard queue.count + reservations < options.maximumPending else {
+            return "the audit writer is behind (\(queue.count) events waiting)"
+        }
         return nil
     }
 
@@ -311,7 +343,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         if let stopped { return .failed(stopped.message) }
-        if inReserve { return .degraded("the audit disk is full: grants are refused, denials still recorded") }
+        if inReserve { return .degraded("the audit disk is full: grants and access are refused; session ends still recorded") }
         if let warning { return .degraded(warning) }
         return .ok
     }
@@ -355,9 +387,10 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         return durableSize
     }
 
-    /// Events that need free space beyond the reserve: everything that gives access.
+    /// Events that need free space beyond the reserve: everything that gives access, and refusals,
+    /// which anyone can cause (the reserve keeps room for the ends of sessions and for alarms).
     static func needsSpace(_ kind: AuditEvent.Kind) -> Bool {
-        kind == .grantIssued || kind == .request || kind == .tunnelOpened
+        kind == .grantIssued || kind == .request || kind == .tunnelOpened || kind == .grantDenied || kind == .requestDenied
     }
 
     // MARK: recovery

@@ -16,14 +16,18 @@ struct PolicyBuilder {
     let baseDirectory: String
 
     static let topKeys = ["gateway", "groups", "pathways", "probes", "alerts"]
-    static let gatewayKeys = ["id", "listen", "tls", "token_key", "pam", "lockout", "audit", "admin_socket"]
+    static let gatewayKeys = ["id", "listen", "tls", "token_key", "pam", "lockout", "limits", "audit", "admin_socket"]
     static let auditKeys = ["directory", "key", "mirrors", "checkpoint_hook", "reserve", "warn_free", "segment_size"]
     static let tlsKeys = ["certificate", "private_key"]
     static let pamKeys = ["service", "confdir", "failure_delay", "threads", "max_pending"]
-    static let lockoutKeys = ["failures", "window", "duration", "source_failures"]
+    static let lockoutKeys = ["failures", "window", "duration", "source_failures", "user_delay_max"]
+    static let limitsKeys = [
+        "max_connections", "max_connections_per_source", "head_timeout", "body_min_rate", "body_grace", "idle_timeout",
+        "tunnel_idle_timeout", "denial_interval",
+    ]
     static let pathwayKeys = [
         "kind", "upstream", "allow", "default_duration", "max_duration", "require_ticket", "source_cidrs",
-        "connect_timeout", "response_timeout", "max_connections", "upstream_ca", "audit_query", "probe",
+        "connect_timeout", "response_timeout", "max_connections", "max_connections_per_session", "upstream_ca", "audit_query", "probe",
     ]
     static let allowKeys = ["users", "groups"]
 
@@ -103,6 +107,10 @@ struct PolicyBuilder {
         if let lockoutNode = map["lockout"] {
             lockout = lockoutPolicy(lockoutNode, map.path("lockout"))
         }
+        var limits: GatewayLimits? = GatewayLimits()
+        if let limitsNode = map["limits"] {
+            limits = gatewayLimits(limitsNode, map.path("limits"))
+        }
         let audit = map.required("audit", &reader).flatMap { auditSettings($0, map.path("audit")) }
         var adminSocket: String?
         var adminValid = true
@@ -115,7 +123,9 @@ struct PolicyBuilder {
                 "\(path) is longer than a unix socket path may be (107 bytes); set a shorter admin_socket")
             adminValid = false
         }
-        guard let id, let listen, let certificate, let tlsKey, let tokenKey, let pam, let lockout, let audit, adminValid else { return nil }
+        guard let id, let listen, let certificate, let tlsKey, let tokenKey, let pam, let lockout, let limits, let audit, adminValid else {
+            return nil
+        }
         return GatewaySettings(
             id: id,
             listen: listen,
@@ -124,6 +134,7 @@ struct PolicyBuilder {
             tokenKey: tokenKey,
             pam: pam,
             lockout: lockout,
+            limits: limits,
             audit: audit,
             adminSocket: adminSocket
         )
@@ -273,7 +284,47 @@ struct PolicyBuilder {
             }
             policy[keyPath: keyPath] = value
         }
+        if let delayNode = map["user_delay_max"] {
+            if let value = reader.duration(delayNode, map.path("user_delay_max")) {
+                if value >= .zero, value <= .seconds(60) {
+                    policy.userDelayMax = value
+                } else {
+                    reader.report(delayNode, map.path("user_delay_max"), "must be from 0s to 60s")
+                    valid = false
+                }
+            } else {
+                valid = false
+            }
+        }
         return valid ? policy : nil
+    }
+
+    mutating func gatewayLimits(_ node: Node, _ path: String) -> GatewayLimits? {
+        guard let map = reader.mapping(node, path, allowed: Self.limitsKeys) else { return nil }
+        var limits = GatewayLimits()
+        var valid = true
+        let counts: [(String, WritableKeyPath<GatewayLimits, Int>, ClosedRange<Int>)] = [
+            ("max_connections", \.maxConnections, 1...1_000_000),
+            ("max_connections_per_source", \.maxConnectionsPerSource, 1...1_000_000),
+            ("body_min_rate", \.bodyMinRate, 0...1_000_000_000),
+        ]
+        for (key, keyPath, range) in counts {
+            guard let countNode = map[key] else { continue }
+            if let value = reader.integer(countNode, map.path(key), in: range) { limits[keyPath: keyPath] = value } else { valid = false }
+        }
+        let durations: [(String, WritableKeyPath<GatewayLimits, Duration>)] = [
+            ("head_timeout", \.headTimeout), ("body_grace", \.bodyGrace), ("idle_timeout", \.idleTimeout),
+            ("tunnel_idle_timeout", \.tunnelIdleTimeout), ("denial_interval", \.denialInterval),
+        ]
+        for (key, keyPath) in durations {
+            guard let durationNode = map[key] else { continue }
+            if let value = positiveDuration(durationNode, map.path(key)) { limits[keyPath: keyPath] = value } else { valid = false }
+        }
+        if limits.maxConnectionsPerSource > limits.maxConnections, let sourceNode = map["max_connections_per_source"] {
+            reader.report(sourceNode, map.path("max_connections_per_source"), "must be at most max_connections (\(limits.maxConnections))")
+            valid = false
+        }
+        return valid ? limits : nil
     }
 
     // MARK: groups and pathways
@@ -425,6 +476,7 @@ struct PolicyBuilder {
         }
         var proxy = ProxySettings()
         var proxyValid = true
+        var perSession: Int?
         if let node = map["connect_timeout"] {
             if let value = positiveDuration(node, map.path("connect_timeout")) { proxy.connectTimeout = value } else { proxyValid = false }
         }
@@ -442,6 +494,14 @@ struct PolicyBuilder {
                 proxyValid = false
             }
         }
+        if let node = map["max_connections_per_session"] {
+            if let value = reader.integer(node, map.path("max_connections_per_session"), in: 1...10_000) {
+                perSession = value
+            } else {
+                proxyValid = false
+            }
+        }
+        proxy.maxConnectionsPerSession = perSession ?? ProxySettings.defaultShare(of: proxy.maxConnections)
         if let node = map["upstream_ca"] {
             if upstream?.scheme != .https {
                 reader.report(node, map.path("upstream_ca"), "only an https upstream uses a CA")

@@ -11,6 +11,21 @@ public protocol AuditSink: Sendable {
     /// Records an event without waiting for it to be durable (per-request events). A sink that
     /// cannot write it stops accepting events, so that later access is refused.
     func submit(_ event: AuditEvent)
+
+    /// Takes a place for one later event of this kind, or returns false when such an event would be
+    /// refused now. Taken when access is given, so that the record of that access cannot be refused
+    /// afterwards (queue full, disk reserve). Every place taken is used once, by `submit(_:reserved:)`
+    /// or `record(_:reserved:)` with `reserved: true`, or given back with `cancelReservation()`.
+    func reserve(_ kind: AuditEvent.Kind) -> Bool
+
+    /// Gives back a place taken with `reserve` that no event will use.
+    func cancelReservation()
+
+    /// `submit`, using a place taken with `reserve` when `reserved` is true.
+    func submit(_ event: AuditEvent, reserved: Bool)
+
+    /// `record`, using a place taken with `reserve` when `reserved` is true.
+    func record(_ event: AuditEvent, reserved: Bool) async throws
 }
 
 extension AuditSink {
@@ -19,6 +34,14 @@ extension AuditSink {
     public func submit(_ event: AuditEvent) {
         Task { try? await record(event) }
     }
+
+    public func reserve(_ kind: AuditEvent.Kind) -> Bool { accepts(kind) }
+
+    public func cancelReservation() {}
+
+    public func submit(_ event: AuditEvent, reserved: Bool) { submit(event) }
+
+    public func record(_ event: AuditEvent, reserved: Bool) async throws { try await record(event) }
 }
 
 /// Thrown by an audit sink that cannot record.

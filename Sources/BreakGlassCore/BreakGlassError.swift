@@ -38,6 +38,10 @@ public struct BreakGlassError: Error, Hashable, Sendable, CustomStringConvertibl
         public static let payloadTooLarge = Code("payload_too_large", 413)
         /// Too many failed logins for this user or source; retry later.
         public static let lockedOut = Code("locked_out", 429)
+        /// The request's head or body did not arrive in time (too slow, or stalled).
+        public static let requestTimeout = Code("request_timeout", 408)
+        /// The request asks for a transfer coding the gateway does not implement.
+        public static let notImplemented = Code("not_implemented", 501)
         /// The request's header block is larger than the gateway accepts.
         public static let headersTooLarge = Code("headers_too_large", 431)
         /// The gateway cannot serve the request now (PAM busy or broken, shutting down).
@@ -53,8 +57,8 @@ public struct BreakGlassError: Error, Hashable, Sendable, CustomStringConvertibl
 
         static let all: [Code] = [
             .invalidRequest, .authenticationFailed, .invalidToken, .forbidden, .unknownPathway, .notFound,
-            .methodNotAllowed, .payloadTooLarge, .lockedOut, .headersTooLarge, .unavailable, .auditUnavailable,
-            .upstreamUnreachable, .upstreamTimeout, .upstreamBusy,
+            .methodNotAllowed, .requestTimeout, .payloadTooLarge, .lockedOut, .headersTooLarge, .unavailable, .auditUnavailable,
+            .upstreamUnreachable, .upstreamTimeout, .upstreamBusy, .notImplemented,
         ]
     }
 

@@ -11,6 +11,8 @@ public struct GatewaySettings: Sendable, Equatable {
     public var tokenKey: String
     public var pam: PAMSettings
     public var lockout: LockoutPolicy
+    /// Connection caps, deadlines and the pace of denial records.
+    public var limits: GatewayLimits
     /// Where and how the audit log is kept; nil only in tests that inject their own sink.
     public var audit: AuditSettings?
     /// Absolute path of the operators' unix socket (revocation); nil: `admin.sock` in the audit folder.
@@ -24,6 +26,7 @@ public struct GatewaySettings: Sendable, Equatable {
         tokenKey: String,
         pam: PAMSettings,
         lockout: LockoutPolicy,
+        limits: GatewayLimits = GatewayLimits(),
         audit: AuditSettings? = nil,
         adminSocket: String? = nil
     ) {
@@ -34,6 +37,7 @@ public struct GatewaySettings: Sendable, Equatable {
         self.tokenKey = tokenKey
         self.pam = pam
         self.lockout = lockout
+        self.limits = limits
         self.audit = audit
         self.adminSocket = adminSocket
     }
@@ -144,25 +148,32 @@ public struct PAMSettings: Sendable, Equatable {
     }
 }
 
-/// The `gateway.lockout:` section: failed-login limits per user and per source address.
+/// The `gateway.lockout:` section: failed-login limits per user at one source address, per source
+/// address, and a progressive delay per user across sources.
 public struct LockoutPolicy: Sendable, Equatable {
-    /// Failures of one user within `window` that lock that user.
+    /// Failures of one user from one source within `window` that lock that user at that source.
     public var failures: Int
     public var window: Duration
     /// How long a lock lasts.
     public var duration: Duration
-    /// Failures from one source address within `window` that lock that address.
+    /// Failures from one source address within `window` (any users) that lock that address.
     public var sourceFailures: Int
+    /// Longest delay before PAM runs for a user whose logins failed `failures` times or more within
+    /// `window`, from any sources: the delay doubles with each further failure up to this. Zero turns
+    /// the delay off.
+    public var userDelayMax: Duration
 
     public init(
         failures: Int = 5,
         window: Duration = .seconds(300),
         duration: Duration = .seconds(900),
-        sourceFailures: Int = 50
+        sourceFailures: Int = 50,
+        userDelayMax: Duration = .seconds(5)
     ) {
         self.failures = failures
         self.window = window
         self.duration = duration
         self.sourceFailures = sourceFailures
+        self.userDelayMax = userDelayMax
     }
 }

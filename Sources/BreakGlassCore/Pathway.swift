@@ -61,6 +61,8 @@ public struct ProxySettings: Sendable, Equatable {
     public var responseTimeout: Duration
     /// Most connections open to the upstream at once (in use or idle).
     public var maxConnections: Int
+    /// Most upstream connections one session may have in use at once.
+    public var maxConnectionsPerSession: Int
     /// CA bundle (PEM) that an https upstream's certificate must chain to; nil: the system roots.
     public var upstreamCA: String?
     /// Whether `request` audit events keep query values (otherwise only the names).
@@ -70,14 +72,23 @@ public struct ProxySettings: Sendable, Equatable {
         connectTimeout: Duration = .seconds(5),
         responseTimeout: Duration = .seconds(60),
         maxConnections: Int = 64,
+        maxConnectionsPerSession: Int? = nil,
         upstreamCA: String? = nil,
         auditQuery: Bool = false
     ) {
         self.connectTimeout = connectTimeout
         self.responseTimeout = responseTimeout
         self.maxConnections = maxConnections
+        self.maxConnectionsPerSession = maxConnectionsPerSession ?? Self.defaultShare(of: maxConnections)
         self.upstreamCA = upstreamCA
         self.auditQuery = auditQuery
+    }
+}
+
+extension ProxySettings {
+    /// One session's default share of a pathway's upstream connections: a quarter, at least one.
+    public static func defaultShare(of maxConnections: Int) -> Int {
+        max(1, maxConnections / 4)
     }
 }
 

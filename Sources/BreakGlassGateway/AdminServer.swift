@@ -24,14 +24,12 @@ final class AdminServer: Sendable {
             unlink(path)
         }
         let limits = HTTPLimits()
-        let idle = TimeAmount.milliseconds(Int64(limits.idleTimeout.totalMilliseconds))
         let channel = try await ServerBootstrap(group: group)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
-                    let http = HTTPServerHandlers(idleTimeout: idle)
-                    try sync.addHandler(http.idle)
-                    try sync.addHandlers([http.encoder, http.decoder])
+                    let http = HTTPServerHandlers(limits: GatewayLimits())
+                    try sync.addHandlers([http.deadlines, http.encoder, http.decoder])
                     try sync.addHandler(
                         GatewayChannelHandler(route: { await router.route($0) }, proxy: nil, limits: limits, handlers: http))
                 }

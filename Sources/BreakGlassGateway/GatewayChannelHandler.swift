@@ -83,6 +83,13 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
             return
         }
         let part = unwrapInboundIn(data)
+        // The client's deadlines follow the decoder: a head or end counts when it arrives, even
+        // when its request waits its turn.
+        switch part {
+        case .head: handlers.deadlines.headReceived()
+        case .end: handlers.deadlines.requestEnded()
+        case .body: break
+        }
         if !pipelined.isEmpty || (part.isHead && isBusy) {
             pipelined.append(part)
             return
@@ -103,6 +110,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         switch state {
         case .idle:
             guard case .head(let head) = part else { return outOfOrder(context: context) }
+            handlers.deadlines.answerStarted()
             if let problem = headerProblem(head) {
                 state = .discarding
                 respond(context: context, version: head.version, response: .error(problem), keepAlive: false)
@@ -150,6 +158,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
             case .body: break
             case .end:
                 state = .idle
+                handlers.deadlines.answerFinished()
                 becameIdle(context: context)
             }
         case .responding, .tunneling:
@@ -177,15 +186,13 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         context.fireChannelWritabilityChanged()
     }
 
-    /// Closes the connection on its idle timeout, unless a request is in progress, and on shutdown
-    /// (`ChannelShouldQuiesceEvent`) once the request in progress is answered.
+    /// Answers a request whose head or body came too slowly with `408` when no answer is under way
+    /// (and closes), and closes on shutdown (`ChannelShouldQuiesceEvent`) once the request in
+    /// progress is answered.
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         switch event {
-        case is IdleStateHandler.IdleStateEvent:
-            switch state {
-            case .idle, .discarding, .draining: context.close(promise: nil)
-            case .receiving, .responding, .authorizing, .proxying, .tunneling: break
-            }
+        case let expiry as ClientDeadlines.Expiry:
+            timedOut(context: context, expiry)
         case is ChannelShouldQuiesceEvent:
             closeWhenAnswered(context: context)
         default:
@@ -203,12 +210,45 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
             context.close(promise: nil)
             return
         }
-        if case .idle = state, pipelined.isEmpty {
+        let problem = BreakGlassError(.invalidRequest, "the request is not valid HTTP/1.1 (\(error))")
+        switch state {
+        case .idle where pipelined.isEmpty:
             state = .discarding
-            let problem = BreakGlassError(.invalidRequest, "the request is not valid HTTP/1.1 (\(error))")
             respond(context: context, version: .http1_1, response: .error(problem), keepAlive: false)
-        } else {
+        case .authorizing(_, let early) where early.contains(where: \.isEnd):
+            // The request is complete: the bytes that are not HTTP came after it.
             closeWhenAnswered(context: context)
+        case .receiving, .authorizing:
+            // A malformed body (RFC 9112 §6.3): answered, and the connection closes.
+            state = .discarding
+            respond(context: context, version: .http1_1, response: .error(problem), keepAlive: false)
+        case .proxying(let exchange) where exchange.requestEnded:
+            closeWhenAnswered(context: context)
+        case .proxying(let exchange):
+            // Part of the request may be upstream already: the exchange closes that connection.
+            pipelined.removeAll()
+            closesAfterAnswer = true
+            exchange.clientFailed(problem)
+        case .idle, .responding, .discarding, .draining, .tunneling:
+            closeWhenAnswered(context: context)
+        }
+    }
+
+    /// A deadline of `ClientDeadlines` passed: a request that is still arriving gets `408` when
+    /// nothing has been answered for it yet; otherwise the connection just closes.
+    private func timedOut(context: ChannelHandlerContext, _ expiry: ClientDeadlines.Expiry) {
+        let what = expiry == .head ? "request head" : "request body"
+        let problem = BreakGlassError(.requestTimeout, "the \(what) did not arrive in time")
+        pipelined.removeAll()
+        closesAfterAnswer = true
+        switch (state, expiry) {
+        case (.idle, .head), (.receiving, .body), (.authorizing, .body):
+            state = .discarding
+            respond(context: context, version: .http1_1, response: .error(problem), keepAlive: false)
+        case (.proxying(let exchange), .body):
+            exchange.clientFailed(problem)
+        default:
+            context.close(promise: nil)
         }
     }
 
@@ -247,6 +287,11 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
             timer.task.cancel()
         }
         armAnswerTimer(at: deadline)
+    }
+
+    /// The proxied answer's head is going out: from now on its bytes must keep moving.
+    func answerStreaming() {
+        handlers.deadlines.answerStreaming()
     }
 
     func answerBegan() {
@@ -305,7 +350,9 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         guard bytes <= limits.maximumHeaderBytes else {
             return BreakGlassError(.headersTooLarge, "the request head is larger than \(limits.maximumHeaderBytes) bytes")
         }
-        return nil
+        // Framing the gateway could not pass on unambiguously (RFC 9112 §6), repeated credentials
+        // or Host, and bytes that end a field: refused for every request, API or proxied.
+        return ProxyHeaders.requestProblem(head)
     }
 
     private static func tooLarge(_ limits: HTTPLimits) -> BreakGlassError {
@@ -338,6 +385,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         case .responding, .authorizing, .proxying: state = keepAlive ? .idle : .discarding
         default: break
         }
+        handlers.deadlines.answerFinished()
         var headers = HTTPHeaders()
         if !response.headers.contains(where: { $0.0 == "Content-Type" }) { headers.add(name: "Content-Type", value: "application/json") }
         headers.add(name: "Content-Length", value: String(response.body.readableBytes))
@@ -394,8 +442,12 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
     }
 
+    /// Whether the request has body bytes to read, framed as NIO's decoder reads it.
     static func hasBody(_ head: HTTPRequestHead) -> Bool {
-        head.headers.contains(name: "transfer-encoding") || head.headers.first(name: "content-length").map { $0 != "0" } ?? false
+        switch ProxyHeaders.bodyFraming(head) {
+        case .none, .length(0): false
+        case .length, .chunked: true
+        }
     }
 
     /// Called by the exchange when it is over: answers with `answer` when the upstream gave none.
@@ -408,6 +460,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         let keepAlive = keepAlive && !closesAfterAnswer
         state = keepAlive ? .idle : .discarding
         readsHeld = false
+        handlers.deadlines.answerFinished()
         if !keepAlive {
             let channel = context.channel
             if let written {
@@ -456,6 +509,12 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         _ result: Result<(credentials: String, admission: PathwayProxy.Admission), BreakGlassError>,
         then proceed: (GatewayChannelHandler, ChannelHandlerContext, PathwayProxy.Admission) -> Void
     ) {
+        guard case .authorizing = state else {
+            // Answered meanwhile (a malformed or slow request): the place taken in the audit log
+            // for this access goes back unused.
+            if case .success = result { proxy?.audit.cancelReservation() }
+            return
+        }
         switch result {
         case .success(let admitted):
             verified = admitted
@@ -469,7 +528,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         // A proxied request without a body leaves nothing unread: the connection stays for the next
         // request. A body (or a tunnel) was not read, so that connection cannot be reused.
         if case .authorizing(let head, let early) = state, head.method != .CONNECT, !Self.hasBody(head), head.isKeepAlive {
-            let ended = early.contains { if case .end = $0 { true } else { false } }
+            let ended = early.contains(where: \.isEnd)
             respond(context: context, version: head.version, response: .error(error), keepAlive: true)
             if !ended { state = .draining }
             return
@@ -502,9 +561,11 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
             let (handler, context) = loopBound.value
             switch result {
             case .failure(let error):
+                proxy.audit.cancelReservation()
                 handler.refuse(context: context, proxy.upstreamError(error, pathway: admission.pathway))
             case .success(let upstream):
                 guard context.channel.isActive else {
+                    proxy.audit.cancelReservation()
                     upstream.close(promise: nil)
                     return
                 }
@@ -543,6 +604,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
             return
         }
         state = .tunneling
+        handlers.deadlines.tunnelStarted()
         let started = ContinuousClock.now
         let (clientGlue, upstreamGlue) = GlueHandler.pair()
         let client = context.channel
@@ -556,7 +618,6 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
             _ = upstream.setOption(.allowRemoteHalfClosure, value: true)
             _ = upstream.setOption(.autoRead, value: false)
             let sync = client.pipeline.syncOperations
-            _ = sync.removeHandler(handlers.idle)
             _ = sync.removeHandler(handlers.encoder)
             _ = sync.removeHandler(handlers.coalescer)
             // A probe's tunnel only listens: the first byte its client sends ends it.
@@ -602,5 +663,9 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
 extension HTTPPart {
     fileprivate var isHead: Bool {
         if case .head = self { true } else { false }
+    }
+
+    fileprivate var isEnd: Bool {
+        if case .end = self { true } else { false }
     }
 }

@@ -1,4 +1,6 @@
+import BreakGlassConfig
 import BreakGlassCore
+import BreakGlassProxy
 import Logging
 import NIOCore
 import NIOExtras
@@ -35,7 +37,7 @@ public final class GatewayServer: Sendable {
     ) async throws -> GatewayServer {
         let quiesce = ServerQuiescingHelper(group: group)
         let router = router ?? APIRouter(grants: grants)
-        let idle = TimeAmount.nanoseconds(Int64(limits.idleTimeout.totalMilliseconds) * 1_000_000)
+        let limiter = ConnectionLimiter()
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -47,11 +49,21 @@ public final class GatewayServer: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: false)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                // The caps of the policy in force (a reload applies to the next connection).
+                let settings = grants.store.current.policy.gateway.limits
+                let source = channel.remoteAddress?.ipAddress.flatMap(IPAddress.init)?.lockoutKey
+                if let refusal = limiter.admit(
+                    source: source, total: settings.maxConnections, perSource: settings.maxConnectionsPerSource)
+                {
+                    logger.debug("connection refused at accept", metadata: ["source": "\(source ?? "?")", "cap": "\(refusal)"])
+                    return channel.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel)
+                }
+                channel.closeFuture.whenComplete { _ in limiter.release(source: source) }
+                return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
-                    let http = HTTPServerHandlers(idleTimeout: idle)
-                    try sync.addHandler(http.idle)
+                    let http = HTTPServerHandlers(limits: settings)
                     try sync.addHandler(NIOSSLServerHandler(context: grants.tlsContext))
+                    try sync.addHandler(http.deadlines)
                     try sync.addHandlers([http.coalescer, http.encoder, http.decoder])
                     try sync.addHandler(
                         GatewayChannelHandler(route: { await router.route($0) }, proxy: proxy, limits: limits, handlers: http))

@@ -92,7 +92,7 @@ public final class GatewayService: Service, Sendable {
             : AlertDispatcher(sinks: loaded.policy.alerts, gateway: loaded.policy.gateway.id, audit: sink, metrics: metrics, logger: logger)
         let grants = GrantService(
             store: store, resources: resources, pam: pam, audit: sink, registry: registry, clock: clock, metrics: metrics, alerts: alerts,
-            logger: logger)
+            group: group, logger: logger)
         self.grants = grants
         self.proxy = PathwayProxy(grants: grants, registry: registry, audit: sink, clock: clock, metrics: metrics)
         let monitor = HealthMonitor(
@@ -177,6 +177,8 @@ public final class GatewayService: Service, Sendable {
         await alerts?.shutdown()
         await pam.shutdown()
         await proxy.registry.flush()
+        // The refusals still being summarized go on the record before the log closes.
+        await grants.denials.flush()
         try? await audit.record(AuditEvent(kind: .gatewayStopped, time: .now, fields: ["gateway": .string(loaded.policy.gateway.id)]))
         await auditLog?.close()
     }

@@ -392,7 +392,9 @@ public final class GrantService: Sendable {
         guard let registry else {
             return .error(BreakGlassError(.unavailable, "this gateway does not track sessions"))
         }
-        registry.track(SessionRegistry.SessionInfo(grant: grant))
+        // Only a session this gateway issued, to this user, can be released: a signature alone is
+        // not the authority (a forged or replayed token must not end someone else's session).
+        if let refusal = registry.check(SessionRegistry.SessionInfo(grant: grant)) { return .error(refusal) }
         let ended = await registry.end([session], as: .released, by: grant.user)
         guard !ended.isEmpty else {
             return .error(BreakGlassError(.invalidToken, "the grant has already ended"))

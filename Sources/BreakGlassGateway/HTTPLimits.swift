@@ -1,4 +1,4 @@
-/// Bounds on what one HTTP connection may send and how long it may idle.
+/// Bounds on the size of what one HTTP request may send (its deadlines are `GatewayLimits`).
 public struct HTTPLimits: Sendable {
     /// Largest header block (names and values) accepted; larger gets 431.
     public var maximumHeaderBytes: Int
@@ -6,18 +6,14 @@ public struct HTTPLimits: Sendable {
     public var maximumHeaderCount: Int
     /// Largest API request body; larger gets 413.
     public var maximumBodyBytes: Int
-    /// A connection that sends nothing (handshake included) for this long is closed.
-    public var idleTimeout: Duration
 
     public init(
         maximumHeaderBytes: Int = 16 * 1024,
         maximumHeaderCount: Int = 100,
-        maximumBodyBytes: Int = 64 * 1024,
-        idleTimeout: Duration = .seconds(30)
+        maximumBodyBytes: Int = 64 * 1024
     ) {
         self.maximumHeaderBytes = maximumHeaderBytes
         self.maximumHeaderCount = maximumHeaderCount
         self.maximumBodyBytes = maximumBodyBytes
-        self.idleTimeout = idleTimeout
     }
 }

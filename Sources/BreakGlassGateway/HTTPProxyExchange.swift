@@ -22,10 +22,14 @@ final class HTTPProxyExchange {
     /// Request parts that arrived before the upstream connection was ready (reads are held
     /// meanwhile, so at most what one read delivered).
     private var buffered: [HTTPServerRequestPart] = []
-    private var requestEnded = false
+    /// The client's request has been read to its end.
+    private(set) var requestEnded = false
     private var responseHeadSent = false
     private var responseEnded = false
-    private var upstreamReusable = true
+    /// Whether the upstream connection may go back to the pool after this exchange. A request with
+    /// unusual framing (chunked, or a body on a method that defines none) closes it instead, so
+    /// that a disagreement about where the request ends cannot outlive the exchange.
+    private var upstreamReusable: Bool
     private var status: Int?
     private var bytesIn = 0
     private var bytesOut = 0
@@ -41,6 +45,8 @@ final class HTTPProxyExchange {
     /// Whether the connection came from the pool, and whether the request was sent again on a new one.
     private var reusedConnection = false
     private var retried = false
+    /// Whether this exchange holds one of its session's upstream connection claims.
+    private var claimed = false
 
     init(
         client: GatewayChannelHandler,
@@ -57,6 +63,7 @@ final class HTTPProxyExchange {
         self.proxy = proxy
         self.admission = admission
         self.head = head
+        self.upstreamReusable = !ProxyHeaders.hasUnusualFraming(head)
         self.upstreamURI = upstreamURI
         self.auditPath = auditPath
         self.webSocket = ProxyHeaders.isWebSocketUpgrade(head.headers)
@@ -65,9 +72,21 @@ final class HTTPProxyExchange {
 
     var clientWritable: Bool { clientContext.channel.isWritable }
 
-    /// Takes request parts that arrived before the exchange existed, then connects upstream.
+    /// Takes request parts that arrived before the exchange existed, then connects upstream (when
+    /// the session has an upstream connection to spare).
     func start(early: [HTTPServerRequestPart]) {
         for part in early { clientPart(part) }
+        let pathway = admission.pathway
+        guard proxy.pool.claim(session: admission.session.session, limit: pathway.proxy.maxConnectionsPerSession) else {
+            fail(
+                BreakGlassError(
+                    .upstreamBusy,
+                    "this session already uses \(pathway.proxy.maxConnectionsPerSession) upstream connections of pathway \(pathway.name) (max_connections_per_session)",
+                    retryAfterSeconds: 1),
+                outcome: "busy")
+            return
+        }
+        claimed = true
         connect(fresh: webSocket)
     }
 
@@ -120,6 +139,9 @@ final class HTTPProxyExchange {
             webSocket: webSocket
         )
         channel.write(HTTPClientRequestPart.head(requestHead), promise: nil)
+        // The upstream's answer is due `response_timeout` after the last request byte it was given:
+        // from the head on.
+        extendAnswerDeadline()
         // The gateway answers `Expect: 100-continue` itself once the upstream is there (the upstream
         // does not see the header, and the decoder drops informational answers).
         if ProxyHeaders.expectsContinue(head.headers), !requestEnded {
@@ -159,10 +181,11 @@ final class HTTPProxyExchange {
             break
         case .body(let buffer):
             upstream.write(HTTPClientRequestPart.body(.byteBuffer(buffer)), promise: nil)
+            extendAnswerDeadline()
             if !upstream.isWritable { client.holdReads() }
         case .end(let trailers):
-            upstream.writeAndFlush(HTTPClientRequestPart.end(trailers), promise: nil)
-            armResponseTimer()
+            upstream.writeAndFlush(HTTPClientRequestPart.end(ProxyHeaders.upstreamTrailers(trailers)), promise: nil)
+            extendAnswerDeadline()
             if responseEnded { finish(outcome: "ok") }
         }
     }
@@ -174,6 +197,15 @@ final class HTTPProxyExchange {
     func clientClosed() {
         upstream?.close(promise: nil)
         finish(outcome: responseEnded ? "ok" : "client closed")
+    }
+
+    /// The client's request went wrong after its head (a malformed or too slow body): the client
+    /// gets `error` when no answer has begun, and the upstream connection, which may hold part of
+    /// the request, is closed, never pooled.
+    func clientFailed(_ error: BreakGlassError) {
+        // `fail` closes the upstream connection (never reusable now) after the answer is chosen:
+        // closing it first would report the upstream's close instead.
+        fail(error, outcome: error.code == .requestTimeout ? "client too slow" : "bad request")
     }
 
     func clientBecameWritable() {
@@ -196,6 +228,7 @@ final class HTTPProxyExchange {
             if response.status.code < 200 { return }  // 100 Continue and friends: the encoder adds its own framing.
             upstreamReusable = upstreamReusable && response.isKeepAlive
             responseHeadSent = true
+            client.answerStreaming()
             clientContext.write(
                 client.wrapOutboundOut(.head(ProxyHeaders.clientResponse(response, keepAlive: head.isKeepAlive))), promise: nil)
         case .body(let buffer):
@@ -241,9 +274,12 @@ final class HTTPProxyExchange {
 
     func upstreamClosed() {
         guard !finished, !responseEnded else { return }
-        if retryable {
-            // A pooled connection the upstream had already closed: send the (body-less) request again
-            // on a new connection, once.
+        // A pooled connection the upstream had already closed: an idempotent, body-less request is
+        // sent again on a new connection, once, and each attempt is on the record.
+        if retryable, proxy.audit.reserve(.request) {
+            proxy.recordRequest(
+                admission, method: head.method, path: auditPath, status: nil, bytesIn: bytesIn, bytesOut: 0,
+                upstream: nil, total: started.duration(to: .now), outcome: "retried: the pooled connection closed unanswered")
             retried = true
             stopAwaitingAnswer()
             handler?.exchange = nil
@@ -267,11 +303,21 @@ final class HTTPProxyExchange {
 
     private var retryable: Bool {
         reusedConnection && !retried && !responseHeadSent && upgrade == nil && upstreamError == nil
-            && !GatewayChannelHandler.hasBody(head)
+            && Self.isIdempotent(head.method) && !GatewayChannelHandler.hasBody(head)
     }
 
-    private func armResponseTimer() {
-        guard !awaitingAnswer, !responseHeadSent else { return }
+    /// RFC 9110 §9.2.2: methods whose repetition has the effect of one request.
+    static func isIdempotent(_ method: HTTPMethod) -> Bool {
+        switch method {
+        case .GET, .HEAD, .OPTIONS, .TRACE, .PUT, .DELETE: true
+        default: false
+        }
+    }
+
+    /// The upstream must begin its answer within `response_timeout` of now (the last request byte
+    /// it was given); a later deadline only moves the client connection's timer's target.
+    private func extendAnswerDeadline() {
+        guard !responseHeadSent else { return }
         awaitingAnswer = true
         client.awaitAnswer(by: .now() + PathwayProxy.timeAmount(admission.pathway.proxy.responseTimeout))
     }
@@ -318,6 +364,10 @@ final class HTTPProxyExchange {
         finished = true
         stopAwaitingAnswer()
         handler?.exchange = nil
+        if claimed {
+            claimed = false
+            proxy.pool.release(session: admission.session.session)
+        }
         if let upstream {
             proxy.pool.checkin(
                 upstream, pathway: admission.pathway.name, destination: admission.poolDestination,
@@ -333,6 +383,12 @@ final class HTTPProxyExchange {
         finished = true
         stopAwaitingAnswer()
         handler?.exchange = nil
+        if claimed {
+            // The tunnel keeps the session's claim until it closes.
+            claimed = false
+            let (pool, session) = (proxy.pool, admission.session.session)
+            upstream.closeFuture.whenComplete { _ in pool.release(session: session) }
+        }
         proxy.recordRequest(
             admission, method: head.method, path: auditPath, status: 101, bytesIn: bytesIn, bytesOut: bytesOut,
             upstream: upstreamAnswered, total: started.duration(to: .now), outcome: "upgraded")

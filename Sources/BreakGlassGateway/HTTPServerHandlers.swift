@@ -1,17 +1,34 @@
+import BreakGlassCore
 import BreakGlassProxy
 import NIOCore
-import NIOExtras
 import NIOHTTP1
 
 /// The HTTP/1.1 server handlers of one client connection, kept so that they can be taken out when
-/// the connection becomes a tunnel (CONNECT or a WebSocket upgrade).
+/// the connection becomes a tunnel (CONNECT or a WebSocket upgrade). The deadline handler stays:
+/// it keeps the tunnel's idle deadline.
 struct HTTPServerHandlers {
-    let idle: IdleStateHandler
+    let deadlines: ClientDeadlineHandler
     let coalescer = WriteCoalescingHandler()
     let encoder = HTTPResponseEncoder()
-    let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes))
+    /// Bytes waiting to be decoded are bounded: a head never grows past this (far above the
+    /// header limits), and bodies are passed on as they come.
+    let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes), maximumBufferSize: 256 << 10)
 
-    init(idleTimeout: TimeAmount) {
-        idle = IdleStateHandler(readTimeout: idleTimeout)
+    init(limits: GatewayLimits) {
+        deadlines = ClientDeadlineHandler(settings: Self.settings(limits))
+    }
+
+    static func settings(_ limits: GatewayLimits) -> ClientDeadlines.Settings {
+        ClientDeadlines.Settings(
+            headTimeout: timeAmount(limits.headTimeout),
+            idleTimeout: timeAmount(limits.idleTimeout),
+            bodyMinRate: limits.bodyMinRate,
+            bodyGrace: timeAmount(limits.bodyGrace),
+            tunnelIdleTimeout: timeAmount(limits.tunnelIdleTimeout)
+        )
+    }
+
+    private static func timeAmount(_ duration: Duration) -> TimeAmount {
+        .nanoseconds(Int64(duration.totalMilliseconds) * 1_000_000)
     }
 }

@@ -103,16 +103,18 @@ public final class PathwayProxy: Sendable {
 
     /// Whether an admission made on this connection holds for another request of `kind` without
     /// checking again: the policy and the sessions are as they were then (no reload, no session
-    /// ended since), the grant has not expired, and the audit log takes the record. A probe
-    /// session's request line is checked every time.
+    /// ended since), the grant has not expired, and the audit log gives a place for the record
+    /// (taken last, when everything else holds). A probe session's request line is checked every time.
     private func stillHolds(_ admission: Admission, kind: Pathway.Kind) -> Bool {
         admission.pathway.kind == kind && admission.session.tag != .probe
             && admission.policyGeneration == grants.store.generation && admission.sessionGeneration == registry.generation
-            && clock.now() < admission.session.expiresAt && audit.accepts(kind == .http ? .request : .tunnelOpened)
+            && clock.now() < admission.session.expiresAt && audit.reserve(kind == .http ? .request : .tunnelOpened)
     }
 
     /// Checks the bearer token for `pathwayName`, the session, the pathway's kind and source blocks,
-    /// and that the audit log can record what follows. Refusals are audited.
+    /// and takes a place in the audit log for the record of what follows (no audit, no access): the
+    /// admission's holder uses it, or gives it back with `audit.cancelReservation()`. Refusals are
+    /// audited.
     func authorize(
         credentials: String?,
         header: String,
@@ -174,7 +176,7 @@ public final class PathwayProxy: Sendable {
         if let refusal = registry.admit(admission.session, channel: channel) {
             return deny(refusal, admission: admission)
         }
-        guard audit.accepts(kind == .http ? .request : .tunnelOpened) else {
+        guard audit.reserve(kind == .http ? .request : .tunnelOpened) else {
             return deny(
                 BreakGlassError(
                     .auditUnavailable, "the audit log cannot record this access, so it is refused (no audit, no access)",
@@ -218,7 +220,14 @@ public final class PathwayProxy: Sendable {
         fields["source"] = source.map { .string("\($0)") }
         fields["session"] = session.map { .string($0.session) }
         fields["user"] = session.map { .string($0.user) }
-        audit.submit(AuditEvent(kind: .requestDenied, time: clock.now(), fields: fields))
+        let event = AuditEvent(kind: .requestDenied, time: clock.now(), fields: fields)
+        if session == nil {
+            // Without valid credentials anyone can send refusals: they are summarized per source
+            // and interval, so that they cannot fill the log.
+            grants.denials.count(event, address: source)
+        } else {
+            audit.submit(DenialLedger.bounded(event))
+        }
         return .failure(error)
     }
 
@@ -247,7 +256,11 @@ public final class PathwayProxy: Sendable {
                             let name = IPAddress(upstream.host) == nil ? upstream.host : nil
                             try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: name))
                         }
-                        try sync.addHandler(HTTPRequestEncoder())
+                        // The gateway frames every request itself (`ProxyHeaders.upstreamRequest`):
+                        // NIO's encoder would frame a body only for some methods.
+                        var encoding = HTTPRequestEncoder.Configuration()
+                        encoding.automaticallySetFramingHeaders = false
+                        try sync.addHandler(HTTPRequestEncoder(configuration: encoding))
                         try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes)))
                         try sync.addHandler(UpstreamHTTPHandler())
                     }
@@ -344,12 +357,18 @@ public final class PathwayProxy: Sendable {
         fields["upstream_us"] = upstream.map { .integer(Int64($0.totalMicroseconds)) }
         fields["source"] = admission.identity.clientAddress.map { .string($0) }
         fields["tag"] = admission.session.tag.map { .string($0.rawValue) }
-        audit.submit(AuditEvent(kind: .request, time: clock.now(), fields: fields))
+        // Its place was taken at admission: the log cannot refuse it now.
+        audit.submit(AuditEvent(kind: .request, time: clock.now(), fields: fields), reserved: true)
         metrics?.request(pathway: admission.pathway.name, status: status, bytesIn: bytesIn, bytesOut: bytesOut)
     }
 
-    /// A tunnel opened: recorded durably before any byte passes.
+    /// A tunnel opened: recorded durably before any byte passes, in the place taken at admission;
+    /// a place for its `tunnel.closed` is taken first (refused: the tunnel is refused).
     func recordTunnelOpened(_ admission: Admission, mode: String) async throws {
+        guard audit.reserve(.tunnelClosed) else {
+            audit.cancelReservation()
+            throw AuditUnavailableError(reason: "no place for the tunnel's end")
+        }
         var fields: [String: AuditValue] = [
             "session": .string(admission.session.session),
             "user": .string(admission.session.user),
@@ -359,7 +378,12 @@ public final class PathwayProxy: Sendable {
         ]
         fields["source"] = admission.source.map { .string("\($0)") }
         fields["tag"] = admission.session.tag.map { .string($0.rawValue) }
-        try await audit.record(AuditEvent(kind: .tunnelOpened, time: clock.now(), fields: fields))
+        do {
+            try await audit.record(AuditEvent(kind: .tunnelOpened, time: clock.now(), fields: fields), reserved: true)
+        } catch {
+            audit.cancelReservation()
+            throw error
+        }
     }
 
     func recordTunnelClosed(_ admission: Admission, mode: String, bytesIn: Int, bytesOut: Int, duration: Duration, ending: String) {
@@ -378,7 +402,8 @@ public final class PathwayProxy: Sendable {
                     "duration_ms": .integer(Int64(duration.totalMilliseconds)),
                     "ending": .string(ending),
                 ]
-            ))
+            ),
+            reserved: true)
     }
 
     /// How a tunnel of `session` ended, as far as the registry knows, or nil when it is still live.

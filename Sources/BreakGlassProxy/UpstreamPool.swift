@@ -39,6 +39,8 @@ public final class UpstreamPool: Sendable {
     }
 
     private let state = Mutex<[String: PathwayState]>([:])
+    /// Upstream connections each session has in use (claimed and not yet released).
+    private let claims = Mutex<[String: Int]>([:])
     /// Idle connections older than this are closed instead of reused.
     public let idleTimeout: TimeAmount
 
@@ -97,6 +99,31 @@ public final class UpstreamPool: Sendable {
         }
         let place = Place(destination: destination, loop: ObjectIdentifier(channel.eventLoop))
         state.withLock { $0[pathway, default: PathwayState()].idle[place, default: []].append(Idle(channel: channel, since: .now())) }
+    }
+
+    /// Claims one upstream connection for `session`, before one is taken or opened for it; false
+    /// when the session already has `limit` in use, so that one session cannot take all of a
+    /// pathway's connections. A claim is given back with `release(session:)`.
+    public func claim(session: String, limit: Int) -> Bool {
+        claims.withLock { claims in
+            let inUse = claims[session, default: 0]
+            guard inUse < limit else { return false }
+            claims[session] = inUse + 1
+            return true
+        }
+    }
+
+    /// Gives back a claim of `claim(session:limit:)`.
+    public func release(session: String) {
+        claims.withLock { claims in
+            guard let inUse = claims[session] else { return }
+            claims[session] = inUse > 1 ? inUse - 1 : nil
+        }
+    }
+
+    /// Upstream connections `session` has in use.
+    public func inUse(session: String) -> Int {
+        claims.withLock { $0[session, default: 0] }
     }
 
     /// Open connections of a pathway (in use or idle).

@@ -50,10 +50,12 @@ public final class TestGateway: Sendable {
 
         """
 
-    /// Starts a gateway. `users` maps user names to passwords for the PAM stack.
+    /// Starts a gateway. `users` maps user names to passwords for the PAM stack; `limits` is the
+    /// `gateway.limits` section (YAML flow mapping), when not the defaults.
     public convenience init(
         users: [String: String] = ["alice": "alice-password", "bob": "bob-password", "carol": "carol-password", "dave": "dave-password"],
         lockout: String = "{ failures: 5, window: 5m, duration: 15m, source_failures: 50 }",
+        limits: String? = nil,
         failureDelay: String = "50ms",
         policyBody: String = TestGateway.defaultPolicyBody,
         clock: any WallClock = SystemWallClock(),
@@ -92,6 +94,7 @@ public final class TestGateway: Sendable {
               pam: { service: \(pam.service), confdir: pam/pam.d, failure_delay: \(failureDelay) }
               lockout: \(lockout)
               audit: { directory: audit, key: audit-key.pem }
+            \(limits.map { "  limits: \($0)\n" } ?? "")
 
             """ + probeSection + policyBody
         let policyPath = try directory.write("policy.yaml", policy)

@@ -473,6 +473,8 @@ import Testing
         let log = try AuditLog.open(directory: directory, origin: Self.origin, signer: fixture.signer, options: options, logger: logger)
         #expect(log.health != .ok)  // less free space than warn_free from the start
 
+        // Access given while there was space: its record's place is taken now.
+        #expect(log.reserve(.request))
         var acknowledged = 0
         var refusedGrant: (any Error)?
         while refusedGrant == nil && acknowledged < 10_000 {
@@ -489,27 +491,34 @@ import Testing
             Issue.record("a full disk must degrade the log, not \(log.health)")
             return
         }
-        #expect(why.contains("grants are refused"))
-        // Denials still go into the reserve until it is used up; then they are refused too.
+        #expect(why.contains("grants and access are refused"))
+        // Denials, which anyone can cause, do not go into the reserve.
         let denial = AuditEvent(kind: .grantDenied, time: Date(), fields: ["code": .string("locked_out")])
-        var refusedDenial: (any Error)?
-        var denials = 0
-        while refusedDenial == nil && denials < 10_000 {
+        await #expect(throws: AuditUnavailableError.self) { _ = try await log.append(denial) }
+        // The place reserved before the disk filled is honoured in the reserve.
+        #expect(!log.reserve(.request))
+        _ = try await log.append(AuditEvent(kind: .request, time: Date(), fields: ["session": .string("s")]), reserved: true)
+        acknowledged += 1
+        // Session ends go into the reserve until it is used up; then they are refused too.
+        let end = AuditEvent(kind: .grantRevoked, time: Date(), fields: ["session": .string("s")])
+        var refusedEnd: (any Error)?
+        var ends = 0
+        while refusedEnd == nil && ends < 10_000 {
             do {
-                _ = try await log.append(denial)
+                _ = try await log.append(end)
                 acknowledged += 1
-                denials += 1
+                ends += 1
             } catch {
-                refusedDenial = error
+                refusedEnd = error
             }
         }
-        #expect(denials > 10)
-        #expect("\(refusedDenial.map { "\($0)" } ?? "")".contains("reserve is used up"))
+        #expect(ends > 10)
+        #expect("\(refusedEnd.map { "\($0)" } ?? "")".contains("reserve is used up"))
         #expect(log.health != .ok)
 
         // Space returns: the log makes a new segment and grants are accepted again.
         try FileManager.default.removeItem(atPath: filler)
-        _ = try await log.append(denial)
+        _ = try await log.append(end)
         acknowledged += 1
         _ = try await log.append(Self.event(acknowledged))
         acknowledged += 1

@@ -77,7 +77,8 @@ import Testing
         let bad = try await ProcessRunner.run(binary, ["policy", "check", path])
         #expect(bad.status == 1)
         #expect(bad.stderr.contains("policy rejected, 2 errors"))
-        #expect(bad.stderr.contains("broken.yaml:24:19: pathways.grafana.max_duration: \"2x\" is not a duration"))
+        let line = try #require(broken.split(separator: "\n", omittingEmptySubsequences: false).firstIndex { $0.contains("2x") }) + 1
+        #expect(bad.stderr.contains("broken.yaml:\(line):19: pathways.grafana.max_duration: \"2x\" is not a duration"))
         #expect(bad.stderr.contains("pathways.office-only.kind: \"udp\" is not a pathway kind (http or tcp)"))
     }
 

@@ -141,20 +141,23 @@ import Testing
 @Suite struct LockoutTrackerTests {
     let policy = LockoutPolicy(failures: 3, window: .seconds(60), duration: .seconds(300), sourceFailures: 5)
 
-    @Test func locksUserAfterFailuresInWindow() {
+    /// Failures of one user at one source lock that pair; elsewhere the user is only delayed, so
+    /// that nobody can lock a named user out from another address.
+    @Test func locksUserAtSourceAfterFailuresInWindow() {
         var tracker = LockoutTracker(policy: policy)
         let start = ContinuousClock.now
         tracker.recordFailure(user: "alice", source: "a", now: start)
-        tracker.recordFailure(user: "alice", source: "b", now: start.advanced(by: .seconds(1)))
-        #expect(tracker.status(user: "alice", source: "c", now: start.advanced(by: .seconds(2))) == .open)
-        tracker.recordFailure(user: "alice", source: "c", now: start.advanced(by: .seconds(2)))
-        guard case .locked(let retry, let scope) = tracker.status(user: "alice", source: "z", now: start.advanced(by: .seconds(3))) else {
-            Issue.record("alice should be locked")
+        tracker.recordFailure(user: "alice", source: "a", now: start.advanced(by: .seconds(1)))
+        #expect(tracker.status(user: "alice", source: "a", now: start.advanced(by: .seconds(2))) == .open)
+        tracker.recordFailure(user: "alice", source: "a", now: start.advanced(by: .seconds(2)))
+        guard case .locked(let retry, let scope) = tracker.status(user: "alice", source: "a", now: start.advanced(by: .seconds(3))) else {
+            Issue.record("alice should be locked at a")
             return
         }
         #expect(scope == .user)
         #expect(retry == .seconds(299))
-        #expect(tracker.status(user: "alice", source: "z", now: start.advanced(by: .seconds(303))) == .open)
+        #expect(tracker.status(user: "alice", source: "z", now: start.advanced(by: .seconds(3))) == .delayed(.seconds(1)))
+        #expect(tracker.status(user: "alice", source: "a", now: start.advanced(by: .seconds(303))) == .open)
     }
 
     @Test func oldFailuresFallOutOfWindow() {

@@ -87,6 +87,71 @@ import Testing
     }
 }
 
+/// Issue #16 item 3, data path: refused `/p/` requests without valid credentials cannot fill the
+/// audit log either.
+@Suite struct ProxyFloodTests {
+    /// 10,000 proxied requests from one source without a token, with a garbage one, or with a
+    /// token in the wrong header grow the log by at most 64 KiB; a grant from another source is
+    /// still served, and its token admitted.
+    @Test func tenThousandTokenlessRequestsFromOneSourceStaySmall() async throws {
+        let gateway = try await TestGateway(durableAudit: true)
+        defer { Task { await gateway.stop() } }
+        let log = try #require(gateway.service.auditLog)
+        let before = try GrantFloodTests.logBytes(log.directory)
+
+        let filler = String(repeating: "x", count: 400)
+        let requests = [
+            "GET /p/grafana/\(filler) HTTP/1.1\r\nHost: gw\r\n\r\n",
+            "GET /p/grafana/ HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(filler)\r\n\r\n",
+            "GET /p/\(filler.prefix(60))/ HTTP/1.1\r\nHost: gw\r\nAuthorization: Basic \(filler)\r\n\r\n",
+            "HEAD /p/grafana/?token=\(filler) HTTP/1.1\r\nHost: gw\r\n\r\n",
+        ]
+        let total = 10_000
+        let batch = 100
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for worker in 0..<4 {
+                group.addTask {
+                    let connection = try await TLSTestConnection(port: gateway.port, caPath: gateway.pki.caPath, source: "127.0.0.2")
+                    var sent = 0
+                    while sent < total / 4 {
+                        let lines = (0..<batch).map { requests[(worker + sent + $0) % requests.count] }
+                        try await connection.send(lines.joined())
+                        sent += batch
+                        let done = await connection.wait(timeout: .seconds(60)) { $0.statuses.count >= sent }
+                        if !done { throw TestSupportError("\(sent - connection.statuses.count) answers missing") }
+                    }
+                    #expect(connection.statuses.allSatisfy { $0 == 401 || $0 == 404 })
+                    await connection.close()
+                }
+            }
+            try await group.waitForAll()
+        }
+        await gateway.service.grants.denials.flush()
+
+        let otp = try await gateway.pam.code("alice")
+        let login = TLSTestConnection.grantRequest(
+            TestGateway.grantBody(user: "alice", password: gateway.pam.password("alice"), otp: otp, pathway: "grafana"))
+        let alice = try await TLSTestConnection(port: gateway.port, caPath: gateway.pki.caPath, source: "127.0.0.3")
+        try await alice.send(login)
+        await alice.wait(timeout: .seconds(10)) { !$0.statuses.isEmpty }
+        #expect(alice.statuses == [201], "\(alice.text.prefix(400))")
+        await alice.close()
+
+        let grown = try GrantFloodTests.logBytes(log.directory) - before
+        #expect(grown <= 64 << 10, "the audit log grew by \(grown) bytes")
+        let records = try AuditLogReader.read(directory: log.directory).entries.compactMap(\.record).map(\.event)
+        let summaries = records.filter { $0.kind == .requestDenied && $0.fields["source"] == .string("127.0.0.2") }
+        let counted = summaries.reduce(Int64(0)) {
+            if case .integer(let count) = $1.fields["count"] { return $0 + count }
+            return $0
+        }
+        #expect(counted == Int64(total), "\(summaries)")
+        for event in summaries {
+            for case .string(let text) in event.fields.values { #expect(text.utf8.count <= DenialLedger.fieldLimit) }
+        }
+    }
+}
+
 /// The per-source summary of refusals, with an in-memory sink.
 @Suite struct DenialLedgerTests {
     static func ledger(

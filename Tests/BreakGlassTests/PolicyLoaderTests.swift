@@ -174,6 +174,52 @@ import Testing
         #expect(found.contains("pathways.db.connect_timeout"))
     }
 
+    /// The listener's limits, the lockout's per-user delay and a session's share of a pathway are
+    /// read with their defaults, and a bad value is named by its key and line.
+    @Test func limitsAreReadAndChecked() throws {
+        let directory = try Self.folder()
+        defer { directory.remove() }
+        let defaults = try load(Self.valid, in: directory).policy
+        #expect(defaults.gateway.limits == GatewayLimits())
+        #expect(defaults.gateway.lockout.userDelayMax == .seconds(5))
+        #expect(defaults.pathways["db"]?.proxy.maxConnectionsPerSession == 16)
+
+        let tuned = Self.valid.replacingOccurrences(
+            of: "  audit: { directory: audit",
+            with: """
+                  limits: { max_connections: 100, max_connections_per_source: 10, head_timeout: 3s, body_min_rate: 10, idle_timeout: 1m }
+                  audit: { directory: audit
+                """
+        ).replacingOccurrences(of: "source_failures: 50 }", with: "source_failures: 50, user_delay_max: 20s }")
+            .replacingOccurrences(of: "upstream: 127.0.0.1:5432", with: "upstream: 127.0.0.1:5432\n    max_connections_per_session: 3")
+        let policy = try load(tuned, in: directory).policy
+        #expect(policy.gateway.limits.maxConnections == 100)
+        #expect(policy.gateway.limits.maxConnectionsPerSource == 10)
+        #expect(policy.gateway.limits.headTimeout == .seconds(3))
+        #expect(policy.gateway.limits.bodyMinRate == 10)
+        #expect(policy.gateway.limits.idleTimeout == .seconds(60))
+        #expect(policy.gateway.limits.bodyGrace == GatewayLimits().bodyGrace)
+        #expect(policy.gateway.lockout.userDelayMax == .seconds(20))
+        #expect(policy.pathways["db"]?.proxy.maxConnectionsPerSession == 3)
+
+        let bad = Self.valid.replacingOccurrences(
+            of: "  audit: { directory: audit",
+            with: """
+                  limits: { max_connections: 10, max_connections_per_source: 11, head_timeout: 0s, colour: red }
+                  audit: { directory: audit
+                """
+        ).replacingOccurrences(of: "source_failures: 50 }", with: "source_failures: 50, user_delay_max: 2h }")
+            .replacingOccurrences(of: "upstream: 127.0.0.1:5432", with: "upstream: 127.0.0.1:5432\n    max_connections_per_session: 0")
+        let found = try issues(bad)
+        let paths = found.map(\.keyPath)
+        #expect(paths.contains("gateway.limits.max_connections_per_source"), "\(found)")
+        #expect(paths.contains("gateway.limits.head_timeout"), "\(found)")
+        #expect(paths.contains { $0.hasPrefix("gateway.limits") && $0.contains("colour") }, "\(found)")
+        #expect(paths.contains("gateway.lockout.user_delay_max"), "\(found)")
+        #expect(paths.contains("pathways.db.max_connections_per_session"), "\(found)")
+        #expect(found.first { $0.keyPath == "gateway.limits.head_timeout" }?.line == 8, "\(found)")
+    }
+
     @Test func defaultLongerThanMax() throws {
         let text = Self.valid.replacingOccurrences(of: "default_duration: 15m", with: "default_duration: 2h")
         #expect(try issues(text).first?.message == "2h is longer than max_duration 1h")

@@ -63,10 +63,8 @@ import Testing
     }
 
     /// Releasing a session the gateway never issued records nothing and ends nothing.
-    // Disabled until GrantService.releaseGrant checks the token against the registry
-    // (`registry.check`) instead of tracking its session (`registry.track`): see issue #16 item 9.
-    @Test(.disabled("GrantService.releaseGrant still tracks the token's session before ending it (issue #16 item 9)"))
-    func forgedReleasesAreRefused() async throws {
+    /// Before the fix the release tracked the token's session and then ended it.
+    @Test func forgedReleasesAreRefused() async throws {
         let fixture = try await ProxyTests.fixture()
         defer { Task { await fixture.stop() } }
         let alice = try await fixture.login("alice", pathway: "web")

@@ -30,16 +30,22 @@ final class TLSTestConnection: Sendable {
     private let channel: any Channel
     private let collector: Collector
 
-    /// Without `caPath` the connection is plain TCP.
-    init(port: Int, caPath: String?) async throws {
+    /// Without `caPath` the connection is plain TCP. `source` is the local address to connect from
+    /// (another loopback address, such as 127.0.0.2, stands for another client machine).
+    init(port: Int, caPath: String?, source: String? = nil) async throws {
         let context: NIOSSLContext? = try caPath.map { path in
             var tls = TLSConfiguration.makeClientConfiguration()
             tls.minimumTLSVersion = .tlsv12
             tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(path))
+            // A server that closed first sends no answer to our close_notify: do not wait 5 s for it.
+            tls.shutdownTimeout = .milliseconds(200)
             return try NIOSSLContext(configuration: tls)
         }
         let collector = Collector()
-        channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        if let source { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0)) }
+        channel =
+            try await bootstrap
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {

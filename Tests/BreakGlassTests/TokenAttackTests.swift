@@ -234,10 +234,8 @@ import Testing
     }
 
     /// Two `Authorization` headers are ambiguous: refused with 400, whichever comes first.
-    // Disabled until the channel handler refuses a second Authorization header (issue #16 item 7,
-    // wired by the lead): today the first one is used. Enable it with that change.
-    @Test(.disabled("the channel handler does not refuse two Authorization headers yet (issue #16 item 7)"))
-    func twoAuthorizationHeadersAreRefused() async throws {
+    /// Before the fix the first header was used.
+    @Test func twoAuthorizationHeadersAreRefused() async throws {
         let context = try await Self.context()
         defer { Task { await context.fixture.stop() } }
         let fixture = context.fixture

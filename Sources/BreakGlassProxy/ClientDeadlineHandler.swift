@@ -1,0 +1,104 @@
+import NIOCore
+
+/// Keeps a client connection's deadlines (`ClientDeadlines`): sits just above TLS, sees every
+/// plaintext byte both ways and every read the gateway asks for, and checks the deadlines on a
+/// timer. When one passes during HTTP it sends the expiry up the pipeline as a user event, so that
+/// the HTTP handler can answer `408` before it closes; in a tunnel, or when nothing can be
+/// answered, it closes the connection itself.
+public final class ClientDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias InboundOut = ByteBuffer
+    public typealias OutboundIn = Any
+    public typealias OutboundOut = Any
+
+    private var deadlines: ClientDeadlines
+    private var timer: RepeatedTask?
+    private var context: ChannelHandlerContext?
+    /// An expiry was reported; the connection closes if nobody has closed it after a grace moment.
+    private var reported = false
+
+    public init(settings: ClientDeadlines.Settings) {
+        self.deadlines = ClientDeadlines(settings: settings, now: .now())
+    }
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        let interval = deadlines.settings.checkInterval
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+            handler.value.check()
+        }
+    }
+
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+        self.context = nil
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+        context.fireChannelInactive()
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        deadlines.bytesRead(unwrapInboundIn(data).readableBytes, now: .now())
+        context.fireChannelRead(data)
+    }
+
+    public func channelReadComplete(context: ChannelHandlerContext) {
+        // Until the next read is asked for, the gateway holds the client's bytes back.
+        deadlines.readsHeld(now: .now())
+        context.fireChannelReadComplete()
+    }
+
+    public func read(context: ChannelHandlerContext) {
+        deadlines.readsResumed(now: .now())
+        context.read()
+    }
+
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        deadlines.bytesWritten(now: .now())
+        context.write(data, promise: promise)
+    }
+
+    // MARK: what the HTTP handler reports
+
+    /// A request head was decoded.
+    public func headReceived() { deadlines.headReceived(now: .now()) }
+
+    /// A request's end was decoded.
+    public func requestEnded() { deadlines.requestEnded(now: .now()) }
+
+    /// The gateway began to answer a request.
+    public func answerStarted() { deadlines.answerStarted() }
+
+    /// The answer's head is going out; from now on its bytes must keep moving.
+    public func answerStreaming() { deadlines.answerStreaming(now: .now()) }
+
+    /// The answer is complete.
+    public func answerFinished() { deadlines.answerFinished(now: .now()) }
+
+    /// The connection is a tunnel now.
+    public func tunnelStarted() { deadlines.tunnelStarted(now: .now()) }
+
+    // MARK: checks
+
+    private func check() {
+        guard let context, let expiry = deadlines.expiry(at: .now()) else { return }
+        switch expiry {
+        case .head, .body:
+            // The HTTP handler answers 408 when it can and closes; if it is gone (or does not
+            // close), the next check closes.
+            if reported {
+                context.close(promise: nil)
+            } else {
+                reported = true
+                context.fireUserInboundEventTriggered(expiry)
+            }
+        case .idle, .answer, .tunnel:
+            context.close(promise: nil)
+        }
+    }
+}
