@@ -109,7 +109,8 @@ public final class PAMAuthenticator: Sendable {
             status = pam_set_item(handle, PAM_RHOST, remoteHost)
         }
         if status == PAM_SUCCESS {
-            status = pam_authenticate(handle, Int32(bitPattern: UInt32(PAM_SILENT)))
+            // An empty password never authenticates, whatever a module would otherwise allow.
+            status = pam_authenticate(handle, Int32(bitPattern: UInt32(PAM_SILENT) | UInt32(PAM_DISALLOW_NULL_AUTHTOK)))
             if status == PAM_SUCCESS {
                 status = pam_acct_mgmt(handle, Int32(bitPattern: UInt32(PAM_SILENT)))
             }
@@ -117,8 +118,7 @@ public final class PAMAuthenticator: Sendable {
         let detail = describe(handle, status)
         pam_end(handle, status)
         if status == PAM_SUCCESS {
-            let amr = conversation.secretsGiven >= 2 ? ["pwd", "otp", "mfa"] : ["pwd"]
-            return .authenticated(amr: amr)
+            return .authenticated(amr: Self.methods(secretsGiven: conversation.secretsGiven))
         }
         let refusal = conversation.refusal.map { "; \($0)" } ?? ""
         switch status {
@@ -126,6 +126,17 @@ public final class PAMAuthenticator: Sendable {
             return .broken(detail: detail + refusal)
         default:
             return .refused(detail: detail + refusal)
+        }
+    }
+
+    /// The methods (RFC 8176) a login used, from what the stack asked for: `pwd` only when it asked
+    /// for a first secret, `otp` (and `mfa`) only when it asked for a second. A stack that asked for
+    /// nothing claims nothing.
+    static func methods(secretsGiven: Int) -> [String] {
+        switch secretsGiven {
+        case 0: []
+        case 1: ["pwd"]
+        default: ["pwd", "otp", "mfa"]
         }
     }
 

@@ -56,6 +56,25 @@ import Testing
         #expect(detail.contains("asked for a one-time code and none was given"))
     }
 
+    /// The token's `amr` says what the stack asked for: a stack that asks for nothing (pam_permit)
+    /// claims no method, one that asks only for a password claims `pwd` (issue #17 item 5). Before
+    /// the fix both claimed `pwd`.
+    @Test func methodsAreWhatTheStackAskedFor() async throws {
+        let directory = try TestDirectory("pam-methods")
+        defer { directory.remove() }
+        let stack = try await PAMTestStack(in: directory, users: ["alice": "correct horse"])
+        try directory.write("pam/pam.d/permit", "auth required pam_permit.so\naccount required pam_permit.so\n")
+        try directory.write(
+            "pam/pam.d/password", "auth required pam_pwdfile.so pwdfile=\(directory.file("pam/passwd"))\naccount required pam_permit.so\n")
+        for (service, expected) in [("permit", [String]()), ("password", ["pwd"])] {
+            let pam = PAMAuthenticator(service: service, confdir: stack.confdir, threads: 1, maxPending: 1, logger: Logger(label: "t"))
+            let outcome = try await pam.authenticate(user: "alice", password: "correct horse", oneTimeCode: "123456", remoteHost: nil)
+                .outcome
+            #expect(outcome == .authenticated(amr: expected), "\(service): \(outcome)")
+            await pam.shutdown()
+        }
+    }
+
     @Test func brokenStackIsReportedAsBroken() async throws {
         let directory = try TestDirectory("pam-broken")
         defer { directory.remove() }
