@@ -16,7 +16,7 @@ struct PolicyBuilder {
     let baseDirectory: String
 
     static let topKeys = ["gateway", "groups", "pathways", "probes", "alerts"]
-    static let gatewayKeys = ["id", "listen", "tls", "token_key", "pam", "lockout", "limits", "audit", "admin_socket"]
+    static let gatewayKeys = ["id", "listen", "tls", "token_key", "pam", "lockout", "limits", "audit", "admin_socket", "admin_group"]
     static let auditKeys = ["directory", "key", "mirrors", "checkpoint_hook", "reserve", "warn_free", "segment_size"]
     static let tlsKeys = ["certificate", "private_key"]
     static let pamKeys = ["service", "confdir", "failure_delay", "threads", "max_pending"]
@@ -123,6 +123,24 @@ struct PolicyBuilder {
                 "\(path) is longer than a unix socket path may be (107 bytes); set a shorter admin_socket")
             adminValid = false
         }
+        var adminGroup: String?
+        if let groupNode = map["admin_group"] {
+            if let name = reader.nonEmptyString(groupNode, map.path("admin_group")) {
+                let isGroupName = name.utf8.allSatisfy { byte in
+                    (0x61...0x7A).contains(byte) || (0x41...0x5A).contains(byte) || (0x30...0x39).contains(byte) || byte == 0x5F
+                        || byte == 0x2D || byte == 0x2E
+                }
+                if name.utf8.count > 64 || !isGroupName {
+                    reader.report(
+                        groupNode, map.path("admin_group"), "\"\(name)\" is not a group name (letters, digits, '_', '-', '.'; at most 64)")
+                    adminValid = false
+                } else {
+                    adminGroup = name
+                }
+            } else {
+                adminValid = false
+            }
+        }
         guard let id, let listen, let certificate, let tlsKey, let tokenKey, let pam, let lockout, let limits, let audit, adminValid else {
             return nil
         }
@@ -136,7 +154,8 @@ struct PolicyBuilder {
             lockout: lockout,
             limits: limits,
             audit: audit,
-            adminSocket: adminSocket
+            adminSocket: adminSocket,
+            adminGroup: adminGroup
         )
     }
 

@@ -17,6 +17,8 @@ public struct GatewaySettings: Sendable, Equatable {
     public var audit: AuditSettings?
     /// Absolute path of the operators' unix socket (revocation); nil: `admin.sock` in the audit folder.
     public var adminSocket: String?
+    /// A group whose members may use the admin socket besides root and the gateway's user; nil: none.
+    public var adminGroup: String?
 
     public init(
         id: String,
@@ -28,7 +30,8 @@ public struct GatewaySettings: Sendable, Equatable {
         lockout: LockoutPolicy,
         limits: GatewayLimits = GatewayLimits(),
         audit: AuditSettings? = nil,
-        adminSocket: String? = nil
+        adminSocket: String? = nil,
+        adminGroup: String? = nil
     ) {
         self.id = id
         self.listen = listen
@@ -40,6 +43,7 @@ public struct GatewaySettings: Sendable, Equatable {
         self.limits = limits
         self.audit = audit
         self.adminSocket = adminSocket
+        self.adminGroup = adminGroup
     }
 
     /// Where the admin socket is: `admin_socket`, or `admin.sock` in the audit folder.

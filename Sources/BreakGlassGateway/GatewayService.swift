@@ -152,7 +152,7 @@ public final class GatewayService: Service, Sendable {
         if let path = loaded.policy.gateway.adminSocketPath {
             do {
                 admin = try await AdminServer.start(
-                    path: path, router: AdminRouter(registry: proxy.registry, monitor: monitor), group: group, logger: logger)
+                    path: path, group: loaded.policy.gateway.adminGroup, router: AdminRouter(registry: proxy.registry, monitor: monitor), group: group, logger: logger)
             } catch {
                 logger.error("admin socket unavailable: revocation is not possible", metadata: ["path": "\(path)", "error": "\(error)"])
             }

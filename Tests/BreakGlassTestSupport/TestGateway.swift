@@ -61,7 +61,8 @@ public final class TestGateway: Sendable {
         clock: any WallClock = SystemWallClock(),
         durableAudit: Bool = false,
         certificateValidity: Duration = .seconds(30 * 86_400),
-        probes: String? = nil
+        probes: String? = nil,
+        gatewayKeys: String = ""
     ) async throws {
         let directory = try TestDirectory("breakglass-gateway")
         let pki = try TestPKI(in: directory, validity: certificateValidity)
@@ -94,7 +95,7 @@ public final class TestGateway: Sendable {
               pam: { service: \(pam.service), confdir: pam/pam.d, failure_delay: \(failureDelay) }
               lockout: \(lockout)
               audit: { directory: audit, key: audit-key.pem }
-            \(limits.map { "  limits: \($0)\n" } ?? "")
+            \(limits.map { "  limits: \($0)\n" } ?? "")\(gatewayKeys.isEmpty ? "" : "  \(gatewayKeys)\n")
 
             """ + probeSection + policyBody
         let policyPath = try directory.write("policy.yaml", policy)
