@@ -97,7 +97,17 @@ public struct AdminRouter: Sendable {
         let actor = "operator " + String((revocation.operator ?? "unnamed").prefix(64)) + " (admin socket)"
         let ended = await registry.end(
             targets.map(\.info.session), as: .revoked, by: actor, reason: revocation.reason.map { String($0.prefix(500)) })
-        let endedIDs = Set(ended.map(\.session))
+        // Success only when every revocation is on the record: an operator must not believe a
+        // revocation that a restart could forget.
+        if !ended.unrecorded.isEmpty {
+            return .error(
+                BreakGlassError(
+                    .auditUnavailable,
+                    "the connections of \(ended.count) session(s) were cut, but the audit log could not record "
+                        + "\(ended.unrecorded.count) revocation(s) (\(ended.unrecorded.prefix(8).map(\.session).joined(separator: ", "))): "
+                        + "they hold until a restart; fix the audit log and revoke again", retryAfterSeconds: 5))
+        }
+        let endedIDs = Set(ended.sessions.map(\.session))
         return .json(.ok, RevokeAnswer(revoked: targets.filter { endedIDs.contains($0.info.session) }.map(Self.row)))
     }
 

@@ -396,8 +396,14 @@ public final class GrantService: Sendable {
         // not the authority (a forged or replayed token must not end someone else's session).
         if let refusal = registry.check(SessionRegistry.SessionInfo(grant: grant)) { return .error(refusal) }
         let ended = await registry.end([session], as: .released, by: grant.user)
-        guard !ended.isEmpty else {
+        guard !ended.sessions.isEmpty else {
             return .error(BreakGlassError(.invalidToken, "the grant has already ended"))
+        }
+        if !ended.unrecorded.isEmpty {
+            return .error(
+                BreakGlassError(
+                    .auditUnavailable, "the grant's connections were cut, but the audit log could not record its release",
+                    retryAfterSeconds: 5))
         }
         return .json(.ok, ReleaseBody(session: session, pathway: grant.pathway, released: true), headers: [("Cache-Control", "no-store")])
     }

@@ -88,8 +88,12 @@ public final class SessionRegistry: Sendable {
     /// `grant.expired` is recorded by `recordExpiredWhileDown()`.
     private let expiredWhileDown = Mutex<[SessionInfo]>([])
     /// Grants issued before this are refused: set when the sessions file cannot be read,
-    /// so that a released or revoked token cannot come back (fail closed; users log in again).
+    /// so that a released or revoked token cannot come back (fail closed; users log in again),
+    /// until the audit log, which records every end, rebuilds the sessions; and when the log cannot
+    /// be read.
     private let issuedNotBefore = Mutex<Date?>(nil)
+    /// The sessions file could not be read at start (see `issuedNotBefore`).
+    private let fileUnreadable = Atomic<Bool>(false)
     private let audit: any AuditSink
     private let clock: any WallClock
     private let group: any EventLoopGroup
@@ -233,10 +237,19 @@ public final class SessionRegistry: Sendable {
         }
     }
 
+    /// What `end` did: the sessions that were live and are ended now, and those of them whose end
+    /// the audit log could not record (they are ended here all the same, and kept ended in the
+    /// sessions file; but only a recorded end is certain to survive a restart).
+    public struct Ended: Sendable {
+        public var sessions: [SessionInfo]
+        public var unrecorded: [SessionInfo]
+        public var count: Int { sessions.count }
+    }
+
     /// Ends sessions early (release or revocation): closes their connections at once, keeps them
-    /// ended across restarts, and audits each end. Returns the sessions that were live.
+    /// ended across restarts, and audits each end (awaited: the record is durable on return).
     @discardableResult
-    public func end(_ sessions: [String], as ending: Ending, by actor: String, reason: String? = nil) async -> [SessionInfo] {
+    public func end(_ sessions: [String], as ending: Ending, by actor: String, reason: String? = nil) async -> Ended {
         var ended: [(SessionInfo, [any Channel])] = []
         entries.withLock { entries in
             for session in sessions {
@@ -250,14 +263,15 @@ public final class SessionRegistry: Sendable {
             }
         }
         for (_, channels) in ended { for channel in channels { channel.close(promise: nil) } }
-        guard !ended.isEmpty else { return [] }
-        // Durable before it is audited, so that an audited revocation survives any crash.
+        guard !ended.isEmpty else { return Ended(sessions: [], unrecorded: []) }
+        // In the file first (a cache of the log): it keeps the end even when the record fails.
         if ended.contains(where: { $0.0.tag != .probe }) { await saveNow() }
+        var unrecorded: [SessionInfo] = []
         for (info, channels) in ended {
-            await record(info, ending: ending, actor: actor, reason: reason, connections: channels.count)
+            if !(await record(info, ending: ending, actor: actor, reason: reason, connections: channels.count)) { unrecorded.append(info) }
         }
         if ending == .revoked { onRevoked?(ended.map(\.0), actor, reason) }
-        return ended.map(\.0)
+        return Ended(sessions: ended.map(\.0), unrecorded: unrecorded)
     }
 
     /// Live sessions with their connection counts, soonest expiry first.
@@ -357,6 +371,13 @@ public final class SessionRegistry: Sendable {
             }
         }
         expiredWhileDown.withLock { $0 = missed }
+        if fileUnreadable.exchange(false, ordering: .acquiring) {
+            // The log holds every issue and every recorded end: the sessions it rebuilt replace the
+            // unreadable cache, and the grants it shows live are accepted again.
+            issuedNotBefore.withLock { $0 = nil }
+            ends.add(1, ordering: .releasing)
+            logger.warning("the sessions file was unreadable; the audit log rebuilt the sessions instead")
+        }
         if dropped > 0 {
             logger.critical(
                 "the sessions file names sessions that the audit log never issued: they are refused",
@@ -545,8 +566,9 @@ public final class SessionRegistry: Sendable {
         } catch {
             ends.add(1, ordering: .releasing)
             issuedNotBefore.withLock { $0 = clock.now() }
+            fileUnreadable.store(true, ordering: .releasing)
             logger.critical(
-                "cannot read the sessions file: every grant from before this start is refused (log in again)",
+                "cannot read the sessions file: every grant from before this start is refused (log in again) unless the audit log rebuilds them",
                 metadata: ["file": "\(endedFile)", "error": "\(error)"])
         }
     }

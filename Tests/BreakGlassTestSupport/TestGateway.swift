@@ -139,9 +139,11 @@ public final class TestGateway: Sendable {
 
     /// Stops this gateway (keeping its folder) and starts a new one on the same folder, keys and
     /// policy, as after a restart; it listens on a new port.
-    public func restarted() async throws -> TestGateway {
+    /// `whileDown` runs between the stop and the start (to damage files, as a crash or an operator might).
+    public func restarted(whileDown: () throws -> Void = {}) async throws -> TestGateway {
         await group.triggerGracefulShutdown()
         _ = try? await runner.value
+        try whileDown()
         return try await TestGateway(
             directory: directory, pki: pki, pam: pam, policyPath: policyPath, clock: clock, durableAudit: durableAudit)
     }
