@@ -147,12 +147,16 @@ public final class GatewayService: Service, Sendable {
         )
         // Grants that expired while the gateway was down: their ends go on the record now.
         await proxy.registry.recordExpiredWhileDown()
+        // The policy may have changed while the gateway was down: the grants rebuilt from the log
+        // are decided again under it (which upstream they were issued for is not known here).
+        await grants.reviewSessions(under: loaded.policy, previous: nil)
         // Operators revoke through the admin socket; without it the gateway still serves (fail small).
         var admin: AdminServer?
         if let path = loaded.policy.gateway.adminSocketPath {
             do {
                 admin = try await AdminServer.start(
-                    path: path, group: loaded.policy.gateway.adminGroup, router: AdminRouter(registry: proxy.registry, monitor: monitor), group: group, logger: logger)
+                    path: path, group: loaded.policy.gateway.adminGroup, router: AdminRouter(registry: proxy.registry, monitor: monitor),
+                    group: group, logger: logger)
             } catch {
                 logger.error("admin socket unavailable: revocation is not possible", metadata: ["path": "\(path)", "error": "\(error)"])
             }

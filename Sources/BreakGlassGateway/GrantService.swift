@@ -414,6 +414,21 @@ public final class GrantService: Sendable {
         var released: Bool
     }
 
+    /// Applies `policy` to every live session (`Policy.review`): at a reload, with the policy the
+    /// sessions were issued under as `previous`; at start, without one.
+    public func reviewSessions(under policy: Policy, previous: Policy?) async {
+        guard let registry else { return }
+        let (ended, shortened) = await registry.review { info in
+            policy.review(
+                user: info.user, pathway: info.pathway, tag: info.tag, issuedAt: info.issuedAt, expiresAt: info.expiresAt,
+                previous: previous)
+        }
+        if ended + shortened > 0 {
+            logger.warning(
+                "live grants decided again under the policy in force", metadata: ["revoked": "\(ended)", "shortened": "\(shortened)"])
+        }
+    }
+
     /// `GET /.well-known/jwks.json`.
     public func jwks() -> APIResponse {
         APIResponse(status: .ok, headers: [("Cache-Control", "max-age=300")], body: ByteBuffer(bytes: tokens.jwksJSON))
@@ -444,6 +459,8 @@ public final class GrantService: Sendable {
             try? await audit.record(
                 AuditEvent(
                     kind: .policyLoaded, time: clock.now(), fields: ["file": .string(loaded.file), "sha256": .string(loaded.sha256)]))
+            // Live grants are decided again: what the new policy no longer allows ends now.
+            await reviewSessions(under: loaded.policy, previous: previous.policy)
         case .rejected(let error, let keeping):
             logger.error(
                 "POLICY RELOAD REJECTED: the last known good policy stays in force",

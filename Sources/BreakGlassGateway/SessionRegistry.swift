@@ -249,7 +249,8 @@ public final class SessionRegistry: Sendable {
     /// Ends sessions early (release or revocation): closes their connections at once, keeps them
     /// ended across restarts, and audits each end (awaited: the record is durable on return).
     @discardableResult
-    public func end(_ sessions: [String], as ending: Ending, by actor: String, reason: String? = nil) async -> Ended {
+    public func end(_ sessions: [String], as ending: Ending, by actor: String, reason: String? = nil, detail: String? = nil) async -> Ended
+    {
         var ended: [(SessionInfo, [any Channel])] = []
         entries.withLock { entries in
             for session in sessions {
@@ -268,7 +269,9 @@ public final class SessionRegistry: Sendable {
         if ended.contains(where: { $0.0.tag != .probe }) { await saveNow() }
         var unrecorded: [SessionInfo] = []
         for (info, channels) in ended {
-            if !(await record(info, ending: ending, actor: actor, reason: reason, connections: channels.count)) { unrecorded.append(info) }
+            if !(await record(info, ending: ending, actor: actor, reason: reason, detail: detail, connections: channels.count)) {
+                unrecorded.append(info)
+            }
         }
         if ending == .revoked { onRevoked?(ended.map(\.0), actor, reason) }
         return Ended(sessions: ended.map(\.0), unrecorded: unrecorded)
@@ -280,6 +283,51 @@ public final class SessionRegistry: Sendable {
         return entries.withLock { entries in
             entries.values.filter { $0.ended == nil && now < $0.info.expiresAt }.map { ($0.info, $0.channels.count) }
         }.sorted { $0.info.expiresAt < $1.info.expiresAt }
+    }
+
+    /// Applies a policy's verdict (`GrantReview`) to every live session: a grant no longer allowed
+    /// is revoked at once (`by: policy`, `reason: policy`, the verdict as `detail`; its connections
+    /// cut and alerted like any revocation), and one the policy now allows for less time gets the
+    /// earlier expiry (a log line; its `grant.expired` is recorded when it comes). Returns how many
+    /// were ended and shortened.
+    @discardableResult
+    public func review(_ verdict: (SessionInfo) -> GrantReview) async -> (ended: Int, shortened: Int) {
+        let live = entries.withLock { entries in entries.values.filter { $0.ended == nil }.map(\.info) }
+        var ending: [(SessionInfo, String)] = []
+        var shortened = 0
+        for info in live {
+            switch verdict(info) {
+            case .keep:
+                break
+            case .end(let why):
+                ending.append((info, why))
+            case .shorten(let expiresAt):
+                let moved = entries.withLock { entries -> Bool in
+                    guard var entry = entries[info.session], entry.ended == nil, expiresAt < entry.info.expiresAt else { return false }
+                    entry.timer?.cancel()
+                    entry.info.expiresAt = expiresAt
+                    entry.timer = schedule(entry.info)
+                    entries[info.session] = entry
+                    return true
+                }
+                if moved {
+                    shortened += 1
+                    logger.notice(
+                        "grant shortened by the policy's max_duration",
+                        metadata: ["session": "\(info.session)", "expires_at": "\(AuditValue.time(expiresAt))"])
+                }
+            }
+        }
+        if shortened > 0 {
+            // Admissions cached on connections carry the old expiry: they are checked again.
+            ends.add(1, ordering: .releasing)
+            saveSoon()
+        }
+        var ended = 0
+        for (info, why) in ending {
+            ended += await end([info.session], as: .revoked, by: "policy", reason: "policy", detail: why).count
+        }
+        return (ended, shortened)
     }
 
     /// Live connections of a session (for tests and health).
@@ -437,7 +485,9 @@ public final class SessionRegistry: Sendable {
 
     /// Audits the end of a session; false when it could not be recorded.
     @discardableResult
-    private func record(_ info: SessionInfo, ending: Ending, actor: String?, reason: String?, connections: Int) async -> Bool {
+    private func record(
+        _ info: SessionInfo, ending: Ending, actor: String?, reason: String?, detail: String? = nil, connections: Int
+    ) async -> Bool {
         var fields: [String: AuditValue] = [
             "session": .string(info.session),
             "user": .string(info.user),
@@ -447,6 +497,7 @@ public final class SessionRegistry: Sendable {
         ]
         fields["by"] = actor.map(AuditValue.string)
         fields["reason"] = reason.map(AuditValue.string)
+        fields["detail"] = detail.map(AuditValue.string)
         do {
             try await audit.record(AuditEvent(kind: ending.eventKind, time: clock.now(), fields: fields))
             return true
