@@ -177,7 +177,16 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if case .proxying(let exchange) = state { exchange.clientClosed() }
+        switch state {
+        case .proxying(let exchange):
+            exchange.clientClosed()
+        case .authorizing:
+            // Nobody is left to answer: the authorization's outcome is dropped (`admitted`), so
+            // nothing is sent upstream for a client that is gone.
+            state = .discarding
+        default:
+            break
+        }
         context.fireChannelInactive()
     }
 
@@ -247,6 +256,10 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
             respond(context: context, version: .http1_1, response: .error(problem), keepAlive: false)
         case (.proxying(let exchange), .body):
             exchange.clientFailed(problem)
+        case (.responding, .head), (.authorizing, .head), (.proxying, .head):
+            // The next head is late while this request is still being answered: the answer goes
+            // out, then the connection closes.
+            closeWhenAnswered(context: context)
         default:
             context.close(promise: nil)
         }
@@ -509,9 +522,9 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         _ result: Result<(credentials: String, admission: PathwayProxy.Admission), BreakGlassError>,
         then proceed: (GatewayChannelHandler, ChannelHandlerContext, PathwayProxy.Admission) -> Void
     ) {
-        guard case .authorizing = state else {
-            // Answered meanwhile (a malformed or slow request): the place taken in the audit log
-            // for this access goes back unused.
+        guard case .authorizing = state, context.channel.isActive else {
+            // Answered meanwhile (a malformed or slow request), or the client left: the place taken
+            // in the audit log for this access goes back unused.
             if case .success = result { proxy?.audit.cancelReservation() }
             return
         }
@@ -578,7 +591,8 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
                             let (handler, _) = loopBound.value
                             var answer = ByteBuffer()
                             answer.writeString("HTTP/1.1 200 Connection Established\r\n\r\n")
-                            handler.switchToTunnel(upstream: upstream, answer: answer, admission: admission, mode: "connect")
+                            handler.switchToTunnel(
+                                upstream: upstream, answer: answer, admission: admission, mode: "connect", closeReserved: true)
                         }
                     } catch {
                         upstream.close(promise: nil)
@@ -598,9 +612,18 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     /// Replaces HTTP on both connections by a byte-for-byte glue: the client gets `answer` (raw
     /// response head bytes) first. Bytes either side sent early are passed on, not lost.
-    func switchToTunnel(upstream: any Channel, answer: ByteBuffer, admission: PathwayProxy.Admission, mode: String) {
-        guard let context, let proxy else {
+    /// `closeReserved`: the `tunnel.closed` record has its place in the log already.
+    func switchToTunnel(upstream: any Channel, answer: ByteBuffer, admission: PathwayProxy.Admission, mode: String, closeReserved: Bool) {
+        guard let proxy else {
             upstream.close(promise: nil)
+            return
+        }
+        guard let context, context.channel.isActive else {
+            // The client left while the tunnel was being recorded: its end is recorded too.
+            upstream.close(promise: nil)
+            proxy.recordTunnelClosed(
+                admission, mode: mode, bytesIn: 0, bytesOut: 0, duration: .zero, ending: "client closed before the tunnel started",
+                reserved: closeReserved)
             return
         }
         state = .tunneling
@@ -637,6 +660,9 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         } catch {
             client.close(promise: nil)
             upstream.close(promise: nil)
+            proxy.recordTunnelClosed(
+                admission, mode: mode, bytesIn: 0, bytesOut: 0, duration: .zero, ending: "the tunnel could not start (\(error))",
+                reserved: closeReserved)
             return
         }
         decodersGone.assumeIsolated().whenComplete { _ in
@@ -653,7 +679,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
             proxy.recordTunnelClosed(
                 admission, mode: mode, bytesIn: clientGlue.bytesRead, bytesOut: upstreamGlue.bytesRead,
                 duration: started.duration(to: .now),
-                ending: proxy.sessionEnding(admission.session.session) ?? "closed")
+                ending: proxy.sessionEnding(admission.session.session) ?? "closed", reserved: closeReserved)
         }
         client.closeFuture.whenComplete { _ in upstream.close(promise: nil) }
         upstream.closeFuture.whenComplete { _ in client.close(promise: nil) }

@@ -225,6 +225,13 @@ final class HTTPProxyExchange {
                 upgrade = response
                 return
             }
+            if response.status == .switchingProtocols {
+                // A switch nobody asked for: what follows is not HTTP, and nothing would bound it.
+                fail(
+                    BreakGlassError(.upstreamUnreachable, "pathway \(admission.pathway.name): the upstream switched protocols unasked"),
+                    outcome: "upstream failed")
+                return
+            }
             if response.status.code < 200 { return }  // 100 Continue and friends: the encoder adds its own framing.
             upstreamReusable = upstreamReusable && response.isKeepAlive
             responseHeadSent = true
@@ -291,8 +298,8 @@ final class HTTPProxyExchange {
         }
         upstreamReusable = false
         if responseHeadSent {
-            clientContext.close(promise: nil)
             finish(outcome: "upstream closed", keepClient: false)
+            clientContext.close(promise: nil)
         } else {
             let why = upstreamError.map { PathwayProxy.reason($0) } ?? "closed the connection without an answer"
             fail(
@@ -351,8 +358,9 @@ final class HTTPProxyExchange {
         if !responseHeadSent {
             finish(outcome: outcome, keepClient: false, answer: error)
         } else {
-            clientContext.close(promise: nil)
+            // Finished first: closing the client reports its close, which would take the outcome.
             finish(outcome: outcome, keepClient: false)
+            clientContext.close(promise: nil)
         }
     }
 
@@ -392,8 +400,12 @@ final class HTTPProxyExchange {
         proxy.recordRequest(
             admission, method: head.method, path: auditPath, status: 101, bytesIn: bytesIn, bytesOut: bytesOut,
             upstream: upstreamAnswered, total: started.duration(to: .now), outcome: "upgraded")
+        // A place for the WebSocket's end, as a CONNECT tunnel has from its admission; a full log
+        // may still refuse that record, but it never takes the place of another.
+        let closeReserved = proxy.audit.reserve(.tunnelClosed)
         client.switchToTunnel(
-            upstream: upstream, answer: ProxyHeaders.switchingProtocols(response), admission: admission, mode: "websocket")
+            upstream: upstream, answer: ProxyHeaders.switchingProtocols(response), admission: admission, mode: "websocket",
+            closeReserved: closeReserved)
     }
 
     /// `host:port` as a Host header value.

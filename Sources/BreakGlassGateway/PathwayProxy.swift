@@ -174,7 +174,9 @@ public final class PathwayProxy: Sendable {
             return deny(refusal, admission: admission)
         }
         if let refusal = registry.admit(admission.session, channel: channel) {
-            return deny(refusal, admission: admission)
+            // A token of a session that is not live (released, revoked, never issued) is not valid
+            // credentials: summarized like a request without any, however often it is replayed.
+            return deny(refusal, admission: admission, summarized: true)
         }
         guard audit.reserve(kind == .http ? .request : .tunnelOpened) else {
             return deny(
@@ -204,13 +206,16 @@ public final class PathwayProxy: Sendable {
     }
 
     private func deny(
-        _ error: BreakGlassError, admission: Admission
+        _ error: BreakGlassError, admission: Admission, summarized: Bool = false
     ) -> Result<(credentials: String, admission: Admission), BreakGlassError> {
-        deny(error, pathway: admission.pathway.name, source: admission.source, session: admission.session)
+        deny(error, pathway: admission.pathway.name, source: admission.source, session: admission.session, summarized: summarized)
     }
 
+    /// Records a refusal: one by one for a live session, summarized per source (`DenialLedger`)
+    /// without one or when `summarized`.
     private func deny(
-        _ error: BreakGlassError, pathway: String, source: IPAddress?, session: SessionRegistry.SessionInfo? = nil
+        _ error: BreakGlassError, pathway: String, source: IPAddress?, session: SessionRegistry.SessionInfo? = nil,
+        summarized: Bool = false
     ) -> Result<(credentials: String, admission: Admission), BreakGlassError> {
         var fields: [String: AuditValue] = [
             "pathway": .string(String(pathway.prefix(GrantRequest.Limits.pathwayLength))),
@@ -221,7 +226,7 @@ public final class PathwayProxy: Sendable {
         fields["session"] = session.map { .string($0.session) }
         fields["user"] = session.map { .string($0.user) }
         let event = AuditEvent(kind: .requestDenied, time: clock.now(), fields: fields)
-        if session == nil {
+        if session == nil || summarized {
             // Without valid credentials anyone can send refusals: they are summarized per source
             // and interval, so that they cannot fill the log.
             grants.denials.count(event, address: source)
@@ -386,7 +391,10 @@ public final class PathwayProxy: Sendable {
         }
     }
 
-    func recordTunnelClosed(_ admission: Admission, mode: String, bytesIn: Int, bytesOut: Int, duration: Duration, ending: String) {
+    /// `reserved`: the record's place was taken before (a CONNECT tunnel's at admission).
+    func recordTunnelClosed(
+        _ admission: Admission, mode: String, bytesIn: Int, bytesOut: Int, duration: Duration, ending: String, reserved: Bool
+    ) {
         metrics?.tunnelClosed(pathway: admission.pathway.name, bytesIn: bytesIn, bytesOut: bytesOut)
         audit.submit(
             AuditEvent(
@@ -403,7 +411,7 @@ public final class PathwayProxy: Sendable {
                     "ending": .string(ending),
                 ]
             ),
-            reserved: true)
+            reserved: reserved)
     }
 
     /// How a tunnel of `session` ended, as far as the registry knows, or nil when it is still live.

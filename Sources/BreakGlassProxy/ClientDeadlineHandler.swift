@@ -53,6 +53,11 @@ public final class ClientDeadlineHandler: ChannelDuplexHandler, RemovableChannel
         context.fireChannelReadComplete()
     }
 
+    public func channelWritabilityChanged(context: ChannelHandlerContext) {
+        deadlines.writabilityChanged(writable: context.channel.isWritable, now: .now())
+        context.fireChannelWritabilityChanged()
+    }
+
     public func read(context: ChannelHandlerContext) {
         deadlines.readsResumed(now: .now())
         context.read()

@@ -11,7 +11,9 @@ import NIOCore
 ///   does not count against the client;
 /// - between requests, with nothing to answer: `idleTimeout`;
 /// - an answer under way: no deadline here while it is awaited (the route or the pathway's
-///   `response_timeout` bounds it), then no gap longer than `idleTimeout` between written bytes;
+///   `response_timeout` bounds it); once it streams, the client may not leave it unread (the
+///   connection not writable) for longer than `idleTimeout`. A quiet upstream (a log tail, a
+///   long poll) is not the client's fault and is not cut here;
 /// - a tunnel: no byte either way for `tunnelIdleTimeout`.
 public struct ClientDeadlines: Sendable {
     /// Which deadline passed.
@@ -70,8 +72,8 @@ public struct ClientDeadlines: Sendable {
         case none
         /// The request is being answered; its first byte is not out yet.
         case awaited
-        /// Answer bytes are going out; the last at `lastWrite`.
-        case streaming(lastWrite: NIODeadline)
+        /// Answer bytes are going out.
+        case streaming
     }
 
     public let settings: Settings
@@ -81,6 +83,8 @@ public struct ClientDeadlines: Sendable {
     private var lastActivity: NIODeadline
     /// Since when the gateway holds reads, while it does.
     private var heldSince: NIODeadline?
+    /// Since when the connection is not writable (the client does not read what it is sent).
+    private var blockedSince: NIODeadline?
 
     /// A connection that started at `now`: its first head (TLS handshake included) is due by
     /// `now + headTimeout`.
@@ -108,7 +112,15 @@ public struct ClientDeadlines: Sendable {
     /// Bytes went to the client.
     public mutating func bytesWritten(now: NIODeadline) {
         lastActivity = now
-        if case .streaming = answer { answer = .streaming(lastWrite: now) }
+    }
+
+    /// The connection became writable or stopped being so.
+    public mutating func writabilityChanged(writable: Bool, now: NIODeadline) {
+        if writable {
+            blockedSince = nil
+        } else if blockedSince == nil {
+            blockedSince = now
+        }
     }
 
     /// A request head was decoded; its body (possibly empty) follows.
@@ -135,7 +147,7 @@ public struct ClientDeadlines: Sendable {
 
     /// The answer's first bytes are going out.
     public mutating func answerStreaming(now: NIODeadline) {
-        answer = .streaming(lastWrite: now)
+        answer = .streaming
     }
 
     /// The answer is complete (or the request was refused); the connection waits for the next.
@@ -188,7 +200,10 @@ public struct ClientDeadlines: Sendable {
             if now - lastByte > settings.idleTimeout { return .body }
             let active = now - since
             if settings.bodyMinRate > 0, active > settings.bodyGrace {
-                let owed = Int64(settings.bodyMinRate) * (active - settings.bodyGrace).nanoseconds / 1_000_000_000
+                // Bytes owed by now, saturating: a long body at a high rate must not overflow.
+                let (product, overflow) = Int64(settings.bodyMinRate).multipliedReportingOverflow(
+                    by: (active - settings.bodyGrace).nanoseconds)
+                let owed = overflow ? Int64.max / 1_000_000_000 : product / 1_000_000_000
                 if Int64(bytes) < owed { return .body }
             }
         case .waiting:
@@ -199,8 +214,8 @@ public struct ClientDeadlines: Sendable {
             if case .waiting = reading, now - lastActivity > settings.idleTimeout { return .idle }
         case .awaited:
             break
-        case .streaming(let lastWrite):
-            if now - lastWrite > settings.idleTimeout { return .answer }
+        case .streaming:
+            if let blockedSince, now - blockedSince > settings.idleTimeout { return .answer }
         }
         return nil
     }

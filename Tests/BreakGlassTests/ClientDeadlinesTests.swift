@@ -65,15 +65,32 @@ import Testing
         #expect(deadlines.expiry(at: Self.at(41)) == .body)
     }
 
-    @Test func streamingAnswerMustKeepMoving() {
+    /// A streaming answer the client does not read is cut after the idle timeout; a quiet one
+    /// (the upstream sends nothing for a while) is not the client's doing and is left alone.
+    @Test func aStreamingAnswerMustBeRead() {
         var deadlines = ClientDeadlines(settings: Self.settings, now: Self.at(0))
         deadlines.headReceived(now: Self.at(0))
         deadlines.requestEnded(now: Self.at(0))
         deadlines.answerStarted()
         deadlines.answerStreaming(now: Self.at(1))
         deadlines.bytesWritten(now: Self.at(20))
-        #expect(deadlines.expiry(at: Self.at(49)) == nil)
-        #expect(deadlines.expiry(at: Self.at(51)) == .answer)
+        #expect(deadlines.expiry(at: Self.at(500)) == nil, "a quiet upstream")
+        deadlines.writabilityChanged(writable: false, now: Self.at(500))
+        #expect(deadlines.expiry(at: Self.at(529)) == nil)
+        #expect(deadlines.expiry(at: Self.at(531)) == .answer)
+        deadlines.writabilityChanged(writable: true, now: Self.at(531))
+        #expect(deadlines.expiry(at: Self.at(600)) == nil)
+    }
+
+    /// A body at the highest rate the policy allows, for hours: the rate check saturates instead of
+    /// overflowing (which would stop the process).
+    @Test func aLongFastBodyDoesNotOverflowTheRateCheck() {
+        var settings = Self.settings
+        settings.bodyMinRate = 1_000_000_000
+        var deadlines = ClientDeadlines(settings: settings, now: Self.at(0))
+        deadlines.headReceived(now: Self.at(0))
+        deadlines.bytesRead(Int.max / 2, now: Self.at(100_000))
+        #expect(deadlines.expiry(at: Self.at(100_000)) == nil)
     }
 
     @Test func tunnelKeepsItsOwnIdleDeadline() {

@@ -79,6 +79,28 @@ import Testing
         await connection.close()
     }
 
+    /// A client that sends a head and leaves while its token is being checked: nothing is sent
+    /// upstream for it, and it holds no upstream connection, no claim and no place in the log.
+    /// Before the fix the exchange started anyway, with no deadline on either side, and held its
+    /// upstream connection until the upstream gave up.
+    @Test func aClientThatLeavesDuringAuthorizationHoldsNothing() async throws {
+        let fixture = try await ProxyTests.fixture(limits: Self.quick)
+        defer { Task { await fixture.stop() } }
+        let login = try await fixture.login("alice", pathway: "web")
+        for _ in 0..<20 {
+            let connection = try await Self.raw(fixture)
+            await connection.sendAndClose(
+                "POST /p/web/echo HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(login.token)\r\nContent-Length: 100000\r\n\r\n")
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let pool = fixture.gateway.service.proxy.pool
+        #expect(
+            await Self.eventually(timeout: .seconds(3)) { pool.openConnections(pathway: "web") == 0 },
+            "\(pool.openConnections(pathway: "web"))")
+        #expect(pool.inUse(session: login.session) == 0)
+        #expect(await Self.eventually(timeout: .seconds(3)) { fixture.gateway.audit.openReservations == 0 })
+    }
+
     /// A malformed chunked body after the head went upstream (RFC 9112 §6.3): `400`, both sides
     /// closed, nothing left on an upstream connection. Before the fix the request just hung.
     @Test(arguments: ["zz\r\n", "123456789012345678901234\r\n", "3\r\nabcdef\r\n"])

@@ -90,6 +90,12 @@ final class TLSTestConnection: Sendable {
         try await channel.close(mode: .output)
     }
 
+    /// Sends `text` and closes in the same moment: the peer reads both in one go.
+    func sendAndClose(_ text: String) async {
+        channel.writeAndFlush(ByteBuffer(string: text), promise: nil)
+        try? await channel.close()
+    }
+
     func close() async {
         try? await channel.close()
     }
