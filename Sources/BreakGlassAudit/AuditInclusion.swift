@@ -2,13 +2,18 @@ import Foundation
 
 /// Records of a log with their inclusion proofs against one signed checkpoint.
 public struct AuditInclusion: Sendable {
+    /// One record with its inclusion proof.
     public struct Entry: Sendable {
+        /// The record's leaf index (its position in the log, from 0).
         public var index: Int
         /// The record's canonical bytes (the leaf entry).
         public var bytes: [UInt8]
+        /// The decoded record.
         public var record: AuditRecord
+        /// The audit path from the record's leaf to the checkpoint's root.
         public var proof: [MerkleTree.Hash]
 
+        /// An entry for the record at `index` with its bytes, decoded form and proof.
         public init(index: Int, bytes: [UInt8], record: AuditRecord, proof: [MerkleTree.Hash]) {
             self.index = index
             self.bytes = bytes
@@ -19,8 +24,10 @@ public struct AuditInclusion: Sendable {
 
     /// The signed checkpoint note the proofs lead to.
     public var checkpoint: String
+    /// The records proven, each with its proof.
     public var entries: [Entry]
 
+    /// Proofs of `entries` against the signed note `checkpoint`.
     public init(checkpoint: String, entries: [Entry]) {
         self.checkpoint = checkpoint
         self.entries = entries

@@ -57,9 +57,13 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         var leaf: TreeHash
     }
 
+    /// The audit folder: segments, checkpoints and state.
     public let directory: String
+    /// The log's origin: the gateway name written into each record and checkpoint.
     public let origin: String
+    /// The key that signs checkpoints.
     public let signer: NoteSigner
+    /// The tuning and wiring the log was opened with.
     public let options: AuditLogOptions
     private let logger: Logger
     private let condition = SpinningCondition()
@@ -204,10 +208,12 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
 
     // MARK: AuditSink
 
+    /// Appends an event and returns once it is durable.
     public func record(_ event: AuditEvent) async throws {
         _ = try await append(event)
     }
 
+    /// Appends an event, using a place taken with `reserve` when `reserved` is true, and returns once it is durable.
     public func record(_ event: AuditEvent, reserved: Bool) async throws {
         _ = try await append(event, reserved: reserved)
     }
@@ -249,12 +255,15 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         }
     }
 
+    /// Whether an event of this kind would be queued now: false once the writer stopped, while closing,
+    /// when the queue is full, or for access and denial events while the log writes into its reserve.
     public func accepts(_ kind: AuditEvent.Kind) -> Bool {
         condition.lock()
         defer { condition.unlock() }
         return refusal(for: kind, reserved: false) == nil
     }
 
+    /// Takes a place in the queue for one later event of this kind; false when it would be refused now.
     public func reserve(_ kind: AuditEvent.Kind) -> Bool {
         condition.lock()
         defer { condition.unlock() }
@@ -263,6 +272,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         return true
     }
 
+    /// Gives back a place taken with `reserve` that no event will use.
     public func cancelReservation() {
         condition.lock()
         reservations = max(0, reservations - 1)
@@ -275,6 +285,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         submit(event, reserved: false)
     }
 
+    /// `submit`, using a place taken with `reserve` when `reserved` is true.
     public func submit(_ event: AuditEvent, reserved: Bool) {
         condition.lock()
         defer { condition.unlock() }
@@ -339,6 +350,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         }
     }
 
+    /// How the log is doing now: failed once the writer stopped, degraded in the reserve or with a warning.
     public var health: Health {
         condition.lock()
         defer { condition.unlock() }

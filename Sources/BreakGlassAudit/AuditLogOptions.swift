@@ -26,6 +26,7 @@ public struct AuditLogOptions: Sendable {
     /// Where the writer reports appends, batch sizes and fsync latency; nil: nowhere.
     public var metrics: (any MetricsFactory)?
 
+    /// Options with the given values; the defaults suit a production gateway.
     public init(
         segmentSize: Int = 64 << 20,
         reserve: Int = 1 << 20,

@@ -2,11 +2,17 @@ import Foundation
 
 /// What an audit folder holds, read and checked frame by frame.
 public struct AuditLogContents: Sendable {
+    /// One record read from a segment.
     public struct Entry: Sendable {
+        /// File name of the segment holding the record.
         public var segment: String
+        /// Offset of the record's frame in its segment.
         public var offset: Int
+        /// The record's canonical bytes (the frame's payload).
         public var bytes: [UInt8]
+        /// The record's sequence number.
         public var sequence: Int
+        /// The gateway that wrote the record.
         public var gateway: String
         /// The decoded record; nil when the log was read with `decode: false`.
         public var record: AuditRecord?
@@ -14,13 +20,19 @@ public struct AuditLogContents: Sendable {
 
     /// A damaged end of the last segment: records that were being written when the writer stopped.
     public struct TornTail: Sendable, Equatable {
+        /// File name of the segment.
         public var segment: String
+        /// Offset of the first damaged frame.
         public var offset: Int
+        /// Bytes from that offset to the end of the data.
         public var bytes: Int
+        /// What is wrong with the first damaged frame.
         public var reason: String
     }
 
+    /// Every good record, in sequence order.
     public var entries: [Entry]
+    /// The damaged end of the last segment; nil when the log ends cleanly.
     public var tornTail: TornTail?
     /// The last segment's index and the offset just past its last good frame.
     public var lastSegment: (index: Int, end: Int)?
@@ -32,8 +44,10 @@ public struct ResumePoint: Sendable, Codable, Equatable {
     public var sequence: Int
     /// The segment holding the next record, and the offset where it starts.
     public var segment: Int
+    /// Offset of the next record in that segment.
     public var offset: Int
 
+    /// A resume point at record `sequence`, found in segment `segment` at byte `offset`.
     public init(sequence: Int, segment: Int, offset: Int) {
         self.sequence = sequence
         self.segment = segment
@@ -48,6 +62,7 @@ public enum AuditLogReader {
     /// Largest damaged tail treated as an interrupted write rather than corruption.
     public static let tornTailLimit = 8 << 20
 
+    /// The folder holding the segments of the audit folder `directory`.
     public static func segmentsFolder(_ directory: String) -> String { directory + "/segments" }
 
     /// Segment indexes present, sorted; a gap is an error.
@@ -68,10 +83,15 @@ public enum AuditLogReader {
 
     /// One record met while scanning.
     public struct Visit {
+        /// File name of the segment holding the record.
         public var segment: String
+        /// Offset of the record's frame in its segment.
         public var offset: Int
+        /// The record's canonical bytes.
         public var payload: ArraySlice<UInt8>
+        /// The record's sequence number.
         public var sequence: Int
+        /// The gateway that wrote the record.
         public var gateway: String
         /// Decoded only when asked for (`decode: true`).
         public var record: AuditRecord?
@@ -90,10 +110,13 @@ public enum AuditLogReader {
 
     /// What a scan found besides the records.
     public struct ScanSummary {
+        /// Records read.
         public var records: Int
         /// Bytes of framed records.
         public var bytes: Int
+        /// The damaged end of the last segment; nil when the log ends cleanly.
         public var tornTail: AuditLogContents.TornTail?
+        /// The last segment's index and the offset just past its last good frame; nil when there is none.
         public var lastSegment: (index: Int, end: Int)?
     }
 

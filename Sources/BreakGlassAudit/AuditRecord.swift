@@ -6,14 +6,19 @@ import Foundation
 /// `{"event":"grant.issued","gateway":"demo-gateway","seq":12,"time":"2026-11-27T08:35:41.123Z","v":1,...fields}`
 /// The bytes of a record are the Merkle leaf entry.
 public struct AuditRecord: Sendable, Equatable {
+    /// The record format version written as `v`.
     public static let version = 1
     /// Largest encoded record accepted.
     public static let maximumSize = 64 * 1024
 
+    /// The record's sequence number (`seq`), from 0.
     public var sequence: Int
+    /// The gateway that wrote the record (`gateway`).
     public var gateway: String
+    /// The event recorded.
     public var event: AuditEvent
 
+    /// A record of `event` with sequence number `sequence`, written by `gateway`.
     public init(sequence: Int, gateway: String, event: AuditEvent) {
         self.sequence = sequence
         self.gateway = gateway

@@ -3,18 +3,29 @@ import Foundation
 
 /// One emergency session as the audit log tells it.
 public struct SessionSummary: Sendable, Equatable, Codable {
+    /// The session id.
     public var session: String
+    /// The user the grant was issued to.
     public var user: String
+    /// The pathway granted.
     public var pathway: String
+    /// The reason the user gave.
     public var reason: String
+    /// The ticket the user named; nil when none.
     public var ticket: String?
+    /// The client address the grant was requested from; nil when not recorded.
     public var source: String?
+    /// When the grant was issued.
     public var startedAt: Date
+    /// When the grant was to expire; nil when not recorded.
     public var expiresAt: Date?
     /// When and how it ended: `released`, `revoked`, `expired`; nil while no end event exists.
     public var endedAt: Date?
+    /// How it ended: `released`, `revoked` or `expired`; nil while no end event exists.
     public var ending: String?
+    /// Proxied requests recorded for the session.
     public var requests: Int
+    /// Tunnels opened in the session.
     public var tunnels: Int
 
     enum CodingKeys: String, CodingKey {
@@ -29,6 +40,7 @@ public struct SessionSummary: Sendable, Equatable, Codable {
 public enum AuditSessions {
     static let endings: [AuditEvent.Kind: String] = [.grantReleased: "released", .grantRevoked: "revoked", .grantExpired: "expired"]
 
+    /// The sessions whose `grant.issued` record is among `records`, in log order, with their ends and counts.
     public static func summarize(_ records: [AuditRecord]) -> [SessionSummary] {
         var order: [String] = []
         var sessions: [String: SessionSummary] = [:]

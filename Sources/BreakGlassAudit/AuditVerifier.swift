@@ -4,12 +4,17 @@ import Foundation
 public enum AuditVerifier {
     /// What a successful verification found.
     public struct Report: Sendable {
+        /// Records read and checked.
         public var records: Int
         /// Bytes of framed records read.
         public var bytes: Int
+        /// Root hash of the tree over every record.
         public var root: MerkleTree.Hash
+        /// Signed checkpoints checked (the history and the latest).
         public var checkpointsChecked: Int
+        /// Tree size of the latest checkpoint; nil when the folder holds none.
         public var latestCheckpointSize: Int?
+        /// Tree size of the auditor's trusted checkpoint; nil when none was given.
         public var trustedCheckpointSize: Int?
         /// Things that do not make the log invalid but that an auditor should know.
         public var notes: [String]

@@ -28,11 +28,13 @@ public enum CRC32C {
 
     private static let flat: [UInt32] = tables.flatMap { $0 }
 
+    /// The CRC-32C of a byte collection.
     public static func checksum(_ bytes: some Collection<UInt8>) -> UInt32 {
         let fast = bytes.withContiguousStorageIfAvailable { buffer in update(0xFFFF_FFFF, UnsafeRawBufferPointer(buffer)) }
         return (fast ?? Array(bytes).withUnsafeBytes { update(0xFFFF_FFFF, $0) }) ^ 0xFFFF_FFFF
     }
 
+    /// The CRC-32C of the bytes in a raw buffer.
     public static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
         update(0xFFFF_FFFF, bytes) ^ 0xFFFF_FFFF
     }

@@ -2,10 +2,14 @@ import Foundation
 
 /// A C2SP `tlog-checkpoint` body: origin, tree size and root hash.
 public struct Checkpoint: Sendable, Equatable {
+    /// The log's origin line, which names the log.
     public var origin: String
+    /// Number of records the checkpoint covers.
     public var size: Int
+    /// Root hash of the tree over those records (32 bytes).
     public var root: MerkleTree.Hash
 
+    /// A checkpoint of `size` records with root `root` for the log `origin`.
     public init(origin: String, size: Int, root: MerkleTree.Hash) {
         self.origin = origin
         self.size = size

@@ -6,6 +6,7 @@ import Foundation
 /// Leaf hash = SHA-256(0x00 ‖ entry); node hash = SHA-256(0x01 ‖ left ‖ right); the empty tree's
 /// root is SHA-256 of nothing. Proofs are computed from the leaf hashes.
 public enum MerkleTree {
+    /// A SHA-256 hash (32 bytes).
     public typealias Hash = [UInt8]
 
     /// The hash of a leaf entry.
@@ -146,8 +147,10 @@ public enum MerkleTree {
 public struct AppendOnlyTree: Sendable {
     /// Roots of the perfect subtrees that make up the tree, largest first.
     private var nodes: [(size: Int, hash: TreeHash)] = []
+    /// Number of leaves appended.
     public private(set) var size = 0
 
+    /// An empty tree.
     public init() {}
 
     /// A tree that continues from a saved frontier; nil when the frontier is not one (sizes must

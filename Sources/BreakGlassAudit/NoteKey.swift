@@ -5,10 +5,12 @@ import Foundation
 public struct NoteVerifier: Sendable, Equatable {
     /// The key name (the log's origin).
     public let name: String
+    /// The Ed25519 public key.
     public let publicKey: Curve25519.Signing.PublicKey
     /// First four bytes of SHA-256(name ‖ 0x0A ‖ 0x01 ‖ public key).
     public let keyID: [UInt8]
 
+    /// The verifier for `publicKey` under the key name `name`.
     public init(name: String, publicKey: Curve25519.Signing.PublicKey) {
         self.name = name
         self.publicKey = publicKey
@@ -42,6 +44,7 @@ public struct NoteVerifier: Sendable, Equatable {
 
     static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
 
+    /// Equal when name and public key are equal.
     public static func == (lhs: NoteVerifier, rhs: NoteVerifier) -> Bool {
         lhs.name == rhs.name && lhs.publicKey.rawRepresentation == rhs.publicKey.rawRepresentation
     }
@@ -49,9 +52,12 @@ public struct NoteVerifier: Sendable, Equatable {
 
 /// Signs C2SP notes with an Ed25519 private key.
 public struct NoteSigner: Sendable {
+    /// The Ed25519 private key.
     public let privateKey: Curve25519.Signing.PrivateKey
+    /// The verifier for this key's signatures.
     public let verifier: NoteVerifier
 
+    /// A signer with key name `name` (the log's origin).
     public init(name: String, privateKey: Curve25519.Signing.PrivateKey) {
         self.privateKey = privateKey
         self.verifier = NoteVerifier(name: name, publicKey: privateKey.publicKey)
@@ -67,13 +73,19 @@ public struct NoteSigner: Sendable {
 
 /// A signed note split into its body and signature lines.
 public struct SignedNote: Sendable, Equatable {
+    /// One signature line of a note.
     public struct Signature: Sendable, Equatable {
+        /// The key name on the line.
         public var name: String
+        /// The key ID (four bytes) that starts the signature blob.
         public var keyID: [UInt8]
+        /// The signature bytes after the key ID.
         public var signature: [UInt8]
     }
 
+    /// The signed text, ending in a newline.
     public var body: String
+    /// The signature lines, in order.
     public var signatures: [Signature]
 
     /// Parses note text; nil when it is not a well-formed signed note.

@@ -5,9 +5,13 @@
 /// a big-endian u32 CRC-32C of the payload, and the payload (one canonical JSON record). The rest of
 /// a preallocated segment is zeros; a zero length marks the end of the data.
 public enum SegmentFormat {
+    /// The magic bytes that start every segment.
     public static let magic: [UInt8] = Array("BGAUDIT1".utf8)
+    /// Size of a segment header in bytes.
     public static let headerSize = 16
+    /// Size of a frame header (length and CRC) in bytes.
     public static let frameHeaderSize = 8
+    /// Largest payload a frame may carry, in bytes.
     public static let maximumPayload = AuditRecord.maximumSize
 
     /// `00000001.seg`
@@ -22,10 +26,12 @@ public enum SegmentFormat {
         return Int(name.dropLast(4))
     }
 
+    /// A segment header for a segment whose first record has sequence number `firstSequence`.
     public static func header(firstSequence: Int) -> [UInt8] {
         magic + bigEndian(UInt64(firstSequence))
     }
 
+    /// A frame (length, CRC-32C, payload) for `payload`.
     public static func frame(_ payload: [UInt8]) -> [UInt8] {
         var out: [UInt8] = []
         appendFrame(payload, to: &out)
