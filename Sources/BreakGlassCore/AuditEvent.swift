@@ -4,35 +4,59 @@ import Foundation
 public struct AuditEvent: Sendable, Equatable {
     /// The event type, e.g. `grant.issued` (an open set).
     public struct Kind: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        /// The event type's name as records carry it.
         public let rawValue: String
+        /// A kind with the given name.
         public init(rawValue: String) { self.rawValue = rawValue }
+        /// The kind's name.
         public var description: String { rawValue }
 
+        /// The gateway started serving.
         public static let gatewayStarted = Kind(rawValue: "gateway.started")
+        /// The gateway stopped.
         public static let gatewayStopped = Kind(rawValue: "gateway.stopped")
+        /// A policy was loaded (at start or on reload).
         public static let policyLoaded = Kind(rawValue: "policy.loaded")
+        /// A policy reload was refused; the last known good policy stays in force.
         public static let policyRejected = Kind(rawValue: "policy.rejected")
+        /// A grant was issued.
         public static let grantIssued = Kind(rawValue: "grant.issued")
+        /// A grant request was refused.
         public static let grantDenied = Kind(rawValue: "grant.denied")
+        /// A grant was released by its holder.
         public static let grantReleased = Kind(rawValue: "grant.released")
+        /// A grant was revoked before it expired.
         public static let grantRevoked = Kind(rawValue: "grant.revoked")
+        /// A grant reached its expiry.
         public static let grantExpired = Kind(rawValue: "grant.expired")
+        /// The log cut a torn tail off its last segment when it opened.
         public static let auditRecovered = Kind(rawValue: "audit.recovered")
+        /// A request was proxied to an HTTP upstream.
         public static let request = Kind(rawValue: "request")
+        /// A proxied request or tunnel was refused.
         public static let requestDenied = Kind(rawValue: "request.denied")
+        /// A TCP tunnel was opened.
         public static let tunnelOpened = Kind(rawValue: "tunnel.opened")
+        /// A TCP tunnel was closed.
         public static let tunnelClosed = Kind(rawValue: "tunnel.closed")
+        /// A self-test round finished.
         public static let probeRound = Kind(rawValue: "probe.round")
+        /// A pathway's health state changed.
         public static let pathwayState = Kind(rawValue: "pathway.state")
+        /// An alert could not be delivered on one attempt.
         public static let alertFailed = Kind(rawValue: "alert.failed")
+        /// An alert was dropped without being delivered.
         public static let alertDropped = Kind(rawValue: "alert.dropped")
     }
 
+    /// What happened.
     public var kind: Kind
+    /// When it happened.
     public var time: Date
     /// Event fields by name; values are strings, integers or lists of strings.
     public var fields: [String: AuditValue]
 
+    /// An event of `kind` at `time` with the given fields.
     public init(kind: Kind, time: Date, fields: [String: AuditValue] = [:]) {
         self.kind = kind
         self.time = time
@@ -87,6 +111,7 @@ public enum AuditValue: Sendable, Equatable, CustomStringConvertible {
     case strings([String])
     case time(Date)
 
+    /// The value as text: lists joined by commas, times in ISO 8601.
     public var description: String {
         switch self {
         case .string(let value): value

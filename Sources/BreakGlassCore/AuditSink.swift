@@ -29,24 +29,33 @@ public protocol AuditSink: Sendable {
 }
 
 extension AuditSink {
+    /// Accepts every event.
     public func accepts(_ kind: AuditEvent.Kind) -> Bool { true }
 
+    /// Records the event in a new task; a failure is ignored.
     public func submit(_ event: AuditEvent) {
         Task { try? await record(event) }
     }
 
+    /// Takes a place when `accepts` says the event would be accepted; nothing is held.
     public func reserve(_ kind: AuditEvent.Kind) -> Bool { accepts(kind) }
 
+    /// Does nothing, as `reserve` holds nothing.
     public func cancelReservation() {}
 
+    /// `submit`; the place taken is not tracked.
     public func submit(_ event: AuditEvent, reserved: Bool) { submit(event) }
 
+    /// `record`; the place taken is not tracked.
     public func record(_ event: AuditEvent, reserved: Bool) async throws { try await record(event) }
 }
 
 /// Thrown by an audit sink that cannot record.
 public struct AuditUnavailableError: Error, Sendable, CustomStringConvertible {
+    /// Why the event cannot be recorded.
     public var reason: String
+    /// An error saying why the audit sink cannot record.
     public init(reason: String) { self.reason = reason }
+    /// The reason, after `audit unavailable:`.
     public var description: String { "audit unavailable: \(reason)" }
 }

@@ -4,10 +4,12 @@
 public struct BreakGlassError: Error, Hashable, Sendable, CustomStringConvertible {
     /// A stable, machine-readable error code (an open set: new codes may be added).
     public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        /// The code as clients see it, e.g. `invalid_token`.
         public let rawValue: String
         /// The HTTP status that goes with this code.
         public let httpStatus: Int
 
+        /// The known code with this text; nil for any other.
         public init?(rawValue: String) {
             guard let known = Self.all.first(where: { $0.rawValue == rawValue }) else { return nil }
             self = known
@@ -18,6 +20,7 @@ public struct BreakGlassError: Error, Hashable, Sendable, CustomStringConvertibl
             self.httpStatus = httpStatus
         }
 
+        /// The code's text.
         public var description: String { rawValue }
 
         /// The request is malformed or misses a required field.
@@ -62,16 +65,20 @@ public struct BreakGlassError: Error, Hashable, Sendable, CustomStringConvertibl
         ]
     }
 
+    /// What kind of error it is.
     public var code: Code
+    /// What went wrong, for people; never a secret, never whether a user exists.
     public var message: String
     /// Seconds after which a client may retry (for `locked_out` and `unavailable`).
     public var retryAfterSeconds: Int?
 
+    /// An error with `code` and `message`, and a retry delay in seconds for `locked_out` and `unavailable`.
     public init(_ code: Code, _ message: String, retryAfterSeconds: Int? = nil) {
         self.code = code
         self.message = message
         self.retryAfterSeconds = retryAfterSeconds
     }
 
+    /// `code: message`.
     public var description: String { "\(code.rawValue): \(message)" }
 }

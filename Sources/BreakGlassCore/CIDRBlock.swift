@@ -1,6 +1,8 @@
 /// An address block such as `127.0.0.0/8` or `fd00::/8`; a bare address is a block of one.
 public struct CIDRBlock: Hashable, Sendable, CustomStringConvertible {
+    /// The block's first address (host bits zero).
     public let network: IPAddress
+    /// Number of leading bits that make up the network: 0…32 for IPv4, 0…128 for IPv6.
     public let prefixLength: Int
 
     /// Parses `ADDRESS/PREFIX` or a bare address; nil when either part is invalid or host bits are set.
@@ -27,6 +29,7 @@ public struct CIDRBlock: Hashable, Sendable, CustomStringConvertible {
         address.bytes.count == network.bytes.count && Self.masked(address.bytes, prefixLength) == network.bytes
     }
 
+    /// `ADDRESS/PREFIX`.
     public var description: String { "\(network)/\(prefixLength)" }
 
     private static func masked(_ bytes: [UInt8], _ prefix: Int) -> [UInt8] {

@@ -4,11 +4,17 @@ import Foundation
 public struct Grant: Sendable, Equatable, Codable {
     /// The session id (the token's `jti`): 128 random bits, hex.
     public var session: String
+    /// The user the grant was issued to.
     public var user: String
+    /// The pathway granted.
     public var pathway: String
+    /// The reason the user gave.
     public var reason: String
+    /// The ticket the user named; nil when none.
     public var ticket: String?
+    /// When the grant was issued.
     public var issuedAt: Date
+    /// When the grant expires.
     public var expiresAt: Date
     /// Authentication methods used (`pwd`, `otp`).
     public var amr: [String]
@@ -25,6 +31,7 @@ public struct Grant: Sendable, Equatable, Codable {
         case drill
     }
 
+    /// A grant with the given fields; `tag` is nil for an engineer's own access.
     public init(
         session: String,
         user: String,

@@ -1,14 +1,19 @@
 /// What an authenticated user asks the policy for.
 public struct GrantRequest: Sendable, Equatable {
+    /// The authenticated user.
     public var user: String
+    /// The pathway asked for.
     public var pathway: String
+    /// Why emergency access is needed.
     public var reason: String
+    /// A ticket reference; required when the pathway has `require_ticket`.
     public var ticket: String?
     /// Requested length; nil takes the pathway's default.
     public var duration: Duration?
     /// The client's address as the gateway saw it.
     public var source: IPAddress?
 
+    /// A request with the given fields.
     public init(
         user: String,
         pathway: String,
@@ -27,10 +32,15 @@ public struct GrantRequest: Sendable, Equatable {
 
     /// Limits on request fields, checked before PAM runs.
     public enum Limits {
+        /// Longest user name, in bytes.
         public static let userLength = 64
+        /// Longest pathway name, in bytes.
         public static let pathwayLength = 64
+        /// Longest reason, in characters.
         public static let reasonLength = 500
+        /// Longest ticket, in characters.
         public static let ticketLength = 128
+        /// Longest password or one-time code, in bytes.
         public static let secretLength = 1024
     }
 

@@ -51,6 +51,7 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
         isIPv4 ? bytes[0] == 127 : bytes == [UInt8](repeating: 0, count: 15) + [1]
     }
 
+    /// Dotted decimal for IPv4, the compressed text form (`inet_ntop`) for IPv6.
     public var description: String {
         if isIPv4 { return bytes.map(String.init).joined(separator: ".") }
         var storage = in6_addr()

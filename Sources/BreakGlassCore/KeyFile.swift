@@ -10,14 +10,18 @@ import Foundation
 
 /// A key file that is missing, unsafe or malformed.
 public struct KeyFileError: Error, Sendable, CustomStringConvertible {
+    /// The key file's path.
     public var path: String
+    /// What is wrong with it, completing a sentence that starts with the path.
     public var problem: String
 
+    /// An error for the key file at `path` with `problem`.
     public init(path: String, problem: String) {
         self.path = path
         self.problem = problem
     }
 
+    /// The path followed by the problem.
     public var description: String { "\(path) \(problem)" }
 }
 

@@ -14,6 +14,7 @@ public struct LockoutTracker: Sendable {
         case locked(retryAfter: Duration, scope: Scope)
     }
 
+    /// What a lock covers.
     public enum Scope: String, Sendable {
         /// The user at one source address.
         case user
@@ -41,7 +42,9 @@ public struct LockoutTracker: Sendable {
         var inFlight = 0
     }
 
+    /// The thresholds and durations in force.
     public private(set) var policy: LockoutPolicy
+    /// Most entries kept, pairs, sources and users together.
     public let maximumEntries: Int
     private var pairs: [Pair: Entry] = [:]
     private var sources: [String: Entry] = [:]

@@ -10,12 +10,19 @@ public struct Pathway: Sendable, Equatable {
         case tcp
     }
 
+    /// The pathway's name, as clients ask for it.
     public var name: String
+    /// Whether the pathway is an HTTP proxy or a TCP tunnel.
     public var kind: Kind
+    /// Where the traffic goes.
     public var upstream: Upstream
+    /// Users who may get grants.
     public var allowUsers: Set<String>
+    /// Groups whose members may get grants.
     public var allowGroups: Set<String>
+    /// Grant length when the request names none.
     public var defaultDuration: Duration
+    /// Longest grant the pathway gives.
     public var maxDuration: Duration
     /// When set, grants need a ticket matching this pattern.
     public var requireTicket: TicketPattern?
@@ -26,6 +33,7 @@ public struct Pathway: Sendable, Equatable {
     /// What the self-test does on this pathway.
     public var probe: PathwayProbe
 
+    /// A pathway with the given settings; `probe` nil takes the standard probe for `kind`.
     public init(
         name: String,
         kind: Kind,
@@ -68,6 +76,7 @@ public struct ProxySettings: Sendable, Equatable {
     /// Whether `request` audit events keep query values (otherwise only the names).
     public var auditQuery: Bool
 
+    /// Settings with the given limits; `maxConnectionsPerSession` nil takes `defaultShare(of:)`.
     public init(
         connectTimeout: Duration = .seconds(5),
         responseTimeout: Duration = .seconds(60),
@@ -94,16 +103,21 @@ extension ProxySettings {
 
 /// Where a pathway's traffic goes: `http://host:port`, `https://host:port` or `tcp://host:port` / `host:port`.
 public struct Upstream: Sendable, Equatable, CustomStringConvertible {
+    /// The upstream's URL scheme.
     public enum Scheme: String, Sendable {
         case http, https, tcp
     }
 
+    /// How the gateway connects: plain HTTP, HTTPS or raw TCP.
     public var scheme: Scheme
+    /// Host name or address of the upstream.
     public var host: String
+    /// TCP port of the upstream.
     public var port: Int
     /// Path prefix for HTTP upstreams ("" when none).
     public var basePath: String
 
+    /// An upstream with the given parts.
     public init(scheme: Scheme, host: String, port: Int, basePath: String = "") {
         self.scheme = scheme
         self.host = host
@@ -145,6 +159,7 @@ public struct Upstream: Sendable, Equatable, CustomStringConvertible {
         path.hasSuffix("/") ? String(path.dropLast()) : String(path)
     }
 
+    /// The upstream as a URL, e.g. `https://host:443/base`.
     public var description: String {
         let authority = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
         return "\(scheme.rawValue)://\(authority)\(basePath)"

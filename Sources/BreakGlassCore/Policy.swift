@@ -2,6 +2,7 @@ import Foundation
 
 /// A validated policy: gateway settings, groups and pathways. Build it with `PolicyLoader`.
 public struct Policy: Sendable {
+    /// The `gateway:` section: listener, keys, storage and limits.
     public var gateway: GatewaySettings
     /// Group name → member user names.
     public var groups: [String: Set<String>]
@@ -12,6 +13,7 @@ public struct Policy: Sendable {
     /// Where notifications of every grant, revocation and health change go.
     public var alerts: [AlertSinkSettings]
 
+    /// A policy with the given sections.
     public init(
         gateway: GatewaySettings, groups: [String: Set<String>], pathways: [String: Pathway], probes: ProbeSettings? = nil,
         alerts: [AlertSinkSettings] = []

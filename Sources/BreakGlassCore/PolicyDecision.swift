@@ -8,12 +8,18 @@ public enum PolicyDecision: Sendable, Equatable {
 
 /// The terms of an allowed grant.
 public struct GrantTerms: Sendable, Equatable {
+    /// The user the grant is for.
     public var user: String
+    /// The pathway granted.
     public var pathway: String
+    /// The reason the user gave.
     public var reason: String
+    /// The ticket the user named; nil when none.
     public var ticket: String?
+    /// How long the grant lasts: the requested length or the pathway's default, at most its maximum.
     public var duration: Duration
 
+    /// Terms with the given fields.
     public init(user: String, pathway: String, reason: String, ticket: String?, duration: Duration) {
         self.user = user
         self.pathway = pathway

@@ -9,9 +9,13 @@ import Foundation
 ///     period: 30                 # optional, seconds
 ///     window: 1                  # optional: steps ahead the PAM stack accepts (pam_oath window=)
 public struct ProbeCredentials: Sendable {
+    /// The probe identity's PAM password.
     public var password: String
+    /// The TOTP secret's bytes.
     public var secret: [UInt8]
+    /// Digits in a one-time code: 6 or 8.
     public var digits: Int
+    /// TOTP time step, in seconds.
     public var period: Int
     /// How many time steps ahead of now the PAM stack accepts a code; a round that would need a
     /// code further ahead waits for the clock.
@@ -19,8 +23,11 @@ public struct ProbeCredentials: Sendable {
 
     /// A problem in a credentials file: what is wrong and on which line.
     public struct Problem: Error, Sendable, CustomStringConvertible {
+        /// The line the problem is on, from 1; 0 when it concerns the whole file.
         public var line: Int
+        /// What is wrong; never contains a secret.
         public var message: String
+        /// `line N: message`, or the message alone.
         public var description: String { line > 0 ? "line \(line): \(message)" : message }
     }
 

@@ -12,6 +12,7 @@ public struct ProbeSettings: Sendable, Equatable {
     public var serverName: String?
     /// Time between rounds, and the random spread added to it.
     public var interval: Duration
+    /// The largest random delay added to `interval`.
     public var jitter: Duration
     /// Longest a pathway's probe may take, all steps together.
     public var timeout: Duration
@@ -25,8 +26,10 @@ public struct ProbeSettings: Sendable, Equatable {
     public var recoverAfter: Int
     /// The TLS certificate is reported `degraded` when it expires within this, `failing` within `certificateFail`.
     public var certificateWarn: Duration
+    /// The TLS certificate is reported `failing` when it expires within this.
     public var certificateFail: Duration
 
+    /// Settings with the given values.
     public init(
         user: String,
         credentials: String,
@@ -88,6 +91,7 @@ public enum PathwayProbe: Sendable, Equatable {
 
 /// One `alerts:` entry: where notifications go.
 public struct AlertSinkSettings: Sendable, Equatable {
+    /// How a sink delivers events.
     public enum Target: Sendable, Equatable {
         /// A program (argv) that receives each event as JSON on standard input.
         case exec([String])
@@ -97,6 +101,7 @@ public struct AlertSinkSettings: Sendable, Equatable {
 
     /// A name for logs and metrics (`exec:PROGRAM` or the webhook's host unless given).
     public var name: String
+    /// Where events go.
     public var target: Target
     /// Longest a delivery attempt may take.
     public var timeout: Duration
@@ -107,6 +112,7 @@ public struct AlertSinkSettings: Sendable, Equatable {
     /// The folder an exec sink runs in (the policy file's), so that relative arguments mean what the policy says.
     public var workingDirectory: String?
 
+    /// A sink with the given settings.
     public init(
         name: String, target: Target, timeout: Duration = .seconds(5), attempts: Int = 5, queue: Int = 256,
         workingDirectory: String? = nil

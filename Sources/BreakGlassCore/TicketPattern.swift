@@ -2,6 +2,7 @@ import Foundation
 
 /// A compiled `require_ticket` regular expression; a ticket must match it as a whole.
 public struct TicketPattern: Sendable, Equatable {
+    /// The regular expression as written in the policy.
     public let pattern: String
     private let expression: NSRegularExpression
 
@@ -18,5 +19,6 @@ public struct TicketPattern: Sendable, Equatable {
         return match.range == whole
     }
 
+    /// Equal when the patterns' text is equal.
     public static func == (lhs: TicketPattern, rhs: TicketPattern) -> Bool { lhs.pattern == rhs.pattern }
 }

@@ -7,6 +7,8 @@ public protocol WallClock: Sendable {
 
 /// The system's wall clock.
 public struct SystemWallClock: WallClock {
+    /// The system clock.
     public init() {}
+    /// The current date.
     public func now() -> Date { Date() }
 }
