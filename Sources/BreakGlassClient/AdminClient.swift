@@ -14,19 +14,27 @@ import NIOHTTP1
 
 /// Talks to a gateway's admin socket (a unix socket on the gateway's machine).
 public struct AdminClient: Sendable {
+    /// Path of the gateway's admin socket.
     public let socketPath: String
 
+    /// A client for the admin socket at `socketPath`.
     public init(socketPath: String) {
         self.socketPath = socketPath
     }
 
     /// A live session as the gateway lists it.
     public struct Session: Codable, Sendable, Equatable {
+        /// The session id.
         public var session: String
+        /// The user the grant was issued to.
         public var user: String
+        /// The pathway granted.
         public var pathway: String
+        /// When the grant was issued.
         public var issuedAt: Date
+        /// When the grant expires.
         public var expiresAt: Date
+        /// Client connections the session has open now.
         public var connections: Int
 
         enum CodingKeys: String, CodingKey {
@@ -51,6 +59,7 @@ public struct AdminClient: Sendable {
         var revoked: [Session]
     }
 
+    /// The live sessions, soonest expiry first.
     public func sessions() async throws(ClientError) -> [Session] {
         let list: SessionList = try await send(.GET, "/v1/admin/sessions", body: nil)
         return list.sessions

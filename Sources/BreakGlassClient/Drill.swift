@@ -9,10 +9,15 @@ import NIOSSL
 /// pathway (an HTTP request or a CONNECT tunnel), log out, then check that the session's audit
 /// trail holds the grant, the access and the release, each proven included in a signed checkpoint.
 public struct Drill: Sendable {
+    /// One timed step of the drill.
     public struct Step: Codable, Sendable, Equatable {
+        /// What the step does, e.g. `login`.
         public var name: String
+        /// How long the step took, in milliseconds.
         public var milliseconds: Double
+        /// Whether the step succeeded.
         public var passed: Bool
+        /// What happened, for people.
         public var detail: String
 
         enum CodingKeys: String, CodingKey {
@@ -21,13 +26,19 @@ public struct Drill: Sendable {
         }
     }
 
+    /// The outcome of a drill.
     public struct Report: Codable, Sendable, Equatable {
+        /// The pathway drilled.
         public var pathway: String
+        /// The drill's session id; nil when the login failed.
         public var session: String?
+        /// The steps taken, in order.
         public var steps: [Step]
         /// From the start of the login to the first byte of access.
         public var timeToAccessMilliseconds: Double?
+        /// The whole drill, in milliseconds.
         public var totalMilliseconds: Double
+        /// Whether every step passed.
         public var passed: Bool
 
         enum CodingKeys: String, CodingKey {
@@ -37,8 +48,11 @@ public struct Drill: Sendable {
         }
     }
 
+    /// The gateway's URL, `https://HOST:PORT`.
     public var gateway: String
+    /// A PEM CA bundle to trust instead of the system roots.
     public var caFile: String?
+    /// The login to perform; the drill sets its tag to `drill`.
     public var login: GrantLogin
     /// The path requested on an http pathway.
     public var path: String
@@ -46,8 +60,10 @@ public struct Drill: Sendable {
     public var banner: String?
     /// The auditors' checkpoint key; nil trusts the key the gateway names (and says so).
     public var auditKey: NoteVerifier?
+    /// Longest wait for each exchange with the gateway.
     public var timeout: Duration
 
+    /// A drill with the given settings.
     public init(
         gateway: String, caFile: String?, login: GrantLogin, path: String = "/", banner: String? = nil, auditKey: NoteVerifier? = nil,
         timeout: Duration = .seconds(30)
@@ -61,6 +77,7 @@ public struct Drill: Sendable {
         self.timeout = timeout
     }
 
+    /// Runs the drill (logging out even after a failed access) and reports each step; never throws.
     public func run() async -> Report {
         let started = ContinuousClock.now
         var report = Report(

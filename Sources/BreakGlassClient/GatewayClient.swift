@@ -8,6 +8,7 @@ import NIOSSL
 
 /// Talks to a breakglass gateway over TLS (1.2 minimum), trusting the given CA or the system roots.
 public struct GatewayClient: Sendable {
+    /// The gateway's URL, `https://HOST:PORT` without a trailing slash.
     public let baseURL: String
     private let client: HTTPClient
     private let timeout: TimeAmount
@@ -171,7 +172,9 @@ public struct GatewayClient: Sendable {
 
 /// A session's audit records, each with its inclusion proof against `checkpoint`.
 public struct AuditTrailAnswer: Codable, Sendable {
+    /// One record of the trail.
     public struct Entry: Codable, Sendable {
+        /// The record's leaf index in the log.
         public var index: Int
         /// The record's canonical JSON (the leaf entry).
         public var record: String
@@ -179,12 +182,15 @@ public struct AuditTrailAnswer: Codable, Sendable {
         public var proof: [String]
     }
 
+    /// The session the records belong to.
     public var session: String
+    /// The session's pathway.
     public var pathway: String
     /// The signed checkpoint note.
     public var checkpoint: String
     /// The key the gateway says signs its checkpoints (pin it with the auditors' copy).
     public var verifierKey: String
+    /// The session's records, in log order.
     public var records: [Entry]
 
     enum CodingKeys: String, CodingKey {
@@ -195,23 +201,34 @@ public struct AuditTrailAnswer: Codable, Sendable {
 
 /// The answer to a release.
 public struct ReleasedGrant: Codable, Sendable, Equatable {
+    /// The session released.
     public var session: String
+    /// The session's pathway.
     public var pathway: String
+    /// True: the session has ended (the gateway answers an error otherwise).
     public var released: Bool
 }
 
 /// What `login` sends.
 public struct GrantLogin: Sendable {
+    /// The PAM user.
     public var user: String
+    /// The user's password; sent to the gateway only.
     public var password: String
+    /// The one-time code, when the PAM stack asks for one.
     public var oneTimeCode: String?
+    /// The pathway asked for.
     public var pathway: String
+    /// Why emergency access is needed.
     public var reason: String
+    /// A ticket reference; required by pathways with `require_ticket`.
     public var ticket: String?
+    /// Requested grant length in policy form (e.g. `30m`); nil takes the pathway's default.
     public var duration: String?
     /// `drill` for a rehearsal.
     public var tag: String?
 
+    /// A login with the given fields.
     public init(
         user: String, password: String, oneTimeCode: String?, pathway: String, reason: String, ticket: String?, duration: String?,
         tag: String? = nil
@@ -229,13 +246,21 @@ public struct GrantLogin: Sendable {
 
 /// A grant the gateway issued.
 public struct IssuedGrant: Codable, Sendable, Equatable {
+    /// The bearer token for the pathway; a secret.
     public var token: String
+    /// The session id.
     public var session: String
+    /// The pathway granted.
     public var pathway: String
+    /// The user the grant was issued to.
     public var user: String
+    /// The reason given, as the gateway recorded it.
     public var reason: String?
+    /// The ticket given; nil when none.
     public var ticket: String?
+    /// When the grant was issued.
     public var issuedAt: Date
+    /// When the grant expires.
     public var expiresAt: Date
     /// `http` or `tcp` (gateways before this field: nil).
     public var kind: String?
@@ -249,13 +274,21 @@ public struct IssuedGrant: Codable, Sendable, Equatable {
 
 /// The gateway's view of a grant token.
 public struct GrantStatus: Codable, Sendable, Equatable {
+    /// The session id.
     public var session: String
+    /// The pathway granted.
     public var pathway: String
+    /// The user the grant was issued to.
     public var user: String
+    /// The reason given.
     public var reason: String
+    /// The ticket given; nil when none.
     public var ticket: String?
+    /// When the grant was issued.
     public var issuedAt: Date
+    /// When the grant expires.
     public var expiresAt: Date
+    /// Seconds left until the grant expires, as of the answer.
     public var expiresInSeconds: Int
 
     enum CodingKeys: String, CodingKey {
@@ -268,15 +301,20 @@ public struct GrantStatus: Codable, Sendable, Equatable {
 
 /// A client-side failure: an API error code from the gateway, or a local one.
 public struct ClientError: Error, Sendable, CustomStringConvertible {
+    /// The gateway's API error code (e.g. `invalid_token`) or a local one (e.g. `token_store`).
     public var code: String
+    /// What went wrong, for people.
     public var message: String
+    /// The HTTP status of the gateway's answer; nil for local failures.
     public var httpStatus: Int?
 
+    /// An error with `code`, `message` and, when it came from the gateway, its HTTP status.
     public init(code: String, message: String, httpStatus: Int? = nil) {
         self.code = code
         self.message = message
         self.httpStatus = httpStatus
     }
 
+    /// `MESSAGE [CODE]`.
     public var description: String { "\(message) [\(code)]" }
 }

@@ -12,11 +12,16 @@ import NIOTLS
 public final class GatewayConnection: Sendable {
     /// An answer; the body is kept up to `GatewayConnection.bodyLimit` bytes, the rest only counted.
     public struct Response: Sendable {
+        /// The HTTP status code.
         public var status: Int
+        /// The header fields, in order.
         public var headers: [(String, String)]
+        /// The body, up to `GatewayConnection.bodyLimit` bytes.
         public var body: [UInt8]
+        /// The body's full length in bytes, including what was not kept.
         public var bodyBytes: Int
 
+        /// The kept body as UTF-8 text.
         public var text: String { String(decoding: body, as: UTF8.self) }
 
         /// `MESSAGE [CODE]` when the body is the gateway's JSON error.

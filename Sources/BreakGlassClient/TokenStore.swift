@@ -26,6 +26,7 @@ public struct TokenStore: Sendable {
         self.directory = base + "/tokens"
     }
 
+    /// A store in `directory`.
     public init(directory: String) {
         self.directory = directory
     }
@@ -107,9 +108,12 @@ public struct TokenStore: Sendable {
 
 /// A grant as stored locally, with the gateway it came from.
 public struct StoredGrant: Codable, Sendable, Equatable {
+    /// The gateway that issued the grant (`https://HOST:PORT`).
     public var gateway: String
+    /// The grant, with its token.
     public var grant: IssuedGrant
 
+    /// A stored grant from `gateway`.
     public init(gateway: String, grant: IssuedGrant) {
         self.gateway = gateway
         self.grant = grant

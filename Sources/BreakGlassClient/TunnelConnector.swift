@@ -8,6 +8,7 @@ import NIOSSL
 /// Opens CONNECT tunnels through a gateway: TLS to the gateway, `CONNECT PATHWAY:443` with the
 /// grant token, and, once the gateway answers 200, a channel that carries raw bytes.
 public struct TunnelConnector: Sendable {
+    /// The pathway the tunnels lead to.
     public let pathway: String
     private let host: String
     private let port: Int
