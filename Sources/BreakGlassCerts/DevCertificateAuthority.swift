@@ -18,9 +18,12 @@ import X509
 /// clients do not accept Ed25519 TLS certificates. For demos, tests and first setups; production
 /// gateways should use certificates from the organisation's own CA.
 public struct DevCertificateAuthority: Sendable {
+    /// The CA's self-signed certificate.
     public let certificate: Certificate
+    /// The CA's signing key.
     public let privateKey: P256.Signing.PrivateKey
 
+    /// A CA from an existing certificate and its key.
     public init(certificate: Certificate, privateKey: P256.Signing.PrivateKey) {
         self.certificate = certificate
         self.privateKey = privateKey
@@ -127,7 +130,9 @@ public struct DevCertificateAuthority: Sendable {
 
 /// A certificate with its private key.
 public struct IssuedCertificate: Sendable {
+    /// The issued certificate.
     public let certificate: Certificate
+    /// The certificate's private key.
     public let privateKey: P256.Signing.PrivateKey
 
     /// The certificate as PEM.
@@ -144,6 +149,7 @@ public enum DevCertificateError: Error, CustomStringConvertible {
     case invalidAddress(String)
     case noNames
 
+    /// What is wrong, for people.
     public var description: String {
         switch self {
         case .invalidAddress(let text): "\"\(text)\" is not an IP address"

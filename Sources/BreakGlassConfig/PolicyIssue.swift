@@ -1,5 +1,6 @@
 /// One problem found in a policy file, with its place.
 public struct PolicyIssue: Sendable, Equatable, CustomStringConvertible {
+    /// The policy file's path.
     public var file: String
     /// 1-based line, 0 when the problem has no place in the file.
     public var line: Int
@@ -7,8 +8,10 @@ public struct PolicyIssue: Sendable, Equatable, CustomStringConvertible {
     public var column: Int
     /// The key path, e.g. `pathways.status-api.max_duration` ("" for the whole file).
     public var keyPath: String
+    /// What is wrong.
     public var message: String
 
+    /// An issue at `line`:`column` of `file`, under `keyPath`.
     public init(file: String, line: Int, column: Int, keyPath: String, message: String) {
         self.file = file
         self.line = line
@@ -26,12 +29,15 @@ public struct PolicyIssue: Sendable, Equatable, CustomStringConvertible {
 
 /// Every problem found in a policy file; the policy was not accepted.
 public struct PolicyValidationError: Error, Sendable, CustomStringConvertible {
+    /// The problems, in the order found.
     public var issues: [PolicyIssue]
 
+    /// An error listing `issues`.
     public init(issues: [PolicyIssue]) {
         self.issues = issues
     }
 
+    /// A header with the count of errors, then one issue per line.
     public var description: String {
         let count = issues.count == 1 ? "1 error" : "\(issues.count) errors"
         return "policy rejected, \(count):\n" + issues.map { "  \($0)" }.joined(separator: "\n")

@@ -19,12 +19,17 @@ public final class PAMAuthenticator: Sendable {
 
     /// An outcome with where the time went: waiting for a worker, and inside the PAM modules.
     public struct Attempt: Sendable {
+        /// What PAM said.
         public var outcome: Outcome
+        /// Time spent waiting for a free worker.
         public var waited: Duration
+        /// Time spent inside the PAM modules.
         public var ran: Duration
     }
 
+    /// The PAM service name (the stack's file name).
     public let service: String
+    /// The folder holding the PAM service file; nil: the system's default (`/etc/pam.d`).
     public let confdir: String?
     private let pool: NIOThreadPool
     private let capacity: Int

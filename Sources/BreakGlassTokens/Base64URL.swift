@@ -2,6 +2,7 @@ import Foundation
 
 /// Unpadded base64url (RFC 4648 §5), as JOSE uses it.
 public enum Base64URL {
+    /// The unpadded base64url text of the bytes.
     public static func encode(_ data: some DataProtocol) -> String {
         Data(data).base64EncodedString()
             .replacingOccurrences(of: "+", with: "-")

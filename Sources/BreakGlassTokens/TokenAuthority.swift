@@ -11,10 +11,13 @@ public struct TokenAuthority: Sendable {
     /// Longest token accepted.
     public static let maximumTokenLength = 8192
 
+    /// The `iss` claim of every token: the gateway id.
     public let issuer: String
+    /// The key that signs and verifies tokens.
     public let key: TokenSigningKey
     private let keys: JWTKeyCollection
 
+    /// An authority that signs with `key` as `issuer`.
     public init(issuer: String, key: TokenSigningKey) async {
         self.issuer = issuer
         self.key = key

@@ -13,10 +13,12 @@ import Foundation
 
 /// The gateway's Ed25519 token key with its key id (the RFC 7638 JWK thumbprint).
 public struct TokenSigningKey: Sendable {
+    /// The Ed25519 private key.
     public let privateKey: Curve25519.Signing.PrivateKey
     /// The `kid` put in token headers and the JWKS.
     public let keyID: String
 
+    /// The key with its key id computed from the public key.
     public init(privateKey: Curve25519.Signing.PrivateKey) {
         self.privateKey = privateKey
         self.keyID = Self.thumbprint(of: privateKey.publicKey)
