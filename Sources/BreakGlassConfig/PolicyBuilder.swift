@@ -16,7 +16,9 @@ struct PolicyBuilder {
     let baseDirectory: String
 
     static let topKeys = ["gateway", "groups", "pathways", "probes", "alerts"]
-    static let gatewayKeys = ["id", "listen", "tls", "token_key", "pam", "lockout", "limits", "audit", "admin_socket", "admin_group"]
+    static let gatewayKeys = [
+        "id", "listen", "tls", "token_key", "pam", "lockout", "limits", "audit", "admin_socket", "admin_group", "status",
+    ]
     static let auditKeys = ["directory", "key", "mirrors", "checkpoint_hook", "reserve", "warn_free", "segment_size"]
     static let tlsKeys = ["certificate", "private_key"]
     static let pamKeys = ["service", "confdir", "failure_delay", "threads", "max_pending"]
@@ -141,6 +143,20 @@ struct PolicyBuilder {
                 adminValid = false
             }
         }
+        var status = StatusEndpoint.listener
+        if let statusNode = map["status"], let text = reader.string(statusNode, map.path("status")) {
+            switch text {
+            case "listener": status = .listener
+            case "admin": status = .admin
+            default:
+                if let address = ListenAddress(text), address.port != 0 {
+                    status = .address(address)
+                } else {
+                    reader.report(statusNode, map.path("status"), "\"\(text)\" is not listener, admin or HOST:PORT (e.g. 10.0.0.5:9100)")
+                    adminValid = false
+                }
+            }
+        }
         guard let id, let listen, let certificate, let tlsKey, let tokenKey, let pam, let lockout, let limits, let audit, adminValid else {
             return nil
         }
@@ -155,7 +171,8 @@ struct PolicyBuilder {
             limits: limits,
             audit: audit,
             adminSocket: adminSocket,
-            adminGroup: adminGroup
+            adminGroup: adminGroup,
+            status: status
         )
     }
 

@@ -19,6 +19,8 @@ public struct GatewaySettings: Sendable, Equatable {
     public var adminSocket: String?
     /// A group whose members may use the admin socket besides root and the gateway's user; nil: none.
     public var adminGroup: String?
+    /// Where `/v1/health` and `/metrics` are served.
+    public var status: StatusEndpoint
 
     public init(
         id: String,
@@ -31,7 +33,8 @@ public struct GatewaySettings: Sendable, Equatable {
         limits: GatewayLimits = GatewayLimits(),
         audit: AuditSettings? = nil,
         adminSocket: String? = nil,
-        adminGroup: String? = nil
+        adminGroup: String? = nil,
+        status: StatusEndpoint = .listener
     ) {
         self.id = id
         self.listen = listen
@@ -44,6 +47,7 @@ public struct GatewaySettings: Sendable, Equatable {
         self.audit = audit
         self.adminSocket = adminSocket
         self.adminGroup = adminGroup
+        self.status = status
     }
 
     /// Where the admin socket is: `admin_socket`, or `admin.sock` in the audit folder.
@@ -180,4 +184,16 @@ public struct LockoutPolicy: Sendable, Equatable {
         self.sourceFailures = sourceFailures
         self.userDelayMax = userDelayMax
     }
+}
+
+/// Where the gateway serves its health (`/v1/health`) and metrics (`/metrics`), the `gateway.status`
+/// key. Wherever they are served over the network their errors are reported as step and code only,
+/// without paths or addresses; the admin socket always has the details (`/v1/admin/health`).
+public enum StatusEndpoint: Sendable, Equatable {
+    /// On the TLS listener, beside the API (the default: load balancers probe `?ready`).
+    case listener
+    /// On the admin socket only.
+    case admin
+    /// On a plain HTTP listener of their own at this address (e.g. a monitoring network).
+    case address(ListenAddress)
 }

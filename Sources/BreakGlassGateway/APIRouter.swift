@@ -1,3 +1,4 @@
+import BreakGlassConfig
 import BreakGlassCore
 import NIOCore
 import NIOHTTP1
@@ -29,22 +30,15 @@ public struct APIRouter: Sendable {
         case "/v1/probe/grants":
             guard request.method == .POST else { return Self.methodNotAllowed(request, allowed: "POST") }
             return await grants.requestProbeGrants(body: request.body, source: request.source)
-        case "/v1/health":
-            guard request.method == .GET || request.method == .HEAD else { return Self.methodNotAllowed(request, allowed: "GET") }
-            guard let monitor else { return .error(BreakGlassError(.notFound, "this gateway keeps no health")) }
-            if request.uri.hasSuffix("?ready") {
-                // For load balancers: the status says it all.
-                let ready = monitor.ready()
-                return .json(ready ? .ok : .serviceUnavailable, ["ready": ready], headers: [("Cache-Control", "no-store")])
+        case "/v1/health", "/metrics":
+            switch grants.store.current.policy.gateway.status {
+            case .listener:
+                return StatusRouter(monitor: monitor).route(request) ?? .error(BreakGlassError(.notFound, "no route"))
+            case .admin:
+                return .error(BreakGlassError(.notFound, "\(request.path) is served on the admin socket only (gateway.status: admin)"))
+            case .address(let address):
+                return .error(BreakGlassError(.notFound, "\(request.path) is served at http://\(address) (gateway.status)"))
             }
-            let report = monitor.report()
-            return .json(report.state == .failing ? .serviceUnavailable : .ok, report, headers: [("Cache-Control", "no-store")])
-        case "/metrics":
-            guard request.method == .GET else { return Self.methodNotAllowed(request, allowed: "GET") }
-            guard let monitor else { return .error(BreakGlassError(.notFound, "this gateway keeps no metrics")) }
-            return APIResponse(
-                status: .ok, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"), ("Cache-Control", "no-store")],
-                body: ByteBuffer(bytes: monitor.metricsText()))
         case "/v1/audit/trail":
             guard request.method == .GET else { return Self.methodNotAllowed(request, allowed: "GET") }
             guard let trail else { return .error(BreakGlassError(.notFound, "this gateway keeps no durable audit log")) }

@@ -68,11 +68,15 @@ public struct AdminRouter: Sendable {
             guard request.method == .GET else { return APIRouter.methodNotAllowed(request, allowed: "GET") }
             guard let monitor else { return .error(BreakGlassError(.notFound, "this gateway keeps no health")) }
             return .json(.ok, monitor.report())
+        case "/v1/admin/metrics":
+            guard request.method == .GET else { return APIRouter.methodNotAllowed(request, allowed: "GET") }
+            guard let monitor else { return .error(BreakGlassError(.notFound, "this gateway keeps no metrics")) }
+            return StatusRouter.metrics(monitor)
         default:
             return .error(
                 BreakGlassError(
                     .notFound,
-                    "no route \(request.path.prefix(200)); use /v1/admin/sessions, /v1/admin/revoke, /v1/admin/selftest or /v1/admin/health"
+                    "no route \(request.path.prefix(200)); use /v1/admin/sessions, /v1/admin/revoke, /v1/admin/selftest, /v1/admin/health or /v1/admin/metrics"
                 ))
         }
     }

@@ -161,6 +161,20 @@ public final class GatewayService: Service, Sendable {
                 logger.error("admin socket unavailable: revocation is not possible", metadata: ["path": "\(path)", "error": "\(error)"])
             }
         }
+        // Health and metrics at an address of their own, when the policy says so (fail small: the
+        // door serves without them).
+        var status: StatusServer?
+        if case .address(let address) = loaded.policy.gateway.status {
+            do {
+                status = try await StatusServer.start(
+                    address: address, router: StatusRouter(monitor: monitor), limits: loaded.policy.gateway.limits, group: group,
+                    logger: logger)
+            } catch {
+                logger.error(
+                    "status address unavailable: no health or metrics over the network",
+                    metadata: ["address": "\(address)", "error": "\(error)"])
+            }
+        }
         monitor.listening(on: server.localAddress)
         onListening(server.localAddress)
         await withTaskGroup(of: Void.self) { tasks in
@@ -178,6 +192,7 @@ public final class GatewayService: Service, Sendable {
         logger.notice("shutting down: finishing requests in progress")
         await server.shutdown()
         await admin?.shutdown()
+        await status?.shutdown()
         await alerts?.shutdown()
         await pam.shutdown()
         await proxy.registry.flush()

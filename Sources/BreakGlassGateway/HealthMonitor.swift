@@ -284,6 +284,16 @@ public final class HealthMonitor: Service, Sendable {
         }
     }
 
+    /// What the network may see of a report: states, steps, codes and timings, but no words of an
+    /// error or a check (they name addresses, files and keys); the admin socket has those.
+    public static func withoutDetails(_ report: Report) -> Report {
+        var report = report
+        let withheld = "withheld here: GET /v1/admin/health on the admin socket has the details"
+        for name in report.pathways.keys { report.pathways[name]?.lastError?.message = withheld }
+        report.checks = report.checks.map { HealthCheck(name: $0.name, state: $0.state, detail: $0.state == .healthy ? "" : withheld) }
+        return report
+    }
+
     /// The health in force: the overall state is the worst of the checks and the probed pathways.
     public func report() -> Report {
         let loaded = store.current

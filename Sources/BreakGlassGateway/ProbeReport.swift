@@ -4,8 +4,18 @@ import Foundation
 public struct ProbeFailure: Error, Sendable, Codable, Equatable {
     /// The step that failed: `login`, `connect`, `request`, `tunnel`, `banner`, `release` or `audit`.
     public var step: String
+    /// A stable code: the gateway's error code when it gave one, else `STEP_failed`.
+    public var code: String
+    /// What went wrong, in words; may name addresses and files (withheld on the network).
     public var message: String
     public var at: Date
+
+    public init(step: String, message: String, at: Date, code: String? = nil) {
+        self.step = step
+        self.code = code ?? "\(step)_failed"
+        self.message = message
+        self.at = at
+    }
 }
 
 /// One step of a probe and how long it took.

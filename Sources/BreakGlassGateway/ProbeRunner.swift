@@ -98,7 +98,7 @@ struct ProbeRunner: Sendable {
             }
             return .success((decoded.grants, started.duration(to: .now).reportMilliseconds))
         } catch {
-            return .failure(ProbeFailure(step: "login", message: error.message, at: Date()))
+            return .failure(ProbeFailure(step: "login", message: error.message, at: Date(), code: error.code))
         }
     }
 
@@ -165,7 +165,7 @@ struct ProbeRunner: Sendable {
             try await release(grant, on: second, deadline: deadline)
             lap("release")
         } catch {
-            result.failure = ProbeFailure(step: current, message: error.message, at: Date())
+            result.failure = ProbeFailure(step: current, message: error.message, at: Date(), code: error.code)
             if current != "release" { await releaseQuietly(grant, deadline: deadline) }
         }
         await connection?.close()

@@ -32,7 +32,7 @@ enum HealthTable {
             text += pad(name, 21) + pad(pathway.state.rawValue, 10) + pad(pathway.lastSuccess.map(TimeFormat.local) ?? "never", 28)
             text += steps(pathway.steps) + "\n"
             if pathway.state != .healthy, let error = pathway.lastError {
-                text += "    last error at \(error.step): \(error.message)\n"
+                text += "    last error at \(error.step) [\(error.code)]: \(error.message)\n"
             }
             if pathway.state == .unknown { text += "    \(pathway.probe)\n" }
         }

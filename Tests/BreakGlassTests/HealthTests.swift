@@ -65,7 +65,7 @@ import Testing
 
     static func fixture(
         probes: String = "interval: 1h\nfail_after: 2\nrecover_after: 2\ntimeout: 5s", alerts: String = "", durableAudit: Bool = true,
-        certificateValidity: Duration = .seconds(30 * 86_400), otherProbe: String? = nil
+        certificateValidity: Duration = .seconds(30 * 86_400), otherProbe: String? = nil, gatewayKeys: String = ""
     ) async throws -> Fixture {
         let upstream = try await TestUpstream()
         let other = try await TestUpstream()
@@ -95,7 +95,8 @@ import Testing
 
             """ + alerts
         let gateway = try await TestGateway(
-            policyBody: policy, durableAudit: durableAudit, certificateValidity: certificateValidity, probes: probes)
+            policyBody: policy, durableAudit: durableAudit, certificateValidity: certificateValidity, probes: probes,
+            gatewayKeys: gatewayKeys)
         return Fixture(
             upstream: upstream, other: other, echo: echo, gateway: gateway, client: try HTTPSTestClient(caPath: gateway.pki.caPath))
     }
