@@ -403,6 +403,8 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         if !response.headers.contains(where: { $0.0 == "Content-Type" }) { headers.add(name: "Content-Type", value: "application/json") }
         headers.add(name: "Content-Length", value: String(response.body.readableBytes))
         headers.add(name: "X-Content-Type-Options", value: "nosniff")
+        // The listener speaks only TLS: browsers that visit it (a pathway's web pages come through it) keep to https.
+        headers.add(name: "Strict-Transport-Security", value: "max-age=31536000")
         for (name, value) in response.headers { headers.add(name: name, value: value) }
         headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
         let responseHead = HTTPResponseHead(version: version, status: response.status, headers: headers)

@@ -27,6 +27,12 @@ public struct GatewayResources: Sendable {
                 var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
                 configuration.minimumTLSVersion = .tlsv12
                 configuration.maximumTLSVersion = .tlsv13
+                // TLS 1.2: ECDHE with AES-GCM only, the pair RFC 9325 §4.2.1 requires every client to have, one suite
+                // for each key type. BoringSSL lets the client's order win among TLS 1.2 suites, and swift-nio-ssl
+                // does not expose SSL_OP_CIPHER_SERVER_PREFERENCE, so one suite per key type is what keeps the
+                // choice the server's. TLS 1.3 suites are all AEAD with ECDHE; BoringSSL lets the client choose among them.
+                // Resumption: BoringSSL's session cache and tickets, whose keys it rotates itself.
+                configuration.cipherSuiteValues = [.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, .TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]
                 // A cut connection (expiry, release, revocation) waits at most this long for the peer's close_notify.
                 configuration.shutdownTimeout = .milliseconds(500)
                 configuration.applicationProtocols = ["http/1.1"]
