@@ -18,6 +18,11 @@ let package = Package(
         .executable(name: "breakglass", targets: ["breakglass"]),
         .library(name: "BreakGlassCore", targets: ["BreakGlassCore"]),
         .library(name: "BreakGlassGateway", targets: ["BreakGlassGateway"]),
+        // For the fuzz targets in Tests/Fuzz, a package of their own.
+        .library(name: "BreakGlassConfig", targets: ["BreakGlassConfig"]),
+        .library(name: "BreakGlassTokens", targets: ["BreakGlassTokens"]),
+        .library(name: "BreakGlassAudit", targets: ["BreakGlassAudit"]),
+        .library(name: "BreakGlassPAM", targets: ["BreakGlassPAM"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),

@@ -150,11 +150,14 @@ struct ProxyTarget: Equatable {
 
     /// The pathway named by a CONNECT target `PATHWAY:PORT`; nil when the target has no port.
     static func connectPathway(_ target: String) -> String? {
-        guard let colon = target.lastIndex(of: ":"), let port = Int(target[target.index(after: colon)...]), (1...65535).contains(port)
+        // Bytes, as everywhere in the target: a combining mark after `:` would hide it from a Character search.
+        let bytes = target.utf8
+        guard let colon = bytes.lastIndex(of: UInt8(ascii: ":")),
+            let port = Int(Substring(bytes[bytes.index(after: colon)...])), (1...65535).contains(port)
         else { return nil }
-        let name = target[..<colon]
+        let name = bytes[..<colon]
         guard !name.isEmpty, name.count <= 64 else { return nil }
-        return String(name)
+        return String(Substring(name))
     }
 
     /// Checks bytes as UTF-8, one at a time: no overlong forms, surrogates or partial sequences.

@@ -205,4 +205,33 @@ import Testing
         }
         #expect(text == "segment 00000001.seg offset \(entry.offset): record 4321 is from log audit-xxxx, not audit-test")
     }
+
+    /// A segment header whose first sequence number does not fit an Int is damage with a clear error,
+    /// for the reader, the verifier and the writer's recovery alike. Found by FuzzAuditSegment: before
+    /// the fix the conversion trapped and took the process down.
+    @Test func aFirstSequenceBeyondIntIsDamageNotACrash() async throws {
+        let fixture = try AuditLogTests.Fixture()
+        defer { fixture.folder.remove() }
+        let log = try fixture.open()
+        try await Self.write(log, batches: 1, of: 3)
+        await log.close()
+        var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: fixture.segment)))
+        bytes.replaceSubrange(8..<16, with: [0xFF, 0xFF, 0, 0, 0, 0, 0, 0])
+        try Data(bytes).write(to: URL(fileURLWithPath: fixture.segment))
+        for attempt in ["read", "verify"] {
+            var error: AuditLogError?
+            do {
+                if attempt == "read" {
+                    _ = try AuditLogReader.read(directory: fixture.directory)
+                } else {
+                    _ = try fixture.verify()
+                }
+            } catch let caught {
+                error = caught
+            }
+            #expect(error?.code == .corrupt, "\(attempt): \(String(describing: error))")
+            #expect(error?.message.contains("first sequence number") == true, "\(attempt): \(String(describing: error))")
+        }
+        #expect(throws: AuditLogError.self) { _ = try fixture.open() }
+    }
 }

@@ -73,6 +73,17 @@ import Testing
         }
     }
 
+    /// A CONNECT authority is read as bytes: the last `:` before a port from 1 to 65535, a name of at
+    /// most 64 bytes. Before, the name was counted in Characters, so 64 accented letters were 128 bytes.
+    @Test func aConnectAuthorityIsReadAsBytes() {
+        #expect(ProxyTarget.connectPathway("db-primary:5432") == "db-primary")
+        #expect(ProxyTarget.connectPathway("a:b:443") == "a:b")
+        for target in ["db", "db:", ":443", "db:0", "db:65536", "db:\u{0318}443", String(repeating: "\u{E9}", count: 64) + ":443"] {
+            #expect(ProxyTarget.connectPathway(target) == nil, "\(target.debugDescription)")
+        }
+        #expect(ProxyTarget.connectPathway(String(repeating: "a", count: 64) + ":443") != nil)
+    }
+
     /// Every escape through a real gateway with a valid token: 400, and the upstream sees nothing;
     /// then a plain request still goes through.
     @Test func escapesNeverReachTheUpstream() async throws {

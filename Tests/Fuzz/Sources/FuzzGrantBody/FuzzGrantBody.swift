@@ -1,0 +1,38 @@
+import BreakGlassCore
+import Foundation
+import FuzzSupport
+import NIOCore
+
+@testable import BreakGlassGateway
+
+/// The body of `POST /v1/grants` (and of a probe's login, when the first byte is odd): it decodes, or
+/// it is refused as `invalid_request` with a message that never repeats the password or the code.
+@main
+enum FuzzGrantBodyMain {
+    static func main() {
+        runFuzzer { data, size in fuzzGrantBody(data, size) }
+    }
+}
+
+/// One input. Exported under libFuzzer's name as well: whichever `main` the linker keeps runs it.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzGrantBody(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    var input = FuzzInput(data, size)
+    guard let mode = input.byte() else { return 0 }
+    let bytes = input.rest
+    do {
+        let body = try GrantRequestBody.decode(ByteBuffer(bytes: bytes), probe: mode & 1 == 1)
+        require(mode & 1 == 0 || !body.pathways.isEmpty, "a probe login names no pathway")
+    } catch {
+        require(error.code == .invalidRequest, "a body was refused with \(error.code), not invalid_request")
+        // Secrets the sender put in the body must not come back in the error.
+        if let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] {
+            for field in ["password", "otp"] {
+                if let secret = object[field] as? String, secret.utf8.count >= 4 {
+                    require(!error.message.contains(secret), "the error repeats the \(field): \(error.message)")
+                }
+            }
+        }
+    }
+    return 0
+}
