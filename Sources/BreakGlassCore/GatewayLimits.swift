@@ -20,6 +20,7 @@ public struct GatewayLimits: Sendable, Equatable {
     /// Refusals without valid credentials are recorded once per source per interval, with a count.
     public var denialInterval: Duration
 
+    /// Limits with the given values; the defaults are the policy's.
     public init(
         maxConnections: Int = 2048,
         maxConnectionsPerSource: Int = 128,

@@ -2,6 +2,7 @@
 public struct GatewaySettings: Sendable, Equatable {
     /// The gateway's identity: token issuer and audit log origin.
     public var id: String
+    /// Where the TLS listener accepts clients.
     public var listen: ListenAddress
     /// Absolute path of the PEM certificate chain.
     public var tlsCertificate: String
@@ -9,7 +10,9 @@ public struct GatewaySettings: Sendable, Equatable {
     public var tlsPrivateKey: String
     /// Absolute path of the Ed25519 token signing key (PEM PKCS#8).
     public var tokenKey: String
+    /// How logins are checked with PAM.
     public var pam: PAMSettings
+    /// Limits on failed logins.
     public var lockout: LockoutPolicy
     /// Connection caps, deadlines and the pace of denial records.
     public var limits: GatewayLimits
@@ -22,6 +25,7 @@ public struct GatewaySettings: Sendable, Equatable {
     /// Where `/v1/health` and `/metrics` are served.
     public var status: StatusEndpoint
 
+    /// Settings with the given values.
     public init(
         id: String,
         listen: ListenAddress,
@@ -73,6 +77,7 @@ public struct AuditSettings: Sendable, Equatable {
     /// Size segment files are preallocated to (bytes).
     public var segmentSize: Int
 
+    /// Settings with the given values; the defaults are the policy's.
     public init(
         directory: String,
         key: String,
@@ -94,9 +99,12 @@ public struct AuditSettings: Sendable, Equatable {
 
 /// Where the gateway listens.
 public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
+    /// A host name or IP address (IPv6 without brackets).
     public var host: String
+    /// The TCP port; 0 lets the system choose a free one.
     public var port: Int
 
+    /// The address `host`:`port`.
     public init(host: String, port: Int) {
         self.host = host
         self.port = port
@@ -124,6 +132,7 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
         self.port = port
     }
 
+    /// `HOST:PORT`, with an IPv6 host in brackets.
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
 
@@ -141,6 +150,7 @@ public struct PAMSettings: Sendable, Equatable {
     /// Logins allowed to wait for a worker before new ones get `unavailable`.
     public var maxPending: Int
 
+    /// Settings with the given values; the defaults are the policy's.
     public init(
         service: String,
         confdir: String?,
@@ -161,6 +171,7 @@ public struct PAMSettings: Sendable, Equatable {
 public struct LockoutPolicy: Sendable, Equatable {
     /// Failures of one user from one source within `window` that lock that user at that source.
     public var failures: Int
+    /// How far back failed logins count, for every limit here.
     public var window: Duration
     /// How long a lock lasts.
     public var duration: Duration
@@ -171,6 +182,7 @@ public struct LockoutPolicy: Sendable, Equatable {
     /// the delay off.
     public var userDelayMax: Duration
 
+    /// Settings with the given values; the defaults are the policy's.
     public init(
         failures: Int = 5,
         window: Duration = .seconds(300),

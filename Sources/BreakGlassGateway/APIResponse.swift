@@ -5,10 +5,14 @@ import NIOHTTP1
 
 /// A complete API response: status, extra headers and a JSON body.
 public struct APIResponse: Sendable {
+    /// The HTTP status of the answer.
     public var status: HTTPResponseStatus
+    /// Headers besides those every answer gets; `Content-Type` is JSON unless one is given here.
     public var headers: [(String, String)]
+    /// The whole body.
     public var body: ByteBuffer
 
+    /// A response with the given status, extra headers and body.
     public init(status: HTTPResponseStatus, headers: [(String, String)] = [], body: ByteBuffer) {
         self.status = status
         self.headers = headers

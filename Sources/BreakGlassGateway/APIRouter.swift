@@ -9,12 +9,14 @@ public struct APIRouter: Sendable {
     let monitor: HealthMonitor?
     let trail: AuditTrail?
 
+    /// A router over `grants`; without `monitor` or `trail` their paths answer `not_found`.
     public init(grants: GrantService, monitor: HealthMonitor? = nil, trail: AuditTrail? = nil) {
         self.grants = grants
         self.monitor = monitor
         self.trail = trail
     }
 
+    /// The answer to an API request; `not_found` for an unknown path.
     public func route(_ request: APIRequest) async -> APIResponse {
         switch request.path {
         case "/v1/grants":

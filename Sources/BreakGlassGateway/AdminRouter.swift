@@ -13,6 +13,7 @@ public struct AdminRouter: Sendable {
     let registry: SessionRegistry
     let monitor: HealthMonitor?
 
+    /// A router over `registry`; without `monitor` the self-test, health and metrics paths answer `not_found`.
     public init(registry: SessionRegistry, monitor: HealthMonitor? = nil) {
         self.registry = registry
         self.monitor = monitor
@@ -50,6 +51,7 @@ public struct AdminRouter: Sendable {
         var revoked: [SessionRow]
     }
 
+    /// The answer to an admin request; `not_found` for an unknown path.
     public func route(_ request: APIRequest) async -> APIResponse {
         switch request.path {
         case "/v1/admin/sessions":

@@ -6,9 +6,12 @@ import Foundation
 public struct Alert: Sendable {
     /// What happened, e.g. `grant.issued`, `grant.revoked`, `pathway.state`, `audit.failed`, `certificate.expiring`.
     public var kind: String
+    /// When it happened.
     public var time: Date
+    /// What happened in detail: one JSON member each.
     public var fields: [String: AuditValue]
 
+    /// An alert of `kind` at `time` with the given fields.
     public init(kind: String, time: Date, fields: [String: AuditValue]) {
         self.kind = kind
         self.time = time

@@ -12,6 +12,7 @@ public struct AuditTrail: Sendable {
     let auditLog: AuditLog
     let clock: any WallClock
 
+    /// Trails from `auditLog` for sessions whose tokens `grants` verifies.
     public init(grants: GrantService, auditLog: AuditLog, clock: any WallClock) {
         self.grants = grants
         self.auditLog = auditLog

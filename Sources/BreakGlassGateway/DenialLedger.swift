@@ -40,7 +40,7 @@ public final class DenialLedger: Sendable {
         var nextID: UInt64 = 0
     }
 
-    public let maximumSources: Int
+    let maximumSources: Int
     private let state = Mutex(State())
     private let audit: any AuditSink
     private let clock: any WallClock

@@ -41,6 +41,7 @@ public final class GatewayMetrics: Sendable {
     public let factory: any MetricsFactory
     private let meters = Mutex<[String: PathwayMeters]>([:])
 
+    /// Instruments in a Prometheus registry of their own.
     public init() {
         factory = PrometheusHelpFactory(
             registry: registry,

@@ -11,6 +11,7 @@ import UnixSignals
 
 /// The whole gateway as a long-running service: listener, PAM workers, and policy reload on SIGHUP.
 public final class GatewayService: Service, Sendable {
+    /// The grant flow, which also holds the policy in force.
     public let grants: GrantService
     /// The data path: proxied requests, tunnels, and the live sessions they belong to.
     public let proxy: PathwayProxy
@@ -20,7 +21,7 @@ public final class GatewayService: Service, Sendable {
     public let auditLog: AuditLog?
     /// Self-tests, health and metrics.
     public let monitor: HealthMonitor
-    public let metrics: GatewayMetrics
+    let metrics: GatewayMetrics
     private let alerts: AlertDispatcher?
     private let router: APIRouter
     private let group: any EventLoopGroup

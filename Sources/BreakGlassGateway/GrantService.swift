@@ -21,7 +21,7 @@ public final class GrantService: Sendable {
         var lockout: LockoutTracker
     }
 
-    public let store: PolicyStore
+    let store: PolicyStore
     private let runtime: Mutex<Runtime>
     private let pam: PAMAuthenticator
     private let audit: any AuditSink

@@ -7,6 +7,7 @@ public struct HTTPLimits: Sendable {
     /// Largest API request body; larger gets 413.
     public var maximumBodyBytes: Int
 
+    /// Limits with the given values.
     public init(
         maximumHeaderBytes: Int = 16 * 1024,
         maximumHeaderCount: Int = 100,

@@ -247,13 +247,21 @@ public final class HealthMonitor: Service, Sendable {
 
     /// `GET /v1/health`.
     public struct Report: Sendable, Codable {
+        /// One pathway's health.
         public struct PathwayHealth: Sendable, Codable {
+            /// The pathway's state after hysteresis; `unknown` when it is not probed.
             public var state: HealthState
+            /// What the probe does, or why there is none.
             public var probe: String
+            /// When the last probe ended.
             public var lastRun: Date?
+            /// When a probe last passed.
             public var lastSuccess: Date?
+            /// The latest failure, kept after later passes.
             public var lastError: ProbeFailure?
+            /// Probes failed in a row up to the last one (0 after a pass).
             public var consecutiveFailures: Int
+            /// The last probe's steps with their timings.
             public var steps: [ProbeStep]
 
             enum CodingKeys: String, CodingKey {
@@ -265,14 +273,23 @@ public final class HealthMonitor: Service, Sendable {
             }
         }
 
+        /// The worst of the checks and the probed pathways.
         public var state: HealthState
+        /// Whether the gateway can grant and audit now (`ready()`).
         public var ready: Bool
+        /// The gateway's `id`.
         public var gateway: String
+        /// The gateway-wide checks, as last made.
         public var checks: [HealthCheck]
+        /// Every pathway of the policy by name.
         public var pathways: [String: PathwayHealth]
+        /// When the last round began.
         public var lastRound: Date?
+        /// How long the last round took.
         public var roundMilliseconds: Double?
+        /// How long the last round's PAM login took.
         public var loginMilliseconds: Double?
+        /// Live sessions, probe sessions included.
         public var activeSessions: Int
 
         enum CodingKeys: String, CodingKey {

@@ -26,5 +26,6 @@ public enum HealthState: String, Sendable, Codable, Comparable {
         }
     }
 
+    /// Orders by severity: healthy and unknown, then degraded, then failing.
     public static func < (lhs: HealthState, rhs: HealthState) -> Bool { lhs.severity < rhs.severity }
 }

@@ -48,13 +48,16 @@ public final class PathwayProxy: Sendable {
     }
 
     let grants: GrantService
+    /// The live sessions and their connections.
     public let registry: SessionRegistry
     let audit: any AuditSink
+    /// Idle and in-use upstream connections.
     public let pool: UpstreamPool
     let clock: any WallClock
     let metrics: GatewayMetrics?
     private let upstreamTLS = Mutex<[String: NIOSSLContext]>([:])
 
+    /// A data path for the sessions of `registry`, with an empty upstream pool.
     public init(
         grants: GrantService, registry: SessionRegistry, audit: any AuditSink, clock: any WallClock, metrics: GatewayMetrics? = nil
     ) {

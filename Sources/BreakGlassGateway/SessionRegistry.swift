@@ -28,10 +28,15 @@ public final class SessionRegistry: Sendable {
 
     /// What the registry knows of one grant.
     public struct SessionInfo: Sendable, Equatable {
+        /// The grant's session ID.
         public var session: String
+        /// The user the grant was issued to.
         public var user: String
+        /// The pathway the grant opens.
         public var pathway: String
+        /// When the grant was issued.
         public var issuedAt: Date
+        /// When the grant expires (earlier than its token says if a policy reload shortened it).
         public var expiresAt: Date
         /// `probe` sessions can do nothing but their pathway's probe.
         public var tag: Grant.Tag?
@@ -43,6 +48,7 @@ public final class SessionRegistry: Sendable {
                 tag: grant.tag)
         }
 
+        /// A session with the given fields.
         public init(session: String, user: String, pathway: String, issuedAt: Date, expiresAt: Date, tag: Grant.Tag? = nil) {
             self.tag = tag
             self.session = session
@@ -241,8 +247,11 @@ public final class SessionRegistry: Sendable {
     /// the audit log could not record (they are ended here all the same, and kept ended in the
     /// sessions file; but only a recorded end is certain to survive a restart).
     public struct Ended: Sendable {
+        /// The sessions this call ended.
         public var sessions: [SessionInfo]
+        /// Those of `sessions` whose end the audit log could not record.
         public var unrecorded: [SessionInfo]
+        /// How many sessions this call ended.
         public var count: Int { sessions.count }
     }
 

@@ -7,6 +7,7 @@ import NIOHTTP1
 public struct StatusRouter: Sendable {
     let monitor: HealthMonitor?
 
+    /// A router answering from `monitor`; nil answers `not_found` for health and metrics.
     public init(monitor: HealthMonitor?) {
         self.monitor = monitor
     }

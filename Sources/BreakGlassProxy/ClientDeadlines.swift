@@ -32,12 +32,18 @@ public struct ClientDeadlines: Sendable {
 
     /// The limits, as NIO time amounts.
     public struct Settings: Sendable, Equatable {
+        /// Time for the TLS handshake and first head from the connection's start, and for each later head from its first byte.
         public var headTimeout: TimeAmount
+        /// Longest quiet time: between requests, between body bytes, and while the client leaves an answer unread.
         public var idleTimeout: TimeAmount
+        /// Least body rate, in bytes per second, once `bodyGrace` has passed.
         public var bodyMinRate: Int
+        /// How long a body may arrive at any rate.
         public var bodyGrace: TimeAmount
+        /// A tunnel that carries no byte either way for this long has expired.
         public var tunnelIdleTimeout: TimeAmount
 
+        /// Settings with the given limits.
         public init(
             headTimeout: TimeAmount, idleTimeout: TimeAmount, bodyMinRate: Int, bodyGrace: TimeAmount, tunnelIdleTimeout: TimeAmount
         ) {
@@ -76,6 +82,7 @@ public struct ClientDeadlines: Sendable {
         case streaming
     }
 
+    /// The limits this connection is held to.
     public let settings: Settings
     private var reading: Reading
     private var answer = Answer.none

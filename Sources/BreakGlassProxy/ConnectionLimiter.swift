@@ -18,6 +18,7 @@ public final class ConnectionLimiter: Sendable {
 
     private let counts = Mutex(Counts())
 
+    /// A limiter with no connection counted.
     public init() {}
 
     /// Counts a new connection from `source` (nil: unknown, counted under one key) against the

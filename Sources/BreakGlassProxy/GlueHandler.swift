@@ -6,8 +6,11 @@ import NIOCore
 ///
 /// Both channels must belong to the same event loop.
 public final class GlueHandler: ChannelDuplexHandler {
+    /// Bytes read from this handler's channel.
     public typealias InboundIn = ByteBuffer
+    /// Bytes written to this handler's channel by other handlers.
     public typealias OutboundIn = ByteBuffer
+    /// Bytes the partner read, written to this handler's channel.
     public typealias OutboundOut = ByteBuffer
 
     private var partner: GlueHandler?
@@ -27,10 +30,12 @@ public final class GlueHandler: ChannelDuplexHandler {
         return (first, second)
     }
 
+    /// Keeps the context, through which the partner writes.
     public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
     }
 
+    /// Forgets the context and the partner.
     public func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
         self.partner = nil
@@ -38,21 +43,25 @@ public final class GlueHandler: ChannelDuplexHandler {
 
     // MARK: this side's events
 
+    /// Counts the bytes and has the partner write them.
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         bytesRead += buffer.readableBytes
         partner?.partnerWrite(buffer)
     }
 
+    /// Flushes the partner's channel.
     public func channelReadComplete(context: ChannelHandlerContext) {
         partner?.partnerFlush()
     }
 
+    /// Closes the partner's channel and passes the event on.
     public func channelInactive(context: ChannelHandlerContext) {
         partner?.partnerClose()
         context.fireChannelInactive()
     }
 
+    /// On a half close of this side's input, half-closes the partner's output; passes every event on.
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case ChannelEvent.inputClosed = event {
             inputClosed = true
@@ -61,16 +70,19 @@ public final class GlueHandler: ChannelDuplexHandler {
         context.fireUserInboundEventTriggered(event)
     }
 
+    /// Closes both channels.
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
         partner?.partnerClose()
         context.close(promise: nil)
     }
 
+    /// When this channel can take more again, the partner's held read goes ahead; passes the event on.
     public func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable { partner?.partnerBecameWritable() }
         context.fireChannelWritabilityChanged()
     }
 
+    /// Reads while the partner's channel can take more; otherwise holds the read until it can.
     public func read(context: ChannelHandlerContext) {
         if partner?.partnerWritable ?? false {
             context.read()

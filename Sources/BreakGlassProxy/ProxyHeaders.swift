@@ -64,10 +64,14 @@ public enum ProxyHeaders {
 
     /// Who the request is from, as the upstream is told.
     public struct Identity: Sendable {
+        /// The user the grant was issued to (`X-BreakGlass-User`).
         public var user: String
+        /// The grant's session ID (`X-BreakGlass-Session`).
         public var session: String
+        /// The client's IP address (`X-Forwarded-For`); nil when unknown.
         public var clientAddress: String?
 
+        /// An identity with the given fields.
         public init(user: String, session: String, clientAddress: String?) {
             self.user = user
             self.session = session

@@ -44,6 +44,7 @@ public final class UpstreamPool: Sendable {
     /// Idle connections older than this are closed instead of reused.
     public let idleTimeout: TimeAmount
 
+    /// An empty pool.
     public init(idleTimeout: TimeAmount = .seconds(30)) {
         self.idleTimeout = idleTimeout
     }

@@ -4,7 +4,9 @@ import NIOCore
 /// small answer (its head and body) rather than one per write. Larger writes pass as they are,
 /// after whatever was joined before them.
 public final class WriteCoalescingHandler: ChannelOutboundHandler, RemovableChannelHandler {
+    /// Writes as the pipeline makes them.
     public typealias OutboundIn = IOData
+    /// Writes as they go to TLS, small buffers joined.
     public typealias OutboundOut = IOData
 
     /// The most bytes joined into one write.
@@ -13,8 +15,10 @@ public final class WriteCoalescingHandler: ChannelOutboundHandler, RemovableChan
     private var joined: ByteBuffer?
     private var promise: EventLoopPromise<Void>?
 
+    /// A handler that holds nothing yet.
     public init() {}
 
+    /// Joins a small buffer to what is held; any other write goes out after what is held.
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         guard case .byteBuffer(var buffer) = unwrapOutboundIn(data),
             (joined?.readableBytes ?? 0) + buffer.readableBytes <= Self.limit
@@ -37,6 +41,7 @@ public final class WriteCoalescingHandler: ChannelOutboundHandler, RemovableChan
         }
     }
 
+    /// Writes what is held, then flushes.
     public func flush(context: ChannelHandlerContext) {
         writeJoined(context: context)
         context.flush()
@@ -48,6 +53,7 @@ public final class WriteCoalescingHandler: ChannelOutboundHandler, RemovableChan
         context.leavePipeline(removalToken: removalToken)
     }
 
+    /// Drops what is still held and fails its writes' promises.
     public func handlerRemoved(context: ChannelHandlerContext) {
         // Removed with the channel: nothing will be written any more.
         promise?.fail(ChannelError.ioOnClosedChannel)
