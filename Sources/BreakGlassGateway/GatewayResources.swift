@@ -7,7 +7,9 @@ import NIOSSL
 
 /// What the gateway builds from a policy's files: the TLS context and the token authority.
 public struct GatewayResources: Sendable {
+    /// The listener's TLS server context, from the policy's certificate chain and key.
     public let tlsContext: NIOSSLContext
+    /// Signs and verifies grant tokens with the policy's token key.
     public let tokens: TokenAuthority
 
     /// Loads the certificate, TLS key and token key that the policy names; problems name the policy key.
