@@ -12,9 +12,12 @@ Subcommands (each measuring one appends a JSON line to --results; `summary` read
                  proxy's resident memory (VmRSS) growth per tunnel
   wrk            run wrk --latency once and parse requests/s, latency percentiles and errors
   audit          note the size of the gateway's audit log from its signed checkpoint
+  handshakes     TLS handshakes per second (openssl s_time, each with one request answered 404 by the
+                 server itself), full (-new)
+                 or resuming the first connection's session (-reuse), and how many did resume
   summary        medians, ratios and goals
 """
-import argparse, json, os, re, selectors, socket, ssl, statistics, struct, sys, time
+import argparse, json, os, re, selectors, socket, ssl, statistics, struct, subprocess, sys, time
 
 CHUNK = 1 << 20
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -466,6 +469,29 @@ def run_summary(args):
         a, b = median_of(records, kind, numerator, field), median_of(records, kind, denominator, field)
         return None if a is None or not b else a / b
 
+    def handshake_median(label, mode, field):
+        values = [r[field] for r in records
+                  if r["kind"] == "handshake" and r["label"] == label and r["mode"] == mode and r.get(field)]
+        return statistics.median(values) if values else None
+
+    # One s_time client can be the limit on a small machine, so each handshake's server CPU time is
+    # reported too: as a rate (1 / CPU time), it is what one server thread could serve.
+    unresumed = [r for r in records if r["kind"] == "handshake" and r["mode"] == "reuse" and r["resumed"] < r["connections"] - 1]
+    if unresumed:
+        print("  WARNING: some -reuse connections did not resume: %s" % ", ".join(sorted({r["label"] for r in unresumed})))
+    for mode in ("new", "reuse"):
+        rates = [handshake_median(label, mode, "per_s") for label in ("gateway", "nginx")]
+        cpus = [handshake_median(label, mode, "cpu_us_per_handshake") for label in ("gateway", "nginx")]
+        rate = rates[0] / rates[1] if all(rates) else None
+        capacity = cpus[1] / cpus[0] if all(cpus) else None
+        if mode == "reuse":
+            judge("resumed handshakes/s, gateway / nginx (goal >= 1.0x)", rate, 1.0, True, "%.2fx")
+            judge("  the same per server CPU second (goal >= 1.0x)", capacity, 1.0, True, "%.2fx")
+        else:
+            for title, value in (("full handshakes/s, gateway / nginx (for scale)", rate),
+                                 ("  the same per server CPU second", capacity)):
+                if value is not None:
+                    print("  %-52s %10s" % (title, "%.2fx" % value))
     rps_ratio = ratio("wrk", "rps", "gateway", "nginx")
     judge("keep-alive req/s, gateway / nginx (goal >= 1.0x)", rps_ratio, 1.0, True, "%.2fx")
     gateway_cpu = median_of(records, "wrk", "gateway", "cpu_us_per_request")
@@ -483,6 +509,34 @@ def run_summary(args):
         print("  INVALID: wrk saw non-2xx responses or socket errors against: %s (raw output in the state folder)" % (
             ", ".join(labels)))
         return 1
+    return 0
+
+
+def handshakes(args):
+    mode = "reuse" if args.reuse else "new"
+    command = ["openssl", "s_time", "-connect", "127.0.0.1:%d" % args.port, "-CAfile", args.ca, "-" + mode,
+               "-time", str(args.duration), "-www", "/handshake"]
+    cpu_before = cpu_seconds(args.pid) if args.pid else None
+    started = time.monotonic()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=args.duration + 60)
+    elapsed = time.monotonic() - started
+    cpu = cpu_seconds(args.pid) - cpu_before if args.pid else None
+    found = re.search(r"(\d+) connections in [0-9.]+ real seconds", done.stdout)
+    if done.returncode != 0 or not found:
+        print("  %-8s %-5s s_time failed: %s" % (args.label, mode, (done.stderr or done.stdout)[-300:]), file=sys.stderr)
+        return 1
+    count = int(found.group(1))
+    # s_time prints one character per connection: 'r' resumed, '*' a full handshake.
+    marks = done.stdout.split("starting", 1)[-1]
+    resumed = marks.count("r") if args.reuse else 0
+    record = {"kind": "handshake", "label": args.label, "mode": mode, "round": args.round, "connections": count,
+              "per_s": count / elapsed, "resumed": resumed,
+              "cpu_us_per_handshake": cpu * 1e6 / count if cpu is not None and count else None}
+    append_result(args.results, record)
+    extra = ", %d of them resumed" % resumed if args.reuse else ""
+    server = ", server CPU %.0f us each" % record["cpu_us_per_handshake"] if record["cpu_us_per_handshake"] else ""
+    print("  %-8s %-5s round %d: %7.0f handshakes/s (%d in %.1f s%s%s)" % (
+        args.label, mode, args.round, count / elapsed, count, elapsed, extra, server))
     return 0
 
 
@@ -549,6 +603,15 @@ def main():
     command.add_argument("--checkpoint", required=True)
     command.add_argument("--results", required=True)
 
+    command = commands.add_parser("handshakes")
+    command.add_argument("--label", required=True)
+    command.add_argument("--port", type=int, required=True)
+    command.add_argument("--ca", required=True)
+    command.add_argument("--duration", type=int, default=5)
+    command.add_argument("--round", type=int, default=1)
+    command.add_argument("--reuse", action="store_true")
+    command.add_argument("--pid", type=int, help="the server process whose CPU time each handshake costs")
+    command.add_argument("--results", required=True)
     command = commands.add_parser("summary")
     command.add_argument("--results", required=True)
     command.add_argument("--skip-gateway", action="store_true")
@@ -576,6 +639,8 @@ def main():
         run_wrk(args)
     elif args.command == "audit":
         run_audit(args)
+    elif args.command == "handshakes":
+        sys.exit(handshakes(args))
     elif args.command == "summary":
         sys.exit(run_summary(args))
 
