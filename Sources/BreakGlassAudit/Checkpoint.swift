@@ -21,16 +21,19 @@ public struct Checkpoint: Sendable, Equatable {
         "\(origin)\n\(size)\n\(Data(root).base64EncodedString())\n"
     }
 
-    /// Parses a checkpoint body (extension lines are ignored); nil when malformed.
+    /// Parses a checkpoint body (extension lines are ignored); nil when malformed. Read by bytes: lines
+    /// end at `\n`, and the origin holds no space, `+` or control byte.
     public init?(body: String) {
-        var lines = body.split(separator: "\n", omittingEmptySubsequences: false)
-        guard lines.count >= 4, lines.last == "" else { return nil }
+        var lines = body.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+        guard lines.count >= 4, lines.last?.isEmpty == true else { return nil }
         lines.removeLast()
+        let origin = lines[0]
         let sizeText = lines[1]
-        guard !lines[0].isEmpty, !lines[0].contains(" "), !lines[0].contains("+"),
-            !sizeText.isEmpty, sizeText.allSatisfy({ $0.isASCII && $0.isNumber }), sizeText == "0" || !sizeText.hasPrefix("0"),
-            let size = Int(sizeText), let root = Data(base64Encoded: String(lines[2])), root.count == 32
+        guard !origin.isEmpty, !origin.contains(where: { $0 <= 0x20 || $0 == 0x7F || $0 == UInt8(ascii: "+") }),
+            !sizeText.isEmpty, sizeText.count <= 19, sizeText.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }),
+            sizeText.count == 1 || sizeText.first != UInt8(ascii: "0"),
+            let size = Int(Substring(sizeText)), let root = Data(base64Encoded: Data(lines[2])), root.count == 32
         else { return nil }
-        self.init(origin: String(lines[0]), size: size, root: Array(root))
+        self.init(origin: String(Substring(origin)), size: size, root: Array(root))
     }
 }

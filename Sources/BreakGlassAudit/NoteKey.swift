@@ -88,20 +88,29 @@ public struct SignedNote: Sendable, Equatable {
     /// The signature lines, in order.
     public var signatures: [Signature]
 
-    /// Parses note text; nil when it is not a well-formed signed note.
+    /// Parses note text; nil when it is not a well-formed signed note. Read by bytes, as C2SP notes are:
+    /// lines end at `\n`, and no other control byte is allowed (as Go's `note.Open`).
     public init?(text: String) {
-        guard text.utf8.count <= 1 << 20, let split = text.range(of: "\n\n", options: .backwards) else { return nil }
-        body = String(text[..<split.lowerBound]) + "\n"
-        let rest = text[split.upperBound...]
-        guard rest.hasSuffix("\n") else { return nil }
+        let bytes = Array(text.utf8)
+        let newline = UInt8(ascii: "\n")
+        guard bytes.count <= 1 << 20, !bytes.contains(where: { ($0 < 0x20 && $0 != newline) || $0 == 0x7F }),
+            let split = bytes.indices.dropLast().last(where: { bytes[$0] == newline && bytes[$0 + 1] == newline })
+        else { return nil }
+        let bodyBytes = bytes[...split]
+        let rest = bytes[(split + 2)...]
+        guard rest.last == newline, !zip(bodyBytes, bodyBytes.dropFirst()).contains(where: { $0 == newline && $1 == newline })
+        else { return nil }
+        let dash = Array("\u{2014} ".utf8)
         var parsed: [Signature] = []
-        for line in rest.dropLast().split(separator: "\n", omittingEmptySubsequences: false) {
-            guard line.hasPrefix("\u{2014} ") else { return nil }
-            let fields = line.dropFirst(2).split(separator: " ", omittingEmptySubsequences: false)
-            guard fields.count == 2, let blob = Data(base64Encoded: String(fields[1])), blob.count >= 5 else { return nil }
-            parsed.append(Signature(name: String(fields[0]), keyID: Array(blob.prefix(4)), signature: Array(blob.dropFirst(4))))
+        for line in rest.dropLast().split(separator: newline, omittingEmptySubsequences: false) {
+            guard line.starts(with: dash) else { return nil }
+            let fields = line.dropFirst(dash.count).split(separator: UInt8(ascii: " "), omittingEmptySubsequences: false)
+            guard fields.count == 2, let blob = Data(base64Encoded: Data(fields[1])), blob.count >= 5 else { return nil }
+            let name = String(decoding: fields[0], as: UTF8.self)
+            parsed.append(Signature(name: name, keyID: Array(blob.prefix(4)), signature: Array(blob.dropFirst(4))))
         }
-        guard !parsed.isEmpty, !body.contains("\n\n") else { return nil }
+        guard !parsed.isEmpty else { return nil }
+        body = String(decoding: bodyBytes, as: UTF8.self)
         signatures = parsed
     }
 

@@ -234,4 +234,21 @@ import Testing
         }
         #expect(throws: AuditLogError.self) { _ = try fixture.open() }
     }
+
+    /// Checkpoints and signed notes are read by bytes, as C2SP and Go's note verifier read them, and a
+    /// control byte other than the line end is refused, as Go's `note.Open` refuses it: `\r\n` is no
+    /// longer one character that hides a line end. Found by FuzzCheckpoint: before the fix an origin
+    /// could hold `\r\nlog`, and a note whose body held a blank line after a `\r` parsed.
+    @Test func checkpointsAndNotesAreReadByBytes() throws {
+        let root = Data(repeating: 7, count: 32).base64EncodedString()
+        #expect(Checkpoint(body: "fuzz.example/log\n4\n\(root)\n") != nil)
+        #expect(Checkpoint(body: "fuzz.e/\r\nlog\n4\n\(root)\n") == nil)
+        #expect(Checkpoint(body: "fuzz.e/\r\n4\n\(root)\n") == nil)
+        let signer = NoteSigner(name: "fuzz.example/log", privateKey: Curve25519.Signing.PrivateKey())
+        let note = try signer.sign("fuzz.example/log\n4\n\(root)\n")
+        #expect(SignedNote(text: note)?.isSigned(by: signer.verifier) == true)
+        let blob = Data(repeating: 1, count: 68).base64EncodedString()
+        #expect(SignedNote(text: "fu=\n\r\n\n\u{2014} f \(blob)\n") == nil)
+        #expect(SignedNote(text: "body\n\n\u{2014} f \(blob)\r\n") == nil)
+    }
 }

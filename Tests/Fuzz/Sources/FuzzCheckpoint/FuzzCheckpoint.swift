@@ -25,10 +25,12 @@ public func fuzzCheckpoint(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let verifier = CheckpointFixture.signer.verifier
     if mode & 1 == 0 {
         if let note = SignedNote(text: text) {
-            require(note.body.hasSuffix("\n") && !note.body.contains("\n\n") && !note.signatures.isEmpty, "a malformed note parsed")
+            let body = Array(note.body.utf8)
+            let blankLine = zip(body, body.dropFirst()).contains { $0 == 0x0A && $1 == 0x0A }
+            require(body.last == 0x0A && !blankLine && !note.signatures.isEmpty, "a malformed note parsed")
             if let checkpoint = Checkpoint(body: note.body) {
                 require(Checkpoint(body: checkpoint.body) == checkpoint, "a checkpoint does not survive writing it back")
-                require(!checkpoint.origin.contains(" ") && !checkpoint.origin.contains("\n"), "origin \(checkpoint.origin)")
+                require(!checkpoint.origin.utf8.contains { $0 <= 0x20 }, "origin \(checkpoint.origin.debugDescription)")
             }
         }
         _ = try? AuditVerifier.parse(text, label: "fuzz", verifier: verifier)
@@ -36,7 +38,10 @@ public func fuzzCheckpoint(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         guard let note = try? CheckpointFixture.signer.sign(text) else { return 0 }
         let parsed = try? AuditVerifier.parse(note, label: "fuzz", verifier: verifier)
         let expected = Checkpoint(body: text).flatMap { $0.origin == verifier.name ? $0 : nil }
-        let carried = text.hasSuffix("\n") && !text.contains("\n\n") && note.utf8.count <= 1 << 20
+        let bytes = Array(text.utf8)
+        let carried =
+            bytes.last == 0x0A && !zip(bytes, bytes.dropFirst()).contains { $0 == 0x0A && $1 == 0x0A }
+            && !bytes.contains { ($0 < 0x20 && $0 != 0x0A) || $0 == 0x7F } && note.utf8.count <= 1 << 20
         require(parsed == (carried ? expected : nil), "verifier said \(String(describing: parsed)) for body \(text.debugDescription)")
     }
     return 0
