@@ -2,11 +2,13 @@
 # the token and audit keys, demo users with a password and a TOTP secret, the probe identity, and the
 # private PAM stack. Source it; do not run it. Safe to repeat: what exists is kept.
 
+# The repository, found when this file is sourced (the scripts change folder afterwards).
+DEMO_STATE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
 # make_demo_state BIN STATE USER...: makes the files for each USER and for `probe`.
 make_demo_state() {
-  local bin=$1 state=$2 root
+  local bin=$1 state=$2 root=$DEMO_STATE_ROOT
   shift 2
-  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
   mkdir -p "$state/tls" "$state/pam.d" "$state/upstream/grafana"
   chmod 700 "$state"
   "$bin" certs dev --out "$state/tls" >/dev/null

@@ -527,8 +527,8 @@ def handshakes(args):
         return 1
     count = int(found.group(1))
     # s_time prints one character per connection: 'r' resumed, '*' a full handshake.
-    marks = done.stdout.split("starting", 1)[-1]
-    resumed = marks.count("r") if args.reuse else 0
+    marks = re.search(r"starting\n([^\n]*)", done.stdout)
+    resumed = marks.group(1).count("r") if args.reuse and marks else 0
     record = {"kind": "handshake", "label": args.label, "mode": mode, "round": args.round, "connections": count,
               "per_s": count / elapsed, "resumed": resumed,
               "cpu_us_per_handshake": cpu * 1e6 / count if cpu is not None and count else None}

@@ -29,7 +29,7 @@ public struct GatewayResources: Sendable {
                 var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
                 configuration.minimumTLSVersion = .tlsv12
                 configuration.maximumTLSVersion = .tlsv13
-                // TLS 1.2: ECDHE with AES-GCM only, the pair RFC 9325 §4.2.1 requires every client to have, one suite
+                // TLS 1.2: ECDHE with AES-128-GCM only (RFC 9325 §4.2.1's recommended suite and its ECDSA twin), one suite
                 // for each key type. BoringSSL lets the client's order win among TLS 1.2 suites, and swift-nio-ssl
                 // does not expose SSL_OP_CIPHER_SERVER_PREFERENCE, so one suite per key type is what keeps the
                 // choice the server's. TLS 1.3 suites are all AEAD with ECDHE; BoringSSL lets the client choose among them.

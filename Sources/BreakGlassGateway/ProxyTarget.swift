@@ -114,7 +114,8 @@ struct ProxyTarget: Equatable {
     static let unicodeEscape = "the path may not contain %u escapes"
     static let controlByte = "the path may not contain control bytes"
     static let notUTF8 = "the path's escapes must decode to UTF-8 (no overlong or partial sequences)"
-    static let escapedSeparator = "the path may not contain escaped slashes, backslashes, ';', dots or control bytes, once or twice encoded"
+    static let escapedSeparator =
+        "the path may not contain escaped slashes, backslashes, ';', dots or control bytes, once or twice encoded, or a space encoded twice"
 
     /// Why a byte an escape decodes to is refused: a separator, a dot, a control byte.
     static func escapeProblem(_ byte: UInt8) -> String? {
@@ -225,7 +226,9 @@ struct ProxyTarget: Equatable {
                     return literal(UInt8(ascii: "%")) ?? literal(digit) ?? take(byte)
                 }
                 let value = high << 4 | low
-                if value == UInt8(ascii: "%") { return ProxyTarget.escapedSeparator }
+                // A `%` or a space encoded twice: the segment count above sees the first decoding only,
+                // so `..%2520` would pass as a name while some upstreams read `.. ` and trim it to `..`.
+                if value == UInt8(ascii: "%") || value == UInt8(ascii: " ") { return ProxyTarget.escapedSeparator }
                 return ProxyTarget.escapeProblem(value) ?? literal(value)
             }
         }

@@ -16,6 +16,8 @@ import Testing
     static let escapes: [String] = [
         // `;` path parameters: Tomcat and Jetty drop them, then resolve the dot segment.
         "/..;/manager", "/a/..;x=1/b", "/.;/x", "/..;", "/a/..;/..;/b",
+        // Dots followed by a space encoded twice (found by review: `%25` hid the dots from the count).
+        "/..%2520", "/.%2520/x", "/a/..%2520", "/..%20%2520", "/..%25%32%30/x",
         // Backslash, raw or escaped.
         "/..%5c..%5cetc", "/..%5C", "/a%5cb", "/a\\..\\b",
         // Escaped dots, slashes and `;`.
