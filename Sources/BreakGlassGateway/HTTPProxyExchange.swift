@@ -111,7 +111,9 @@ final class HTTPProxyExchange {
 
     private func connected(_ channel: any Channel) {
         guard !finished else {
-            proxy.pool.checkin(channel, pathway: admission.pathway.name, destination: admission.poolDestination, reusable: true)
+            // Made for an exchange that ended meanwhile (its client left): closed, not pooled, where
+            // it would stay open, counted against `max_connections`, until a request took it.
+            channel.close(promise: nil)
             return
         }
         guard let handler = try? channel.pipeline.syncOperations.handler(type: UpstreamHTTPHandler.self) else {

@@ -83,17 +83,36 @@ import Testing
     /// upstream for it, and it holds no upstream connection, no claim and no place in the log.
     /// Before the fix the exchange started anyway, with no deadline on either side, and held its
     /// upstream connection until the upstream gave up.
+    ///
+    /// The same for a client that leaves while its upstream connection is being made: on a
+    /// kept-alive connection whose token was verified by a first request, the next request is
+    /// admitted at once, so its client's close arrives while the connection is made. Before that
+    /// fix the connection, made for nobody, went to the pool and stayed open (under load the first
+    /// case took that path too).
     @Test func aClientThatLeavesDuringAuthorizationHoldsNothing() async throws {
         let fixture = try await ProxyTests.fixture(limits: Self.quick)
         defer { Task { await fixture.stop() } }
         let login = try await fixture.login("alice", pathway: "web")
+        let pool = fixture.gateway.service.proxy.pool
         for _ in 0..<20 {
             let connection = try await Self.raw(fixture)
             await connection.sendAndClose(
                 "POST /p/web/echo HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(login.token)\r\nContent-Length: 100000\r\n\r\n")
         }
+        let authorization = "Host: gw\r\nAuthorization: Bearer \(login.token)\r\n"
+        for round in 0..<20 {
+            let connection = try await Self.raw(fixture)
+            // Chunked, so its upstream connection is closed after it: the next request needs a new one.
+            try await connection.send("POST /p/web/echo HTTP/1.1\r\n\(authorization)Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+            #expect(await connection.wait { $0.statuses == [200] }, "\(connection.text)")
+            // With a body (reads are held while the upstream connection is made) and without.
+            let next =
+                round.isMultiple(of: 2)
+                ? "POST /p/web/echo HTTP/1.1\r\n\(authorization)Content-Length: 100000\r\n\r\n"
+                : "GET /p/web/echo HTTP/1.1\r\n\(authorization)\r\n"
+            await connection.sendAndClose(next)
+        }
         try await Task.sleep(for: .milliseconds(300))
-        let pool = fixture.gateway.service.proxy.pool
         #expect(
             await Self.eventually(timeout: .seconds(3)) { pool.openConnections(pathway: "web") == 0 },
             "\(pool.openConnections(pathway: "web"))")
