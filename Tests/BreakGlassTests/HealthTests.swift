@@ -64,7 +64,7 @@ import Testing
     }
 
     static func fixture(
-        probes: String = "interval: 1h\nfail_after: 2\nrecover_after: 2\ntimeout: 5s", alerts: String = "", durableAudit: Bool = true,
+        probes: String = "interval: 1h\nfail_after: 2\nrecover_after: 2\ntimeout: 15s", alerts: String = "", durableAudit: Bool = true,
         certificateValidity: Duration = .seconds(30 * 86_400), otherProbe: String? = nil, gatewayKeys: String = ""
     ) async throws -> Fixture {
         let upstream = try await TestUpstream()
@@ -242,7 +242,9 @@ import Testing
 
     @Test func aHangingPathwayTimesOutAloneAndARejectedReloadDegrades() async throws {
         // Generous for the pathways that answer (the suite shares two cores), short of the hanging one.
-        let fixture = try await Self.fixture(probes: "interval: 1h\ntimeout: 3s", otherProbe: "{ path: /slow/10000 }")
+        // A round's budget covers every pathway's login, request and release (durable audit) with the
+        // whole suite running beside it; the hanging pathway answers only after 10 s.
+        let fixture = try await Self.fixture(probes: "interval: 1h\ntimeout: 7s", otherProbe: "{ path: /slow/10000 }")
         defer { Task { await fixture.stop() } }
         try await fixture.settled()
         let round = await fixture.monitor.round()
