@@ -403,7 +403,11 @@ import Testing
     /// Each request on a kept-alive connection gets the whole `response_timeout` from when it was
     /// sent upstream, not what was left of the previous request's.
     @Test func eachRequestOnAConnectionGetsItsOwnResponseTimeout() async throws {
-        let fixture = try await Self.fixture(slowTimeout: "2s")
+        // response_timeout 4 s. The second request goes 2 s after the first, and its answer 2.5 s
+        // after that: it is in flight when the first request's deadline passes (unless it is sent
+        // over 2 s late) and answered after it, and 1.5 s of its own deadline is left for a busy
+        // machine (the upstream's timer firing late, the gateway slow to pass the answer on).
+        let fixture = try await Self.fixture(slowTimeout: "4s")
         defer { Task { await fixture.stop() } }
         let login = try await fixture.login("alice", pathway: "slow")
         let connection = try await TLSTestConnection(port: fixture.gateway.port, caPath: fixture.gateway.pki.caPath)
@@ -412,12 +416,11 @@ import Testing
         }
         try await send("/echo")
         #expect(await connection.wait { $0.text.contains("body_bytes") }, "\(connection.text)")
-        // Sent a second after the first: it ends after the first request's deadline, within its own.
-        try await Task.sleep(for: .seconds(1))
-        try await send("/slow/1500")
+        try await Task.sleep(for: .seconds(2))
+        try await send("/slow/2500")
         #expect(await connection.wait { $0.text.contains("slept_ms") }, "\(connection.text)")
         #expect(!connection.text.contains("upstream_timeout"), "\(connection.text)")
-        try await send("/slow/4000")
+        try await send("/slow/8000")
         #expect(await connection.wait { $0.text.contains("upstream_timeout") }, "\(connection.text)")
         #expect(connection.text.contains("HTTP/1.1 504"), "\(connection.text)")
         await connection.close()
