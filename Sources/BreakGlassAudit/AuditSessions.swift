@@ -135,12 +135,11 @@ public enum AuditSessions {
         let head = SegmentFormat.headerSize + SegmentFormat.frameHeaderSize
         let bytes = try FileIO.read(path, limit: .max, upTo: head + SegmentFormat.maximumPayload)
         guard bytes.count >= head, Array(bytes[0..<SegmentFormat.magic.count]) == SegmentFormat.magic else { return nil }
-        let sequence = SegmentFormat.readBigEndian(bytes[8..<16], as: UInt64.self)
         let length = Int(SegmentFormat.readBigEndian(bytes[16..<20], as: UInt32.self))
-        guard length > 0, head + length <= bytes.count, sequence <= UInt64(Int.max),
+        guard length > 0, head + length <= bytes.count, let sequence = SegmentFormat.firstSequence(bytes),
             let record = try? AuditRecord(decoding: bytes[head..<head + length])
         else { return nil }
-        return (Int(sequence), record.event.time)
+        return (sequence, record.event.time)
     }
 
     static func text(_ event: AuditEvent, _ key: String) -> String? {

@@ -60,6 +60,13 @@ public enum SegmentFormat {
         return payload
     }
 
+    /// The first sequence number in a header's bytes 8..<16 (the caller checks there are 16), or nil
+    /// past 2^62: no log reaches it, and sequence arithmetic stays far from overflow below it.
+    static func firstSequence(_ header: some Collection<UInt8>) -> Int? {
+        let value = readBigEndian(ArraySlice(header.dropFirst(8).prefix(8)), as: UInt64.self)
+        return value < 1 << 62 ? Int(value) : nil
+    }
+
     static func bigEndian<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
         withUnsafeBytes(of: value.bigEndian) { Array($0) }
     }

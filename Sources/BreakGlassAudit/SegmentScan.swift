@@ -100,9 +100,7 @@ struct SegmentScan {
         guard bytes.count >= SegmentFormat.headerSize, Array(bytes.prefix(8)) == SegmentFormat.magic else {
             throw AuditLogError(.corrupt, "segment \(name): not an audit segment (bad header)")
         }
-        // Eight bytes from the file: a value that no log reaches (2^62; sequence arithmetic stays far
-        // from overflow below it) is damage, not a number to convert.
-        guard let first = Int(exactly: SegmentFormat.readBigEndian(bytes[8..<16], as: UInt64.self)), first < 1 << 62 else {
+        guard let first = SegmentFormat.firstSequence(bytes) else {
             throw AuditLogError(.corrupt, "segment \(name): its first sequence number is out of range (bad header)")
         }
         guard start >= SegmentFormat.headerSize, start <= bytes.count else {
