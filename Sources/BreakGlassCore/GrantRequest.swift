@@ -36,9 +36,9 @@ public struct GrantRequest: Sendable, Equatable {
         public static let userLength = 64
         /// Longest pathway name, in bytes.
         public static let pathwayLength = 64
-        /// Longest reason, in characters.
+        /// Longest reason, in characters; it must also fit in four bytes a character.
         public static let reasonLength = 500
-        /// Longest ticket, in characters.
+        /// Longest ticket, in characters; it must also fit in four bytes a character.
         public static let ticketLength = 128
         /// Longest password or one-time code, in bytes.
         public static let secretLength = 1024
@@ -52,15 +52,19 @@ public struct GrantRequest: Sendable, Equatable {
         if trimmedReason.isEmpty {
             return BreakGlassError(.invalidRequest, "reason is required: say why emergency access is needed")
         }
-        if reason.count > Limits.reasonLength {
-            return BreakGlassError(.invalidRequest, "reason is longer than \(Limits.reasonLength) characters")
+        // Characters for people, bytes for the token and the log: one Character can carry any number
+        // of combining marks.
+        if reason.count > Limits.reasonLength || reason.utf8.count > 4 * Limits.reasonLength {
+            return BreakGlassError(
+                .invalidRequest, "reason is longer than \(Limits.reasonLength) characters (\(4 * Limits.reasonLength) bytes)")
         }
         if reason.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
             return BreakGlassError(.invalidRequest, "reason contains control characters")
         }
         if let ticket {
-            if ticket.count > Limits.ticketLength {
-                return BreakGlassError(.invalidRequest, "ticket is longer than \(Limits.ticketLength) characters")
+            if ticket.count > Limits.ticketLength || ticket.utf8.count > 4 * Limits.ticketLength {
+                return BreakGlassError(
+                    .invalidRequest, "ticket is longer than \(Limits.ticketLength) characters (\(4 * Limits.ticketLength) bytes)")
             }
             if ticket.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
                 return BreakGlassError(.invalidRequest, "ticket contains control characters")

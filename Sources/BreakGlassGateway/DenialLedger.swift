@@ -141,16 +141,7 @@ public final class DenialLedger: Sendable {
 
     /// `text` cut to at most `limit` UTF-8 bytes on a scalar boundary, ending in `…` when cut.
     public static func bound(_ text: String, limit: Int = fieldLimit) -> String {
-        guard text.utf8.count > limit else { return text }
-        let ellipsis = "…"
-        var kept = String.UnicodeScalarView()
-        var used = ellipsis.utf8.count
-        for scalar in text.unicodeScalars {
-            used += UTF8.width(scalar)
-            if used > limit { break }
-            kept.append(scalar)
-        }
-        return String(kept) + ellipsis
+        BoundedText.cut(text, bytes: limit)
     }
 
     private func close(_ key: Key, id: UInt64) {

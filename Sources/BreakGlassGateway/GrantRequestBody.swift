@@ -39,7 +39,8 @@ struct GrantRequestBody: Decodable {
             throw BreakGlassError(.invalidRequest, "the body is not valid JSON")
         }
         if let unknown = object.keys.sorted().first(where: { !fields.contains($0) }) {
-            throw BreakGlassError(.invalidRequest, "unknown field \"\(unknown.prefix(40))\"; fields are \(fields.joined(separator: ", "))")
+            throw BreakGlassError(
+                .invalidRequest, "unknown field \"\(BoundedText.cut(unknown, bytes: 40))\"; fields are \(fields.joined(separator: ", "))")
         }
         func text(_ name: String, required: Bool) throws(BreakGlassError) -> String? {
             switch object[name] {

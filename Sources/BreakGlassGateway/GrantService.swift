@@ -82,7 +82,8 @@ public final class GrantService: Sendable {
         var duration: Duration?
         if let text = input.duration {
             guard let parsed = Duration(policyText: text) else {
-                let error = BreakGlassError(.invalidRequest, "duration \"\(text.prefix(40))\" is not a duration (write e.g. 15m or 1h)")
+                let error = BreakGlassError(
+                    .invalidRequest, "duration \"\(BoundedText.cut(text, bytes: 40))\" is not a duration (write e.g. 15m or 1h)")
                 return refuse(error, input: input, source: source)
             }
             duration = parsed
@@ -91,7 +92,8 @@ public final class GrantService: Sendable {
         if let text = input.tag {
             guard text == Grant.Tag.drill.rawValue else {
                 return refuse(
-                    BreakGlassError(.invalidRequest, "tag \"\(text.prefix(40))\" is not accepted here; the only tag is drill"),
+                    BreakGlassError(
+                        .invalidRequest, "tag \"\(BoundedText.cut(text, bytes: 40))\" is not accepted here; the only tag is drill"),
                     input: input,
                     source: source)
             }

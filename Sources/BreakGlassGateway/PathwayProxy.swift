@@ -221,7 +221,7 @@ public final class PathwayProxy: Sendable {
         summarized: Bool = false
     ) -> Result<(credentials: String, admission: Admission), BreakGlassError> {
         var fields: [String: AuditValue] = [
-            "pathway": .string(String(pathway.prefix(GrantRequest.Limits.pathwayLength))),
+            "pathway": .string(BoundedText.cut(pathway, bytes: GrantRequest.Limits.pathwayLength)),
             "code": .string(error.code.rawValue),
             "message": .string(error.message),
         ]

@@ -144,17 +144,20 @@ struct ProxyTarget: Equatable {
     func auditPath(keepingQueryValues: Bool) -> String {
         if path.utf8.count <= 2048, keepingQueryValues || !path.utf8.contains(UInt8(ascii: "?")) { return path }
         let parts = path.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-        guard parts.count == 2, !keepingQueryValues else { return String(path.prefix(2048)) }
+        guard parts.count == 2, !keepingQueryValues else { return BoundedText.cut(path, bytes: 2048) }
         let names = parts[1].split(separator: "&").map { $0.split(separator: "=", maxSplits: 1).first.map { "\($0)=" } ?? "" }
-        return String((parts[0] + "?" + names.joined(separator: "&")).prefix(2048))
+        return BoundedText.cut(parts[0] + "?" + names.joined(separator: "&"), bytes: 2048)
     }
 
     /// The pathway named by a CONNECT target `PATHWAY:PORT`; nil when the target has no port.
     static func connectPathway(_ target: String) -> String? {
         // Bytes, as everywhere in the target: a combining mark after `:` would hide it from a Character search.
         let bytes = target.utf8
-        guard let colon = bytes.lastIndex(of: UInt8(ascii: ":")),
-            let port = Int(Substring(bytes[bytes.index(after: colon)...])), (1...65535).contains(port)
+        // The port is one to five decimal digits: `Int(_:)` alone would also take a sign.
+        guard let colon = bytes.lastIndex(of: UInt8(ascii: ":")) else { return nil }
+        let digits = bytes[bytes.index(after: colon)...]
+        guard (1...5).contains(digits.count), digits.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }),
+            let port = Int(Substring(digits)), (1...65535).contains(port)
         else { return nil }
         let name = bytes[..<colon]
         guard !name.isEmpty, name.count <= 64 else { return nil }

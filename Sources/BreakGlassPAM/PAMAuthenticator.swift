@@ -122,6 +122,11 @@ public final class PAMAuthenticator: Sendable {
         }
         let detail = describe(handle, status)
         pam_end(handle, status)
+        // A conversation that refused anything fails the login, whatever the stack's rules made of it
+        // (an `optional` module whose question went unanswered).
+        if status == PAM_SUCCESS, let refusal = conversation.refusal {
+            return .refused(detail: "the stack passed a login whose conversation was refused: \(refusal)")
+        }
         if status == PAM_SUCCESS {
             return .authenticated(amr: Self.methods(secretsGiven: conversation.secretsGiven))
         }

@@ -1,3 +1,4 @@
+import BreakGlassCore
 import CPAM
 
 #if canImport(Glibc)
@@ -24,8 +25,10 @@ final class PAMConversation {
         self.oneTimeCode = oneTimeCode
     }
 
-    /// The answer to one prompt, or nil to fail the conversation.
+    /// The answer to one prompt, or nil to fail the conversation. Once it has refused, it refuses
+    /// everything after: a later module of the same stack gets no secret.
     func answer(style: Int32, prompt: String) -> String?? {
+        guard refusal == nil else { return nil }
         switch style {
         case PAM_PROMPT_ECHO_OFF:
             switch secretsGiven {
@@ -44,10 +47,10 @@ final class PAMConversation {
                 return nil
             }
         case PAM_PROMPT_ECHO_ON:
-            refusal = "the PAM stack asked a visible question (\(prompt.prefix(80))) that the gateway cannot answer"
+            refusal = "the PAM stack asked a visible question (\(BoundedText.cut(prompt, bytes: 80))) that the gateway cannot answer"
             return nil
         case PAM_ERROR_MSG, PAM_TEXT_INFO:
-            if messages.count < 16 { messages.append(String(prompt.prefix(200))) }
+            if messages.count < 16 { messages.append(BoundedText.cut(prompt, bytes: 200)) }
             return .some(nil)
         default:
             refusal = "the PAM stack sent an unknown message style \(style)"

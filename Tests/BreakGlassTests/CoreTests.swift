@@ -136,6 +136,18 @@ import Testing
         #expect(GrantRequest(user: "alice", pathway: "p", reason: String(repeating: "r", count: 501)).shapeError() != nil)
         #expect(GrantRequest(user: "alice", pathway: "p", reason: "fine", ticket: "INC-1").shapeError() == nil)
     }
+
+    /// The reason and ticket are bounded in bytes as well as in Characters: both go into the token and
+    /// the audit record, and one Character can carry any number of combining marks. Before, ten
+    /// letters with 600 marks each (12 KB) passed as a 10-character reason.
+    @Test func reasonAndTicketAreBoundedInBytes() {
+        let heavy = String(repeating: "a" + String(repeating: "\u{0301}", count: 600), count: 10)
+        #expect(heavy.count == 10)
+        #expect(GrantRequest(user: "alice", pathway: "p", reason: heavy).shapeError()?.code == .invalidRequest)
+        #expect(GrantRequest(user: "alice", pathway: "p", reason: "r", ticket: heavy).shapeError()?.code == .invalidRequest)
+        // 500 four-byte letters are still a valid reason.
+        #expect(GrantRequest(user: "alice", pathway: "p", reason: String(repeating: "\u{1F6A8}", count: 500)).shapeError() == nil)
+    }
 }
 
 @Suite struct LockoutTrackerTests {

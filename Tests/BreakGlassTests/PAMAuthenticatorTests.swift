@@ -75,6 +75,36 @@ import Testing
         }
     }
 
+    /// A conversation that refused anything (here a third secret, asked by an `optional` module) fails
+    /// the login, even when the stack's own rules would let it pass: the gateway answers only the
+    /// questions it knows, and a stack that asks others is not one it can vouch for. Before, the stack
+    /// ignored the failed optional module and the login succeeded.
+    @Test func aRefusedConversationFailsTheLoginWhateverTheStackSays() async throws {
+        let directory = try TestDirectory("pam-refused")
+        defer { directory.remove() }
+        let stack = try await PAMTestStack(in: directory, users: ["alice": "correct horse"])
+        let oath = "pam_oath.so usersfile=\(directory.file("pam/oath.users")) window=2 digits=6"
+        try directory.write(
+            "pam/pam.d/third",
+            """
+            auth required pam_pwdfile.so pwdfile=\(directory.file("pam/passwd"))
+            auth required \(oath)
+            auth optional \(oath)
+            account required pam_permit.so
+
+            """)
+        let pam = PAMAuthenticator(service: "third", confdir: stack.confdir, threads: 1, maxPending: 1, logger: Logger(label: "t"))
+        let outcome = try await pam.authenticate(
+            user: "alice", password: "correct horse", oneTimeCode: try await stack.code("alice"), remoteHost: nil
+        ).outcome
+        await pam.shutdown()
+        guard case .refused(let detail) = outcome else {
+            Issue.record("a login whose conversation refused a third secret ended \(outcome)")
+            return
+        }
+        #expect(detail.contains("more than two secrets"), "\(detail)")
+    }
+
     @Test func brokenStackIsReportedAsBroken() async throws {
         let directory = try TestDirectory("pam-broken")
         defer { directory.remove() }

@@ -86,6 +86,32 @@ import Testing
         #expect(ProxyTarget.connectPathway(String(repeating: "a", count: 64) + ":443") != nil)
     }
 
+    /// The path an audit record keeps is at most 2048 bytes and stays valid UTF-8. Before, it was cut
+    /// at 2048 Characters, and one Character can be any number of bytes (a letter with combining marks).
+    @Test func anAuditedPathIsBoundedInBytes() throws {
+        let marks = String(repeating: "\u{0301}", count: 3000)
+        for uri in ["/p/web/a" + marks, "/p/web/a" + marks + "?k=v", "/p/web/" + String(repeating: "\u{E9}", count: 1500) + "?k=v"] {
+            guard case .success(let target) = ProxyTarget.parse(uri) else {
+                Issue.record("\(uri.prefix(12)) was refused")
+                continue
+            }
+            for keep in [false, true] {
+                let audited = target.auditPath(keepingQueryValues: keep)
+                #expect(audited.utf8.count <= 2048, "\(audited.utf8.count) bytes")
+                #expect(audited.utf8.starts(with: "/".utf8))
+            }
+        }
+    }
+
+    /// A CONNECT port is decimal digits only. Before, `Int(_:)` also took a sign, so `db:+443` and
+    /// `db:-0` were read the same as `db:443` (found by reading the FuzzProxyTarget invariant).
+    @Test func aConnectPortIsDigitsOnly() {
+        for target in ["db:+443", "db:-443", "db:+0443", "db: 443", "db:443 ", "db:0x1bb", "db:000000443"] {
+            #expect(ProxyTarget.connectPathway(target) == nil, "\(target.debugDescription)")
+        }
+        #expect(ProxyTarget.connectPathway("db:0443") == "db")
+    }
+
     /// Every escape through a real gateway with a valid token: 400, and the upstream sees nothing;
     /// then a plain request still goes through.
     @Test func escapesNeverReachTheUpstream() async throws {

@@ -80,8 +80,7 @@ final class AuditFixture: Sendable {
     let root: String
 
     init() {
-        let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
-        root = base + "/breakglass-fuzz-\(getpid())"
+        root = scratchFolder("audit")
     }
 
     /// An empty directory for one input's log.

@@ -23,6 +23,7 @@ public func fuzzGrantBody(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     do {
         let body = try GrantRequestBody.decode(ByteBuffer(bytes: bytes), probe: mode & 1 == 1)
         require(mode & 1 == 0 || !body.pathways.isEmpty, "a probe login names no pathway")
+        checkShape(body)
     } catch {
         require(error.code == .invalidRequest, "a body was refused with \(error.code), not invalid_request")
         // The password and code must not come back in the error. Other text the sender chose may
@@ -42,4 +43,27 @@ public func fuzzGrantBody(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         }
     }
     return 0
+}
+
+/// What the grant path checks next, before PAM: a request whose shape passes has bounded fields in
+/// bytes (they go into the token and the audit record) and no control character; a duration that
+/// parses is not negative.
+func checkShape(_ body: GrantRequestBody) {
+    let request = GrantRequest(user: body.user, pathway: body.pathway, reason: body.reason, ticket: body.ticket)
+    if let error = request.shapeError() {
+        require(error.code == .invalidRequest, "a shape refusal with \(error.code)")
+        require(error.message.utf8.count <= 200, "a shape refusal of \(error.message.utf8.count) bytes")
+    } else {
+        require(body.user.utf8.count <= GrantRequest.Limits.userLength, "a user of \(body.user.utf8.count) bytes")
+        require(body.pathway.utf8.count <= GrantRequest.Limits.pathwayLength, "a pathway of \(body.pathway.utf8.count) bytes")
+        require(body.reason.utf8.count <= 4 * GrantRequest.Limits.reasonLength, "a reason of \(body.reason.utf8.count) bytes")
+        require((body.ticket?.utf8.count ?? 0) <= 4 * GrantRequest.Limits.ticketLength, "a ticket over its bound")
+        for text in [body.reason, body.ticket ?? ""] {
+            require(!text.unicodeScalars.contains { $0.properties.generalCategory == .control }, "a control character passed")
+        }
+    }
+    if let text = body.duration, let duration = Duration(policyText: text) {
+        require(duration >= .zero, "a negative duration from \(text)")
+        require(text.utf8.contains { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }, "a duration without digits from \(text)")
+    }
 }

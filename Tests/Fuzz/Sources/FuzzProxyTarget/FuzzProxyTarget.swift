@@ -37,15 +37,19 @@ public func fuzzProxyTarget(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt 
             }
         }
         for keep in [false, true] {
-            require(target.auditPath(keepingQueryValues: keep).count <= 2048, "an audited path over 2048 characters")
+            let audited = target.auditPath(keepingQueryValues: keep)
+            require(audited.utf8.count <= 2048, "an audited path of \(audited.utf8.count) bytes")
         }
     }
     if let pathway = ProxyTarget.connectPathway(text) {
         require(!pathway.isEmpty && pathway.utf8.count <= 64, "CONNECT pathway \(pathway) from \(text)")
         let port = text.utf8.dropFirst(pathway.utf8.count)
+        // Decimal digits only (`Int(_:)` would also take a sign), from 1 to 65535.
+        let digits = port.dropFirst()
         require(
-            port.first == UInt8(ascii: ":")
-                && Int(String(decoding: port.dropFirst(), as: UTF8.self)).map { (1...65535).contains($0) } == true,
+            port.first == UInt8(ascii: ":") && (1...5).contains(digits.count)
+                && digits.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
+                && Int(String(decoding: digits, as: UTF8.self)).map { (1...65535).contains($0) } == true,
             "CONNECT port \(String(decoding: port, as: UTF8.self))")
     }
     return 0

@@ -70,3 +70,22 @@ public struct FuzzInput {
     /// Everything not yet read, as text (invalid UTF-8 replaced, as a server decoding bytes would).
     public var restText: String { String(decoding: bytes, as: UTF8.self) }
 }
+
+/// Folders made by `scratchFolder`, removed when the process exits.
+private let scratchFolders = Mutex<[String]>([])
+
+/// A folder of this process in memory (/dev/shm when there is one), removed at exit.
+public func scratchFolder(_ name: String) -> String {
+    let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
+    let folder = base + "/breakglass-fuzz-\(name)-\(getpid())"
+    let first = scratchFolders.withLock { folders in
+        defer { folders.append(folder) }
+        return folders.isEmpty
+    }
+    if first {
+        atexit {
+            for folder in scratchFolders.withLock({ $0 }) { try? FileManager.default.removeItem(atPath: folder) }
+        }
+    }
+    return folder
+}
