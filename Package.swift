@@ -21,7 +21,8 @@ let package = Package(
         // For the fuzz targets in Tests/Fuzz, a package of their own.
         .library(name: "BreakGlassConfig", targets: ["BreakGlassConfig"]),
         .library(name: "BreakGlassTokens", targets: ["BreakGlassTokens"]),
-        .library(name: "BreakGlassAudit", targets: ["BreakGlassAudit"]),
+        .library(name: "BreakGlassAuditFormat", targets: ["BreakGlassAuditFormat"]),
+        .library(name: "BreakGlassAuditLog", targets: ["BreakGlassAuditLog"]),
         .library(name: "BreakGlassPAM", targets: ["BreakGlassPAM"]),
     ],
     dependencies: [
@@ -47,7 +48,8 @@ let package = Package(
             providers: [.apt(["libpam0g-dev"])]
         ),
         .target(name: "CBreakGlassCRC32C"),
-        .target(name: "CBreakGlassSHA256"),
+        // SHA-256 for the Merkle tree through OpenSSL's public EVP API (libssl-dev).
+        .target(name: "CBreakGlassSHA256", linkerSettings: [.linkedLibrary("crypto")]),
         .target(
             name: "BreakGlassCore",
             dependencies: [
@@ -97,11 +99,20 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
-            name: "BreakGlassAudit",
+            name: "BreakGlassAuditFormat",
             dependencies: [
                 "BreakGlassCore",
                 "CBreakGlassCRC32C",
                 "CBreakGlassSHA256",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "BreakGlassAuditLog",
+            dependencies: [
+                "BreakGlassCore",
+                "BreakGlassAuditFormat",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
@@ -130,7 +141,8 @@ let package = Package(
                 "BreakGlassConfig",
                 "BreakGlassPAM",
                 "BreakGlassTokens",
-                "BreakGlassAudit",
+                "BreakGlassAuditFormat",
+                "BreakGlassAuditLog",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -147,7 +159,7 @@ let package = Package(
             name: "BreakGlassClient",
             dependencies: [
                 "BreakGlassCore",
-                "BreakGlassAudit",
+                "BreakGlassAuditFormat",
                 "BreakGlassProxy",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -168,7 +180,8 @@ let package = Package(
                 "BreakGlassCerts",
                 "BreakGlassGateway",
                 "BreakGlassClient",
-                "BreakGlassAudit",
+                "BreakGlassAuditFormat",
+                "BreakGlassAuditLog",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -188,7 +201,8 @@ let package = Package(
                 "BreakGlassConfig",
                 "BreakGlassGateway",
                 "BreakGlassTokens",
-                "BreakGlassAudit",
+                "BreakGlassAuditFormat",
+                "BreakGlassAuditLog",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -212,7 +226,8 @@ let package = Package(
                 "BreakGlassProxy",
                 "BreakGlassClient",
                 "BreakGlassTestSupport",
-                "BreakGlassAudit",
+                "BreakGlassAuditFormat",
+                "BreakGlassAuditLog",
                 "breakglass",
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -15,7 +15,7 @@ ensure_packages() {
 }
 
 # The packages the gateway and its tests need.
-BREAKGLASS_PACKAGES=(pkg-config libpam0g-dev libpam-pwdfile libpam-oath oathtool openssl curl)
+BREAKGLASS_PACKAGES=(pkg-config libpam0g-dev libssl-dev libpam-pwdfile libpam-oath oathtool openssl curl)
 
 # python3 runs the demo upstream and the benchmark client; any python3 on PATH will do.
 ensure_python() {

@@ -1,4 +1,4 @@
-import BreakGlassAudit
+import BreakGlassAuditFormat
 import BreakGlassCore
 import Foundation
 import NIOCore

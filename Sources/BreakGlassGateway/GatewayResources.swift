@@ -1,4 +1,5 @@
-import BreakGlassAudit
+import BreakGlassAuditFormat
+import BreakGlassAuditLog
 import BreakGlassConfig
 import BreakGlassCore
 import BreakGlassTokens

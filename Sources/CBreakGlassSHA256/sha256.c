@@ -1,46 +1,53 @@
 // SHA-256 in one call, for the Merkle tree's millions of short messages (a leaf is one record, a
-// node 65 bytes). It is swift-crypto's own SHA-256: the BoringSSL copy that swift-crypto compiles
-// in on Linux, whose one-shot function it exports under its usual prefix. Calling it directly skips
-// the per-message costs of the Swift `SHA256` wrapper (a heap context, a copy and wipe of that
-// context, run-time exclusivity checks), which cost as much as the hashing itself for messages
-// this short.
+// node 65 bytes), through OpenSSL's public EVP interface (libcrypto 3).
 //
-// The reference is weak: if a swift-crypto release ever drops or renames the symbol, it is null,
-// breakglass_sha256_available() says 0 and TreeHash uses the Swift API. Elsewhere than Linux
-// swift-crypto uses the system's CryptoKit, so the Swift API is always used there. Nothing hashed
-// here is secret, so no state needs wiping.
+// Each thread keeps one digest context and every call reuses it, and the SHA-256 implementation is
+// fetched once per process: the per-message costs that matter for messages this short (allocating
+// a context, looking the digest up) are paid once. A thread's context is freed when the thread
+// ends. Nothing hashed here is secret, so no state needs wiping.
 #include "CBreakGlassSHA256.h"
 
-#include <stdint.h>
+#include <openssl/evp.h>
+#include <pthread.h>
 
-#if defined(__linux__)
+static EVP_MD *sha256_digest;
+static pthread_key_t context_key;
+static int context_key_made;
+static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
 
-extern uint8_t *CCryptoBoringSSL_SHA256(const uint8_t *data, size_t length, uint8_t *digest)
-    __attribute__((weak));
+static void free_context(void *context) {
+    EVP_MD_CTX_free((EVP_MD_CTX *)context);
+}
+
+static void setup(void) {
+    context_key_made = pthread_key_create(&context_key, free_context) == 0;
+    sha256_digest = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+}
 
 int breakglass_sha256_available(void) {
-    return CCryptoBoringSSL_SHA256 != NULL ? 1 : 0;
+    pthread_once(&setup_once, setup);
+    return sha256_digest != NULL && context_key_made ? 1 : 0;
 }
 
 int breakglass_sha256(const void *bytes, size_t count, void *digest) {
-    if (CCryptoBoringSSL_SHA256 == NULL) {
+    if (!breakglass_sha256_available()) {
         return 0;
     }
-    CCryptoBoringSSL_SHA256((const uint8_t *)bytes, count, (uint8_t *)digest);
+    EVP_MD_CTX *context = pthread_getspecific(context_key);
+    if (context == NULL) {
+        context = EVP_MD_CTX_new();
+        if (context == NULL) {
+            return 0;
+        }
+        if (pthread_setspecific(context_key, context) != 0) {
+            EVP_MD_CTX_free(context);
+            return 0;
+        }
+    }
+    unsigned int length = 0;
+    if (EVP_DigestInit_ex2(context, sha256_digest, NULL) != 1 || EVP_DigestUpdate(context, bytes, count) != 1
+        || EVP_DigestFinal_ex(context, (unsigned char *)digest, &length) != 1 || length != 32) {
+        return 0;
+    }
     return 1;
 }
-
-#else
-
-int breakglass_sha256_available(void) {
-    return 0;
-}
-
-int breakglass_sha256(const void *bytes, size_t count, void *digest) {
-    (void)bytes;
-    (void)count;
-    (void)digest;
-    return 0;
-}
-
-#endif

@@ -1,5 +1,6 @@
 import ArgumentParser
-import BreakGlassAudit
+import BreakGlassAuditFormat
+import BreakGlassAuditLog
 import BreakGlassConfig
 import BreakGlassCore
 import Foundation
@@ -296,7 +297,7 @@ struct AuditCommand: AsyncParsableCommand {
                     throw CLIFailure(message: "give exactly one of --index N or --consistency OLD_SIZE")
                 }
                 guard let note = try? AuditLogReader.latestCheckpoint(directory: directory), let signed = SignedNote(text: note),
-                    let checkpoint = BreakGlassAudit.Checkpoint(body: signed.body)
+                    let checkpoint = BreakGlassAuditFormat.Checkpoint(body: signed.body)
                 else { throw CLIFailure(message: "\(directory) has no valid checkpoint yet") }
                 // Leaves from the stored bytes: re-encoding decoded records need not give the same bytes.
                 let leaves = try AuditCommand.entries(directory, decode: false).map { MerkleTree.leafHash($0.bytes) }

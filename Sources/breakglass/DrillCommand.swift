@@ -1,5 +1,6 @@
 import ArgumentParser
-import BreakGlassAudit
+import BreakGlassAuditFormat
+import BreakGlassAuditLog
 import BreakGlassClient
 import Foundation
 

@@ -1,4 +1,5 @@
-import BreakGlassAudit
+import BreakGlassAuditFormat
+import BreakGlassAuditLog
 import BreakGlassCore
 import BreakGlassTestSupport
 import Crypto

@@ -4,7 +4,8 @@ import BreakGlassTestSupport
 import Foundation
 import Testing
 
-@testable import BreakGlassAudit
+@testable import BreakGlassAuditFormat
+@testable import BreakGlassAuditLog
 
 /// The pieces of the self-test that need no gateway: TOTP codes, proofs from a frontier, policy keys.
 @Suite struct ProbeUnitTests {

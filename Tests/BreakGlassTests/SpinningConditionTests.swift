@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 
-@testable import BreakGlassAudit
+@testable import BreakGlassAuditFormat
+@testable import BreakGlassAuditLog
 
 /// The audit writer's lock and condition: timed waits end at their deadline (monotonic clock), and a
 /// signal from another thread ends a wait early.

@@ -59,7 +59,8 @@ let package = Package(
             dependencies: [
                 "FuzzSupport",
                 .product(name: "BreakGlassCore", package: "breakglass"),
-                .product(name: "BreakGlassAudit", package: "breakglass"),
+                .product(name: "BreakGlassAuditFormat", package: "breakglass"),
+                .product(name: "BreakGlassAuditLog", package: "breakglass"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -68,7 +69,7 @@ let package = Package(
             name: "FuzzCheckpoint",
             dependencies: [
                 "FuzzSupport",
-                .product(name: "BreakGlassAudit", package: "breakglass"),
+                .product(name: "BreakGlassAuditFormat", package: "breakglass"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),

@@ -3,11 +3,11 @@
 
 #include <stddef.h>
 
-/// 1 when the one-shot SHA-256 of the BoringSSL that swift-crypto links in is present.
+/// 1 when OpenSSL's SHA-256 could be fetched (libcrypto 3) and a per-thread context can be kept.
 int breakglass_sha256_available(void);
 
-/// SHA-256 of `count` bytes into the 32 bytes at `digest`; returns 0 (and writes nothing) when
-/// breakglass_sha256_available() is 0.
+/// SHA-256 of `count` bytes into the 32 bytes at `digest`; returns 1, or 0 when the hash could not
+/// be computed (then the 32 bytes at `digest` are not a hash and must not be used).
 int breakglass_sha256(const void *bytes, size_t count, void *digest);
 
 #endif

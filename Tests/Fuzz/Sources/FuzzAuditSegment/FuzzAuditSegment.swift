@@ -4,7 +4,8 @@ import Foundation
 import FuzzSupport
 import Logging
 
-@testable import BreakGlassAudit
+@testable import BreakGlassAuditFormat
+@testable import BreakGlassAuditLog
 
 /// An audit segment's bytes, three ways: scanned in memory; read from a log directory (framing, CRCs,
 /// sequence numbers, the torn tail); and, when it reads, opened for writing, which clears a torn tail.

@@ -2,7 +2,7 @@ import Crypto
 import Foundation
 import FuzzSupport
 
-@testable import BreakGlassAudit
+@testable import BreakGlassAuditFormat
 
 /// Signed notes and C2SP checkpoints, two ways, chosen by the first byte:
 /// - even: the input is a signed checkpoint as read from a file or a mirror. A parsed checkpoint

@@ -1,3 +1,4 @@
+import BreakGlassAuditFormat
 import CoreMetrics
 
 /// Tuning and wiring of an audit log.

@@ -1,3 +1,5 @@
+import BreakGlassAuditFormat
+
 /// A tree known by the frontier of its first `base.size` leaves and the leaf hashes after them:
 /// enough for an RFC 9162 inclusion proof of any leaf after the frontier. Subtree hashes are
 /// remembered, so that many proofs cost about one pass over the leaves.

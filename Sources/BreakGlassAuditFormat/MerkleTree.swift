@@ -135,7 +135,7 @@ public enum MerkleTree {
     }
 
     /// The largest power of two strictly smaller than `n` (n > 1).
-    static func largestPowerOfTwo(below n: Int) -> Int {
+    static package func largestPowerOfTwo(below n: Int) -> Int {
         var k = 1
         while k << 1 < n { k <<= 1 }
         return k
@@ -176,7 +176,7 @@ public struct AppendOnlyTree: Sendable {
         append(leaf: leaf ?? Array(entry).withUnsafeBytes { TreeHash.leaf($0) })
     }
 
-    mutating func append(leaf: TreeHash) {
+    mutating package func append(leaf: TreeHash) {
         size += 1
         var node = (size: 1, hash: leaf)
         while let last = nodes.last, last.size == node.size {
@@ -188,7 +188,7 @@ public struct AppendOnlyTree: Sendable {
 
     /// Appends a perfect subtree of `count` leaves (a power of two) at once; the tree's size must
     /// be a multiple of `count`, as it is when subtrees come from `SegmentScan.subtrees`.
-    mutating func append(subtree hash: TreeHash, size count: Int) {
+    mutating package func append(subtree hash: TreeHash, size count: Int) {
         // SegmentScan only makes subtrees that start at a multiple of their size, and appends them
         // in order, so a misaligned one is a bug here, never a property of the log.
         precondition(count > 0 && count & (count - 1) == 0 && size % count == 0, "misaligned subtree")

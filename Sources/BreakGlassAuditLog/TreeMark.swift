@@ -1,3 +1,4 @@
+import BreakGlassAuditFormat
 import Foundation
 
 /// Where the log stood when a checkpoint was published: the tree's frontier and where the next

@@ -1,3 +1,4 @@
+import BreakGlassAuditFormat
 import Foundation
 
 /// Small state files written the way the audit log writes its checkpoint: a temporary file,

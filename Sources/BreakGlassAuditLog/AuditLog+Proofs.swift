@@ -1,3 +1,4 @@
+import BreakGlassAuditFormat
 import Foundation
 
 extension AuditLog {

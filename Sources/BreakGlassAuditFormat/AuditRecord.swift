@@ -45,7 +45,7 @@ public struct AuditRecord: Sendable, Equatable {
 
     /// A record encoded but for its sequence number, which the writer alone knows: the costly part
     /// of encoding, done by whoever appends, in parallel.
-    struct Prepared: Sendable {
+    package struct Prepared: Sendable {
         /// `{` and the members that sort before `seq`, then (from `split`) those after it and `}`.
         var encoded: [UInt8]
         var split: Int
@@ -54,10 +54,10 @@ public struct AuditRecord: Sendable, Equatable {
         static let sequenceRoom = 28
 
         /// The most bytes the record takes with any sequence number.
-        var maximumCount: Int { encoded.count + Self.sequenceRoom }
+        package var maximumCount: Int { encoded.count + Self.sequenceRoom }
 
         /// The record's canonical bytes with `seq` in its place.
-        func bytes(sequence: Int) -> [UInt8] {
+        package func bytes(sequence: Int) -> [UInt8] {
             var out: [UInt8] = []
             out.reserveCapacity(maximumCount)
             append(sequence: sequence, to: &out)
@@ -65,7 +65,7 @@ public struct AuditRecord: Sendable, Equatable {
         }
 
         /// Appends the record's canonical bytes with `seq` in its place.
-        func append(sequence: Int, to out: inout [UInt8]) {
+        package func append(sequence: Int, to out: inout [UInt8]) {
             out.append(contentsOf: encoded[..<split])
             out.append(contentsOf: ",\"seq\":".utf8)
             CanonicalJSON.appendInteger(Int64(sequence), to: &out)
@@ -75,7 +75,7 @@ public struct AuditRecord: Sendable, Equatable {
     }
 
     /// Encodes the event's record without its sequence number; too large a record is refused here.
-    static func prepare(gateway: String, event: AuditEvent) throws(AuditLogError) -> Prepared {
+    static package func prepare(gateway: String, event: AuditEvent) throws(AuditLogError) -> Prepared {
         // "event" and "gateway" sort before "seq", "time" and "v" after: both parts hold members.
         let (encoded, split) = CanonicalJSON.encodeRecord(gateway: gateway, event: event, version: Self.version)
         guard encoded.count + Prepared.sequenceRoom <= Self.maximumSize else {

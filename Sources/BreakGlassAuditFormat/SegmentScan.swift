@@ -90,7 +90,7 @@ struct SegmentScan {
 
     /// Scans segment bytes; throws only when the header itself is wrong. `index` is the frame index
     /// built while the bytes were read, if they were (it is finished here).
-    static func scan(
+    static package func scan(
         _ bytes: [UInt8],
         name: String,
         from start: Int = SegmentFormat.headerSize,

@@ -96,16 +96,21 @@ public enum AuditLogReader {
         /// Decoded only when asked for (`decode: true`).
         public var record: AuditRecord?
         /// The record's leaf hash, when asked for (`hashLeaves: true`).
-        var leaf: TreeHash?
+        package var leaf: TreeHash?
     }
 
     /// Tree mode for `scan`: runs of records that all pass their checks, from the gateway named
     /// here, reach `visitSubtrees` as the perfect subtrees covering them, hashed on all cores. The
     /// other records reach `visit` one by one, as without it.
-    struct SubtreeMode {
+    package struct SubtreeMode {
         var gateway: String
         /// Tree sizes (ascending) at which the caller looks at the tree: runs end there.
         var cuts: [Int]
+
+        package init(gateway: String, cuts: [Int]) {
+            self.gateway = gateway
+            self.cuts = cuts
+        }
     }
 
     /// What a scan found besides the records.
@@ -158,7 +163,7 @@ public enum AuditLogReader {
 
     /// Visits every record in order without keeping them: framing, CRCs, segment continuity and
     /// sequence numbers are checked on the way.
-    static func scan(
+    static package func scan(
         directory: String,
         resumingAt resume: ResumePoint? = nil,
         until stop: ResumePoint? = nil,

@@ -48,7 +48,7 @@ final class SegmentPrefetcher: @unchecked Sendable {
 
     /// Reads one segment on the calling thread, into `buffer` (taken) when there is one, indexing
     /// its frames as the pieces arrive.
-    static func read(_ job: Job, reusing buffer: inout [UInt8]?) -> Loaded {
+    static package func read(_ job: Job, reusing buffer: inout [UInt8]?) -> Loaded {
         // Records before `start` were checked when they were written or at start-up: not read again.
         let gap = job.start > SegmentFormat.headerSize ? SegmentFormat.headerSize..<job.start : nil
         var index = SegmentScan.FrameIndex(start: job.start)

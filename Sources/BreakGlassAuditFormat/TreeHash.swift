@@ -2,7 +2,7 @@ import CBreakGlassSHA256
 import Crypto
 
 /// A SHA-256 value held inline (no heap storage), for the hot loops that hash millions of leaves.
-struct TreeHash: Sendable, Equatable {
+package struct TreeHash: Sendable, Equatable {
     private var words: (UInt64, UInt64, UInt64, UInt64)
 
     /// All zero bits (a placeholder, never a real hash).
@@ -28,19 +28,19 @@ struct TreeHash: Sendable, Equatable {
         }
     }
 
-    static func == (left: TreeHash, right: TreeHash) -> Bool {
+    package static func == (left: TreeHash, right: TreeHash) -> Bool {
         left.words.0 == right.words.0 && left.words.1 == right.words.1 && left.words.2 == right.words.2
             && left.words.3 == right.words.3
     }
 
-    var bytes: [UInt8] { withUnsafeBytes(of: words) { Array($0) } }
+    package var bytes: [UInt8] { withUnsafeBytes(of: words) { Array($0) } }
 
-    /// Whether the one-call SHA-256 is linked in (see `CBreakGlassSHA256`); without it every hash
+    /// Whether the one-call SHA-256 is available (OpenSSL, see `CBreakGlassSHA256`); without it every hash
     /// goes through the Swift `SHA256` API, with the same results.
     static let direct = breakglass_sha256_available() == 1
 
     /// SHA-256(0x00 ‖ entry).
-    static func leaf(_ entry: UnsafeRawBufferPointer) -> TreeHash {
+    static package func leaf(_ entry: UnsafeRawBufferPointer) -> TreeHash {
         if direct, entry.count < directLeafLimit {
             // The prefix and the entry side by side (on the stack when it is small), hashed in one call.
             let hash: TreeHash? = withUnsafeTemporaryAllocation(byteCount: entry.count + 1, alignment: 8) { message in
@@ -67,7 +67,7 @@ struct TreeHash: Sendable, Equatable {
     /// Entries shorter than this are copied behind their prefix for one-call hashing.
     static let directLeafLimit = 4096
 
-    /// The one-call SHA-256 of `message`; nil when it is not linked in.
+    /// The one-call SHA-256 of `message`; nil when OpenSSL could not compute it.
     private static func oneCall(_ message: UnsafeRawBufferPointer) -> TreeHash? {
         var hash = TreeHash.zero
         let done = withUnsafeMutableBytes(of: &hash.words) { digest in
@@ -77,7 +77,7 @@ struct TreeHash: Sendable, Equatable {
     }
 
     /// SHA-256(0x00 ‖ entry).
-    static func leaf(_ entry: ArraySlice<UInt8>) -> TreeHash {
+    static package func leaf(_ entry: ArraySlice<UInt8>) -> TreeHash {
         entry.withUnsafeBytes { leaf($0) }
     }
 
@@ -115,7 +115,7 @@ struct TreeHash: Sendable, Equatable {
 
         /// Where the 65 bytes lie, if the compiler laid the fields out end to end (it does, but
         /// Swift does not promise it, so it is checked).
-        static let bytes: Range<Int>? = {
+        static package let bytes: Range<Int>? = {
             guard let prefix = MemoryLayout<NodeInput>.offset(of: \.prefix),
                 MemoryLayout<NodeInput>.offset(of: \.left) == prefix + 1,
                 MemoryLayout<NodeInput>.offset(of: \.right) == prefix + 33

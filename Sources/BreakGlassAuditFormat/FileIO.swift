@@ -9,23 +9,23 @@ import Foundation
 #endif
 
 /// Small POSIX file helpers that report failures as `AuditLogError`s naming the file.
-enum FileIO {
-    static func failure(_ what: String, _ path: String) -> AuditLogError {
+package enum FileIO {
+    static package func failure(_ what: String, _ path: String) -> AuditLogError {
         AuditLogError(.io, "\(what) \(path): \(String(cString: strerror(errno)))")
     }
 
     /// open(2), named apart from the types' own `open` methods.
-    static func openFile(_ path: String, _ flags: Int32, _ mode: mode_t = 0) -> Int32 {
+    static package func openFile(_ path: String, _ flags: Int32, _ mode: mode_t = 0) -> Int32 {
         open(path, flags, mode)
     }
 
     /// close(2).
-    static func closeFile(_ fd: Int32) {
+    static package func closeFile(_ fd: Int32) {
         _ = close(fd)
     }
 
     /// Appends bytes with one write(2) on a descriptor opened with O_APPEND.
-    static func append(_ fd: Int32, _ bytes: [UInt8], path: String) throws(AuditLogError) {
+    static package func append(_ fd: Int32, _ bytes: [UInt8], path: String) throws(AuditLogError) {
         let written = bytes.withUnsafeBytes { systemWrite(fd, $0.baseAddress, $0.count) }
         guard written == bytes.count else { throw failure("cannot append to", path) }
     }
@@ -38,7 +38,7 @@ enum FileIO {
     /// reading has reached, and the size the buffer will have, so it can work on bytes that are
     /// still in the CPU's cache. The bytes in `gap` are in that view but were never read: callers
     /// must not look at them.
-    static func read(
+    static package func read(
         _ path: String,
         limit: Int = 1 << 30,
         upTo: Int? = nil,
@@ -88,7 +88,9 @@ enum FileIO {
     }
 
     /// Reads a file whole (or its first `upTo` bytes) into a new buffer.
-    static func read(_ path: String, limit: Int = 1 << 30, upTo: Int? = nil, gap: Range<Int>? = nil) throws(AuditLogError) -> [UInt8] {
+    static package func read(
+        _ path: String, limit: Int = 1 << 30, upTo: Int? = nil, gap: Range<Int>? = nil
+    ) throws(AuditLogError) -> [UInt8] {
         var none: [UInt8]? = nil
         return try read(path, limit: limit, upTo: upTo, gap: gap, reusing: &none)
     }
@@ -121,7 +123,7 @@ enum FileIO {
     static let readPiece = 256 * 1024
 
     /// Writes all bytes at an offset.
-    static func write(_ fd: Int32, _ bytes: [UInt8], at offset: Int, path: String) throws(AuditLogError) {
+    static package func write(_ fd: Int32, _ bytes: [UInt8], at offset: Int, path: String) throws(AuditLogError) {
         var written = 0
         while written < bytes.count {
             let count = bytes[written...].withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(offset + written)) }
@@ -131,12 +133,12 @@ enum FileIO {
         }
     }
 
-    static func syncData(_ fd: Int32, path: String) throws(AuditLogError) {
+    static package func syncData(_ fd: Int32, path: String) throws(AuditLogError) {
         guard fdatasync(fd) == 0 else { throw failure("cannot flush (fdatasync)", path) }
     }
 
     /// fsyncs a folder so that new and renamed entries in it are durable.
-    static func syncDirectory(_ path: String) throws(AuditLogError) {
+    static package func syncDirectory(_ path: String) throws(AuditLogError) {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw failure("cannot open folder", path) }
         defer { close(fd) }
@@ -144,7 +146,7 @@ enum FileIO {
     }
 
     /// Creates a folder (and parents) with mode 0700 when missing.
-    static func makeDirectory(_ path: String) throws(AuditLogError) {
+    static package func makeDirectory(_ path: String) throws(AuditLogError) {
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
@@ -153,7 +155,7 @@ enum FileIO {
     }
 
     /// Replaces a file atomically: temp file, fsync, rename, fsync the folder.
-    static func replaceAtomically(_ path: String, with bytes: [UInt8], mode: mode_t = 0o644) throws(AuditLogError) {
+    static package func replaceAtomically(_ path: String, with bytes: [UInt8], mode: mode_t = 0o644) throws(AuditLogError) {
         let folder = (path as NSString).deletingLastPathComponent
         let temporary = path + ".tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
@@ -171,7 +173,7 @@ enum FileIO {
     }
 
     /// Bytes free for this process on the file system holding `path`.
-    static func freeBytes(_ path: String) -> Int? {
+    static package func freeBytes(_ path: String) -> Int? {
         var info = statvfs()
         guard statvfs(path, &info) == 0 else { return nil }
         return Int(info.f_bavail) * Int(info.f_frsize)

@@ -1,3 +1,4 @@
+import BreakGlassAuditFormat
 import Foundation
 
 /// The writer's saved position, written with every checkpoint: the tree's frontier at the checkpoint's

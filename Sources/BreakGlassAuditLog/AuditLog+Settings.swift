@@ -1,3 +1,4 @@
+import BreakGlassAuditFormat
 import BreakGlassCore
 import CoreMetrics
 import Crypto

@@ -47,7 +47,7 @@ public enum SegmentFormat {
     /// Appends a frame whose payload `body` appends in place, and returns where the payload lies
     /// in `out` (the length and CRC-32C are filled in after it).
     @discardableResult
-    static func appendFrame(to out: inout [UInt8], _ body: (inout [UInt8]) -> Void) -> Range<Int> {
+    package static func appendFrame(to out: inout [UInt8], _ body: (inout [UInt8]) -> Void) -> Range<Int> {
         let header = out.count
         out.append(contentsOf: repeatElement(0, count: frameHeaderSize))
         body(&out)
