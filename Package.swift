@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "breakglass", targets: ["breakglass"]),
         .library(name: "BreakGlassCore", targets: ["BreakGlassCore"]),
         .library(name: "BreakGlassGateway", targets: ["BreakGlassGateway"]),
+        .library(name: "BreakGlassHealth", targets: ["BreakGlassHealth"]),
         // For the fuzz targets in Tests/Fuzz, a package of their own.
         .library(name: "BreakGlassConfig", targets: ["BreakGlassConfig"]),
         .library(name: "BreakGlassTokens", targets: ["BreakGlassTokens"]),
@@ -130,13 +131,30 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "BreakGlassHealth",
+            dependencies: [
+                "BreakGlassCore",
+                "BreakGlassConfig",
+                "BreakGlassTokens",
+                "BreakGlassAuditFormat",
+                "BreakGlassAuditLog",
+                "BreakGlassClient",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "BreakGlassGateway",
             dependencies: [
                 "BreakGlassProxy",
-                "BreakGlassClient",
-                .product(name: "CoreMetrics", package: "swift-metrics"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                "BreakGlassHealth",
                 "BreakGlassCore",
                 "BreakGlassConfig",
                 "BreakGlassPAM",
@@ -179,6 +197,7 @@ let package = Package(
                 "BreakGlassTokens",
                 "BreakGlassCerts",
                 "BreakGlassGateway",
+                "BreakGlassHealth",
                 "BreakGlassClient",
                 "BreakGlassAuditFormat",
                 "BreakGlassAuditLog",
@@ -223,6 +242,7 @@ let package = Package(
                 "BreakGlassTokens",
                 "BreakGlassCerts",
                 "BreakGlassGateway",
+                "BreakGlassHealth",
                 "BreakGlassProxy",
                 "BreakGlassClient",
                 "BreakGlassTestSupport",

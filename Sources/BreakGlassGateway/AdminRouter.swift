@@ -1,4 +1,5 @@
 import BreakGlassCore
+import BreakGlassHealth
 import Foundation
 import NIOCore
 import NIOHTTP1

@@ -2,6 +2,7 @@ import BreakGlassAuditFormat
 import BreakGlassAuditLog
 import BreakGlassConfig
 import BreakGlassCore
+import BreakGlassHealth
 import BreakGlassPAM
 import Foundation
 import Logging
@@ -98,8 +99,8 @@ public final class GatewayService: Service, Sendable {
         self.grants = grants
         self.proxy = PathwayProxy(grants: grants, registry: registry, audit: sink, clock: clock, metrics: metrics)
         let monitor = HealthMonitor(
-            store: store, grants: grants, registry: registry, audit: sink, auditLog: auditLog, metrics: metrics, alerts: alerts,
-            logger: logger)
+            store: store, tokens: { grants.tokens }, activeSessions: { registry.liveSessionsWithConnections().count }, audit: sink,
+            auditLog: auditLog, metrics: metrics, alerts: alerts, logger: logger)
         self.monitor = monitor
         self.metrics = metrics
         self.alerts = alerts

@@ -1,5 +1,6 @@
 import BreakGlassConfig
 import BreakGlassCore
+import BreakGlassHealth
 import BreakGlassPAM
 import BreakGlassTokens
 import Foundation

@@ -1,4 +1,5 @@
 import BreakGlassCore
+import BreakGlassHealth
 import NIOCore
 import NIOHTTP1
 

@@ -1,4 +1,5 @@
 import BreakGlassGateway
+import BreakGlassHealth
 import Foundation
 
 /// Plain-text tables of health reports and probe rounds for people on call.

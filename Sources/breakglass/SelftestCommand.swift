@@ -1,6 +1,7 @@
 import ArgumentParser
 import BreakGlassClient
 import BreakGlassGateway
+import BreakGlassHealth
 import Foundation
 
 struct SelftestCommand: AsyncParsableCommand {

@@ -3,6 +3,7 @@ import BreakGlassAuditLog
 import BreakGlassClient
 import BreakGlassCore
 import BreakGlassGateway
+import BreakGlassHealth
 import BreakGlassTestSupport
 import Foundation
 import Testing

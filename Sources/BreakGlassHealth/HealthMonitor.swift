@@ -3,6 +3,7 @@ import BreakGlassAuditLog
 import BreakGlassClient
 import BreakGlassConfig
 import BreakGlassCore
+import BreakGlassTokens
 import Foundation
 import Logging
 import NIOCore
@@ -28,7 +29,8 @@ public final class HealthMonitor: Service, Sendable {
 
     private let store: PolicyStore
     private let checks: GatewayChecks
-    private let registry: SessionRegistry?
+    /// Live sessions that hold connections, for the health answer.
+    private let activeSessions: @Sendable () -> Int
     private let audit: any AuditSink
     private let auditLog: AuditLog?
     private let metrics: GatewayMetrics
@@ -36,13 +38,13 @@ public final class HealthMonitor: Service, Sendable {
     private let logger: Logger
     private let state = Mutex(State())
 
-    init(
-        store: PolicyStore, grants: GrantService, registry: SessionRegistry?, audit: any AuditSink, auditLog: AuditLog?,
-        metrics: GatewayMetrics, alerts: AlertDispatcher?, logger: Logger
+    package init(
+        store: PolicyStore, tokens: @escaping @Sendable () -> TokenAuthority, activeSessions: @escaping @Sendable () -> Int,
+        audit: any AuditSink, auditLog: AuditLog?, metrics: GatewayMetrics, alerts: AlertDispatcher?, logger: Logger
     ) {
         self.store = store
-        self.checks = GatewayChecks(store: store, grants: grants, audit: audit, auditLog: auditLog)
-        self.registry = registry
+        self.checks = GatewayChecks(store: store, tokens: tokens, audit: audit, auditLog: auditLog)
+        self.activeSessions = activeSessions
         self.audit = audit
         self.auditLog = auditLog
         self.metrics = metrics
@@ -51,7 +53,7 @@ public final class HealthMonitor: Service, Sendable {
     }
 
     /// Where the gateway listens; probes connect there unless `probes.connect` says otherwise.
-    func listening(on address: SocketAddress?) {
+    package func listening(on address: SocketAddress?) {
         state.withLock { $0.listener = address }
     }
 
@@ -344,7 +346,7 @@ public final class HealthMonitor: Service, Sendable {
             lastRound: snapshot.2?.startedAt,
             roundMilliseconds: snapshot.2?.milliseconds,
             loginMilliseconds: snapshot.2?.login?.milliseconds,
-            activeSessions: registry?.liveSessionsWithConnections().count ?? 0
+            activeSessions: activeSessions()
         )
     }
 
@@ -357,7 +359,7 @@ public final class HealthMonitor: Service, Sendable {
     }
 
     /// The `/metrics` text.
-    func metricsText() -> [UInt8] {
+    package func metricsText() -> [UInt8] {
         let report = report()
         let expiry = state.withLock { $0.certificateExpiry }
         return metrics.exposition(

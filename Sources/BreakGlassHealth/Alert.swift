@@ -33,7 +33,7 @@ public struct Alert: Sendable {
     }
 
     /// A grant was issued.
-    static func grantIssued(_ grant: Grant) -> Alert {
+    static package func grantIssued(_ grant: Grant) -> Alert {
         var fields: [String: AuditValue] = [
             "session": .string(grant.session), "user": .string(grant.user), "pathway": .string(grant.pathway),
             "reason": .string(grant.reason), "expires_at": .time(grant.expiresAt), "issued_at": .time(grant.issuedAt),

@@ -10,7 +10,8 @@ import NIOSSL
 /// audit keys, the audit log (writable, free space), the policy in force, and the clock.
 struct GatewayChecks: Sendable {
     let store: PolicyStore
-    let grants: GrantService
+    /// The token authority in force (it changes when a reload brings a new key).
+    let tokens: @Sendable () -> TokenAuthority
     let audit: any AuditSink
     let auditLog: AuditLog?
 
@@ -79,7 +80,7 @@ struct GatewayChecks: Sendable {
     }
 
     private func tokenKey(now: Date) async -> HealthCheck {
-        let authority = grants.tokens
+        let authority = tokens()
         let grant = Grant(
             session: "health-check", user: "health-check", pathway: "health-check", reason: "key check", ticket: nil, issuedAt: now,
             expiresAt: now.addingTimeInterval(60), amr: [], source: nil)

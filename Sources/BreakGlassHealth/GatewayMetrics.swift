@@ -63,7 +63,7 @@ public final class GatewayMetrics: Sendable {
 
     // MARK: grants
 
-    func grantIssued(pathway: String, tag: Grant.Tag?) {
+    package func grantIssued(pathway: String, tag: Grant.Tag?) {
         CoreMetrics.Counter(
             label: "breakglass_grants_issued_total", dimensions: [("pathway", pathway), ("tag", tag?.rawValue ?? "none")], factory: factory
         )
@@ -71,21 +71,21 @@ public final class GatewayMetrics: Sendable {
     }
 
     /// `pathway` must be a name from the policy (or nil), so that labels stay few.
-    func grantDenied(pathway: String?, code: BreakGlassError.Code) {
+    package func grantDenied(pathway: String?, code: BreakGlassError.Code) {
         CoreMetrics.Counter(
             label: "breakglass_grants_denied_total", dimensions: [("pathway", pathway ?? "unknown"), ("code", code.rawValue)],
             factory: factory
         ).increment()
     }
 
-    func lockout(scope: String) {
+    package func lockout(scope: String) {
         CoreMetrics.Counter(label: "breakglass_lockouts_total", dimensions: [("scope", scope)], factory: factory).increment()
     }
 
     // MARK: data path
 
     /// One proxied request; on every request, so the counters are kept rather than looked up.
-    func request(pathway: String, status: Int?, bytesIn: Int, bytesOut: Int) {
+    package func request(pathway: String, status: Int?, bytesIn: Int, bytesOut: Int) {
         let statusClass = status.map { (1...5).contains($0 / 100) ? $0 / 100 : 0 } ?? 0
         let (requests, inward, outward) = meters.withLock { meters in
             withMeters(&meters, pathway) { pathwayMeters in
@@ -101,7 +101,7 @@ public final class GatewayMetrics: Sendable {
         carried(inward, outward, bytesIn: bytesIn, bytesOut: bytesOut)
     }
 
-    func tunnelClosed(pathway: String, bytesIn: Int, bytesOut: Int) {
+    package func tunnelClosed(pathway: String, bytesIn: Int, bytesOut: Int) {
         CoreMetrics.Counter(label: "breakglass_tunnels_total", dimensions: [("pathway", pathway)], factory: factory).increment()
         let (inward, outward) = meters.withLock { meters in withMeters(&meters, pathway) { ($0.bytesIn, $0.bytesOut) } }
         carried(inward, outward, bytesIn: bytesIn, bytesOut: bytesOut)
