@@ -70,7 +70,7 @@ public final class PathwayProxy: Sendable {
         self.metrics = metrics
     }
 
-    /// The request a probe session may make: its pathway's probe exactly (tunnels: any, read-only).
+    /// A proxied request's line, for the check of a probe grant (`AccessPolicy`).
     struct RequestLine {
         let head: HTTPRequestHead
 
@@ -147,36 +147,28 @@ public final class PathwayProxy: Sendable {
         return admit(claimant, pathwayName: pathwayName, credentials: credentials, kind: kind, request: request, channel: channel)
     }
 
+    /// Decides with `AccessPolicy` (a value), records a refusal, then takes the session's and the
+    /// audit log's part: the channel joins the session, and a place in the log is reserved.
     private func admit(
         _ claimant: Claimant, pathwayName name: String, credentials: String, kind: Pathway.Kind, request: RequestLine?,
         channel: any Channel
     ) -> Result<(credentials: String, admission: Admission), BreakGlassError> {
         // Read before the checks: a change while they run makes the next request check again.
         let (policyGeneration, sessionGeneration) = (grants.store.generation, registry.generation)
+        let probe = claimant.session.tag == .probe
+        // The request line matters only to a probe grant: others do not pay for its header lookups.
+        let line = probe ? request.map { AccessRequest.Line(method: $0.method.rawValue, uri: $0.uri, carriesMore: $0.carriesMore) } : nil
+        let asked = AccessRequest(pathway: name, kind: kind, source: claimant.source, probe: probe, line: line)
         // The policy may have changed since the token was issued (reload).
-        guard let pathway = grants.store.current.policy.pathways[name] else {
-            return deny(
-                BreakGlassError(.unknownPathway, "no pathway \(name) in the policy in force"), pathway: name, source: claimant.source,
-                session: claimant.session)
+        let pathway: Pathway
+        switch AccessPolicy.evaluate(asked, under: grants.store.current.policy) {
+        case .deny(let error):
+            return deny(error, pathway: name, source: claimant.source, session: claimant.session)
+        case .allow(let allowed):
+            pathway = allowed
         }
         let admission = Admission(
             pathway: pathway, claimant: claimant, policyGeneration: policyGeneration, sessionGeneration: sessionGeneration)
-        guard pathway.kind == kind else {
-            let how = pathway.kind == .http ? "send HTTP requests to /p/\(name)/" : "open a tunnel with CONNECT \(name):PORT"
-            return deny(
-                BreakGlassError(.invalidRequest, "pathway \(name) is a \(pathway.kind.rawValue) pathway: \(how)"), admission: admission)
-        }
-        if let blocks = pathway.sourceCIDRs {
-            guard let source = admission.source, blocks.contains(where: { $0.contains(source) }) else {
-                return deny(
-                    BreakGlassError(
-                        .forbidden, "pathway \(name) is not reachable from \(admission.source.map { "\($0)" } ?? "this address")"),
-                    admission: admission)
-            }
-        }
-        if admission.session.tag == .probe, let refusal = Self.probeRefusal(pathway, request: request) {
-            return deny(refusal, admission: admission)
-        }
         if let refusal = registry.admit(admission.session, channel: channel) {
             // A token of a session that is not live (released, revoked, never issued) is not valid
             // credentials: summarized like a request without any, however often it is replayed.
@@ -190,23 +182,6 @@ public final class PathwayProxy: Sendable {
                 admission: admission)
         }
         return .success((credentials, admission))
-    }
-
-    /// Why a probe session may not make this request, or nil when it is the pathway's probe.
-    static func probeRefusal(_ pathway: Pathway, request: RequestLine?) -> BreakGlassError? {
-        switch (pathway.probe, request) {
-        case (.http(let method, let path, _, _), .some(let line)):
-            var rest = String(line.uri.dropFirst("/p/\(pathway.name)".count))
-            if rest.isEmpty { rest = "/" }
-            guard line.method.rawValue == method, rest == path, !line.carriesMore else {
-                return BreakGlassError(.forbidden, "a probe grant allows only the probe of pathway \(pathway.name): \(method) \(path)")
-            }
-            return nil
-        case (.tcp, nil):
-            return nil
-        default:
-            return BreakGlassError(.forbidden, "a probe grant allows only the probe of pathway \(pathway.name)")
-        }
     }
 
     private func deny(

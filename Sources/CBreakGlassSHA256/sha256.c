@@ -1,13 +1,36 @@
 // SHA-256 in one call, for the Merkle tree's millions of short messages (a leaf is one record, a
-// node 65 bytes), through OpenSSL's public EVP interface (libcrypto 3).
+// node 65 bytes), through OpenSSL's public libcrypto API.
 //
-// Each thread keeps one digest context and every call reuses it, and the SHA-256 implementation is
-// fetched once per process: the per-message costs that matter for messages this short (allocating
-// a context, looking the digest up) are paid once. A thread's context is freed when the thread
-// ends. Nothing hashed here is secret, so no state needs wiping.
+// The low-level SHA256_Init/Update/Final functions come first: OpenSSL 3.0 deprecated them in
+// favour of EVP, but they are public and present in every 3.x release, and for messages this short
+// they cost two thirds of EVP's per-message dispatch (112 ns against 166 ns for 65 bytes, with a
+// reused EVP context; SHA256() itself, 480 ns, fetches the digest on every call). The deprecation
+// warning is suppressed for this file only. A libcrypto built without the deprecated API
+// (OPENSSL_NO_DEPRECATED_3_0) gets the EVP path instead: one context per thread, reused, and the
+// digest fetched once. Nothing hashed here is secret, so no state needs wiping.
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include "CBreakGlassSHA256.h"
 
 #include <openssl/evp.h>
+#include <openssl/sha.h>
+
+#if !defined(OPENSSL_NO_DEPRECATED_3_0)
+
+int breakglass_sha256_available(void) {
+    return 1;
+}
+
+int breakglass_sha256(const void *bytes, size_t count, void *digest) {
+    SHA256_CTX context;
+    if (SHA256_Init(&context) != 1 || SHA256_Update(&context, bytes, count) != 1
+        || SHA256_Final((unsigned char *)digest, &context) != 1) {
+        return 0;
+    }
+    return 1;
+}
+
+#else
+
 #include <pthread.h>
 
 static EVP_MD *sha256_digest;
@@ -51,3 +74,5 @@ int breakglass_sha256(const void *bytes, size_t count, void *digest) {
     }
     return 1;
 }
+
+#endif

@@ -3,7 +3,7 @@
 
 #include <stddef.h>
 
-/// 1 when OpenSSL's SHA-256 could be fetched (libcrypto 3) and a per-thread context can be kept.
+/// 1 when OpenSSL's SHA-256 can be used (always, with the low-level API; with EVP, once it is fetched).
 int breakglass_sha256_available(void);
 
 /// SHA-256 of `count` bytes into the 32 bytes at `digest`; returns 1, or 0 when the hash could not
