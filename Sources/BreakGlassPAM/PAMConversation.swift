@@ -58,19 +58,34 @@ final class PAMConversation {
         }
     }
 
+    /// Fails the conversation (the first reason is kept): nothing is answered after this.
+    func fail(_ why: String) {
+        if refusal == nil { refusal = why }
+    }
+
     /// The C conversation function; its context arrives through `appdata_ptr`.
     static let function:
         @convention(c) (
             Int32, UnsafeMutablePointer<UnsafePointer<pam_message>?>?,
             UnsafeMutablePointer<UnsafeMutablePointer<pam_response>?>?, UnsafeMutableRawPointer?
         ) -> Int32 = { count, messages, responses, context in
-            guard count > 0, count <= 32, let messages, let responses, let context else { return PAM_CONV_ERR }
+            guard let context else { return PAM_CONV_ERR }
             let conversation = Unmanaged<PAMConversation>.fromOpaque(context).takeUnretainedValue()
+            // Every failed call fails the rest of the conversation: what it answered was never
+            // delivered, so a later prompt must not be taken as the one after it.
+            guard count > 0, count <= 32, let messages, let responses else {
+                conversation.fail("the PAM stack sent a list of \(count) messages")
+                return PAM_CONV_ERR
+            }
             guard
                 let replies = calloc(Int(count), MemoryLayout<pam_response>.stride)?.bindMemory(to: pam_response.self, capacity: Int(count))
-            else { return PAM_BUF_ERR }
+            else {
+                conversation.fail("no memory for the answers")
+                return PAM_BUF_ERR
+            }
             for index in 0..<Int(count) {
                 guard let message = messages[index] else {
+                    conversation.fail("the PAM stack sent a list with a missing message")
                     freeReplies(replies, count: index)
                     return PAM_CONV_ERR
                 }
@@ -81,6 +96,7 @@ final class PAMConversation {
                 }
                 if let answer {
                     guard let copy = strdup(answer) else {
+                        conversation.fail("no memory for the answers")
                         freeReplies(replies, count: index)
                         return PAM_BUF_ERR
                     }
