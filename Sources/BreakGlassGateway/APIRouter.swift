@@ -7,12 +7,14 @@ import NIOHTTP1
 /// Maps API requests to the grant service, the health monitor and the audit log.
 public struct APIRouter: Sendable {
     let grants: GrantService
+    let runtime: GatewayRuntime
     let monitor: HealthMonitor?
     let trail: AuditTrail?
 
     /// A router over `grants`; without `monitor` or `trail` their paths answer `not_found`.
-    public init(grants: GrantService, monitor: HealthMonitor? = nil, trail: AuditTrail? = nil) {
+    public init(grants: GrantService, runtime: GatewayRuntime, monitor: HealthMonitor? = nil, trail: AuditTrail? = nil) {
         self.grants = grants
+        self.runtime = runtime
         self.monitor = monitor
         self.trail = trail
     }
@@ -34,7 +36,7 @@ public struct APIRouter: Sendable {
             guard request.method == .POST else { return Self.methodNotAllowed(request, allowed: "POST") }
             return await grants.requestProbeGrants(body: request.body, source: request.source)
         case "/v1/health", "/metrics":
-            switch grants.store.current.policy.gateway.status {
+            switch runtime.store.current.policy.gateway.status {
             case .listener:
                 return StatusRouter(monitor: monitor).route(request) ?? .error(BreakGlassError(.notFound, "no route"))
             case .admin:

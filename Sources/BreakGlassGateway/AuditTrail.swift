@@ -9,13 +9,13 @@ import NIOHTTP1
 /// checkpoint signed for the answer. The grant token (even released) proves which session; it
 /// must not have expired.
 public struct AuditTrail: Sendable {
-    let grants: GrantService
+    let runtime: GatewayRuntime
     let auditLog: AuditLog
     let clock: any WallClock
 
-    /// Trails from `auditLog` for sessions whose tokens `grants` verifies.
-    public init(grants: GrantService, auditLog: AuditLog, clock: any WallClock) {
-        self.grants = grants
+    /// Trails from `auditLog` for sessions whose tokens the token authority in force verifies.
+    public init(runtime: GatewayRuntime, auditLog: AuditLog, clock: any WallClock) {
+        self.runtime = runtime
         self.auditLog = auditLog
         self.clock = clock
     }
@@ -41,12 +41,12 @@ public struct AuditTrail: Sendable {
     }
 
     func answer(authorization: String?) async -> APIResponse {
-        guard let authorization, let token = GrantService.bearerToken(authorization) else {
+        guard let authorization, let token = BearerCredentials.token(authorization) else {
             return .error(BreakGlassError(.invalidToken, "send the grant token as Authorization: Bearer TOKEN"))
         }
         let grant: Grant
         do {
-            grant = TokenAuthority.grant(from: try await grants.tokens.verify(token, audience: nil, now: clock.now()))
+            grant = TokenAuthority.grant(from: try await runtime.tokens.verify(token, audience: nil, now: clock.now()))
         } catch {
             return .error(error)
         }

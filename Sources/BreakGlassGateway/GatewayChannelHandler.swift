@@ -436,7 +436,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         state = .authorizing(head, [])
         // A body waits until the upstream can take it; a request without one needs no holding (a
         // pipelined request waits in `pipelined` until this answer ends).
-        if Self.hasBody(head) { holdReads() }
+        if ProxyHeaders.hasBody(head) { holdReads() }
         authorize(
             context: context, proxy: proxy, credentials: head.headers.first(name: "authorization"), header: "Authorization",
             pathway: target.pathway, kind: .http, request: PathwayProxy.RequestLine(head)
@@ -454,14 +454,6 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
             )
             handler.state = .proxying(exchange)
             exchange.start(early: early)
-        }
-    }
-
-    /// Whether the request has body bytes to read, framed as NIO's decoder reads it.
-    static func hasBody(_ head: HTTPRequestHead) -> Bool {
-        switch ProxyHeaders.bodyFraming(head) {
-        case .none, .length(0): false
-        case .length, .chunked: true
         }
     }
 
@@ -542,7 +534,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
     private func refuse(context: ChannelHandlerContext, _ error: BreakGlassError) {
         // A proxied request without a body leaves nothing unread: the connection stays for the next
         // request. A body (or a tunnel) was not read, so that connection cannot be reused.
-        if case .authorizing(let head, let early) = state, head.method != .CONNECT, !Self.hasBody(head), head.isKeepAlive {
+        if case .authorizing(let head, let early) = state, head.method != .CONNECT, !ProxyHeaders.hasBody(head), head.isKeepAlive {
             let ended = early.contains(where: \.isEnd)
             respond(context: context, version: head.version, response: .error(error), keepAlive: true)
             if !ended { state = .draining }

@@ -24,19 +24,18 @@ public final class GatewayServer: Sendable {
         self.logger = logger
     }
 
-    /// Binds the listener on `address`; each new connection uses the grant service's current TLS context.
+    /// Binds the listener on `address`; each new connection uses the TLS context in force.
     public static func start(
         host: String,
         port: Int,
-        grants: GrantService,
+        runtime: GatewayRuntime,
         proxy: PathwayProxy,
-        router: APIRouter? = nil,
+        router: APIRouter,
         limits: HTTPLimits = HTTPLimits(),
         group: any EventLoopGroup,
         logger: Logger
     ) async throws -> GatewayServer {
         let quiesce = ServerQuiescingHelper(group: group)
-        let router = router ?? APIRouter(grants: grants)
         let limiter = ConnectionLimiter()
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
@@ -50,7 +49,7 @@ public final class GatewayServer: Sendable {
             .childChannelOption(.allowRemoteHalfClosure, value: false)
             .childChannelInitializer { channel in
                 // The caps of the policy in force (a reload applies to the next connection).
-                let settings = grants.store.current.policy.gateway.limits
+                let settings = runtime.store.current.policy.gateway.limits
                 let source = channel.remoteAddress?.ipAddress.flatMap(IPAddress.init)?.lockoutKey
                 if let refusal = limiter.admit(
                     source: source, total: settings.maxConnections, perSource: settings.maxConnectionsPerSource)
@@ -62,7 +61,7 @@ public final class GatewayServer: Sendable {
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     let http = HTTPServerHandlers(limits: settings)
-                    try sync.addHandler(NIOSSLServerHandler(context: grants.tlsContext))
+                    try sync.addHandler(NIOSSLServerHandler(context: runtime.tlsContext))
                     try sync.addHandler(http.deadlines)
                     try sync.addHandlers([http.coalescer, http.encoder, http.decoder])
                     try sync.addHandler(

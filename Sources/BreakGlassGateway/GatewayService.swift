@@ -13,8 +13,12 @@ import UnixSignals
 
 /// The whole gateway as a long-running service: listener, PAM workers, and policy reload on SIGHUP.
 public final class GatewayService: Service, Sendable {
-    /// The grant flow, which also holds the policy in force.
+    /// The policy, TLS context and token authority in force.
+    public let runtime: GatewayRuntime
+    /// The grant flow.
     public let grants: GrantService
+    /// Refusals without valid credentials, summarized per source (grant flow and proxy).
+    public let denials: DenialLedger
     /// The data path: proxied requests, tunnels, and the live sessions they belong to.
     public let proxy: PathwayProxy
     private let pam: PAMAuthenticator
@@ -93,19 +97,25 @@ public final class GatewayService: Service, Sendable {
             loaded.policy.alerts.isEmpty
             ? nil
             : AlertDispatcher(sinks: loaded.policy.alerts, gateway: loaded.policy.gateway.id, audit: sink, metrics: metrics, logger: logger)
+        let runtime = GatewayRuntime(store: store, resources: resources)
+        self.runtime = runtime
+        let denials = DenialLedger(
+            audit: sink, clock: clock, group: group, interval: { store.current.policy.gateway.limits.denialInterval }, logger: logger)
+        self.denials = denials
         let grants = GrantService(
-            store: store, resources: resources, pam: pam, audit: sink, registry: registry, clock: clock, metrics: metrics, alerts: alerts,
-            group: group, logger: logger)
+            runtime: runtime, denials: denials, pam: pam, audit: sink, registry: registry, clock: clock, metrics: metrics, alerts: alerts,
+            logger: logger)
         self.grants = grants
-        self.proxy = PathwayProxy(grants: grants, registry: registry, audit: sink, clock: clock, metrics: metrics)
+        self.proxy = PathwayProxy(runtime: runtime, denials: denials, registry: registry, audit: sink, clock: clock, metrics: metrics)
         let monitor = HealthMonitor(
-            store: store, tokens: { grants.tokens }, activeSessions: { registry.liveSessionsWithConnections().count }, audit: sink,
+            store: store, tokens: { runtime.tokens }, activeSessions: { registry.liveSessionsWithConnections().count }, audit: sink,
             auditLog: auditLog, metrics: metrics, alerts: alerts, logger: logger)
         self.monitor = monitor
         self.metrics = metrics
         self.alerts = alerts
         self.router = APIRouter(
-            grants: grants, monitor: monitor, trail: auditLog.map { AuditTrail(grants: grants, auditLog: $0, clock: clock) })
+            grants: grants, runtime: runtime, monitor: monitor,
+            trail: auditLog.map { AuditTrail(runtime: runtime, auditLog: $0, clock: clock) })
         registry.onRevoked = { sessions, actor, reason in
             for session in sessions {
                 var fields: [String: AuditValue] = [
@@ -125,7 +135,7 @@ public final class GatewayService: Service, Sendable {
 
     /// Serves until graceful shutdown (SIGTERM/SIGINT through the service group), reloading on SIGHUP.
     public func run() async throws {
-        let loaded = grants.store.current
+        let loaded = runtime.store.current
         let listen = loaded.policy.gateway.listen
         try await audit.record(
             AuditEvent(
@@ -134,7 +144,7 @@ public final class GatewayService: Service, Sendable {
         let server = try await GatewayServer.start(
             host: listen.host,
             port: listen.port,
-            grants: grants,
+            runtime: runtime,
             proxy: proxy,
             router: router,
             limits: limits,
@@ -200,7 +210,7 @@ public final class GatewayService: Service, Sendable {
         await pam.shutdown()
         await proxy.registry.flush()
         // The refusals still being summarized go on the record before the log closes.
-        await grants.denials.flush()
+        await denials.flush()
         try? await audit.record(AuditEvent(kind: .gatewayStopped, time: .now, fields: ["gateway": .string(loaded.policy.gateway.id)]))
         await auditLog?.close()
     }

@@ -17,13 +17,8 @@ import Synchronization
 /// `grant.issued` event is recorded. Refusals decided before PAM ran (malformed bodies, shape errors,
 /// lockouts) are summarized per source by `denials`; refusals after PAM ran are recorded one by one.
 public final class GrantService: Sendable {
-    private struct Runtime {
-        var resources: GatewayResources
-        var lockout: LockoutTracker
-    }
-
-    let store: PolicyStore
-    private let runtime: Mutex<Runtime>
+    private let runtime: GatewayRuntime
+    private let lockout: Mutex<LockoutTracker>
     private let pam: PAMAuthenticator
     private let audit: any AuditSink
     private let registry: SessionRegistry?
@@ -33,27 +28,25 @@ public final class GrantService: Sendable {
     private let alerts: AlertDispatcher?
     /// Refusals without valid credentials, summarized per source and interval
     /// (`gateway.limits.denial_interval`); the proxy counts its own there too.
-    public let denials: DenialLedger
+    private let denials: DenialLedger
 
-    /// `group` runs the denial summaries' timers.
+    /// A grant service reading the policy, TLS and token key in force from `runtime`.
     public init(
-        store: PolicyStore,
-        resources: GatewayResources,
+        runtime: GatewayRuntime,
+        denials: DenialLedger,
         pam: PAMAuthenticator,
         audit: any AuditSink,
         registry: SessionRegistry? = nil,
         clock: any WallClock = SystemWallClock(),
         metrics: GatewayMetrics? = nil,
         alerts: AlertDispatcher? = nil,
-        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger
     ) {
-        self.denials = DenialLedger(
-            audit: audit, clock: clock, group: group, interval: { store.current.policy.gateway.limits.denialInterval }, logger: logger)
+        self.runtime = runtime
+        self.denials = denials
         self.metrics = metrics
         self.alerts = alerts
-        self.store = store
-        self.runtime = Mutex(Runtime(resources: resources, lockout: LockoutTracker(policy: store.current.policy.gateway.lockout)))
+        self.lockout = Mutex(LockoutTracker(policy: runtime.store.current.policy.gateway.lockout))
         self.pam = pam
         self.audit = audit
         self.registry = registry
@@ -61,11 +54,8 @@ public final class GrantService: Sendable {
         self.logger = logger
     }
 
-    /// The TLS context for new connections.
-    public var tlsContext: NIOSSLContext { runtime.withLock { $0.resources.tlsContext } }
-
-    /// The token authority in force.
-    public var tokens: TokenAuthority { runtime.withLock { $0.resources.tokens } }
+    private var store: PolicyStore { runtime.store }
+    private var tokens: TokenAuthority { runtime.tokens }
 
     // MARK: routes
 
@@ -271,7 +261,7 @@ public final class GrantService: Sendable {
         }
         // IPv6 clients are counted per /64, the block one host usually controls.
         let lockoutKey = source?.lockoutKey ?? "unknown"
-        let status = runtime.withLock { $0.lockout.admit(user: input.user, source: lockoutKey, now: .now) }
+        let status = lockout.withLock { $0.admit(user: input.user, source: lockoutKey, now: .now) }
         var timing: [String] = []
         switch status {
         case .locked(let retryAfter, _):
@@ -281,7 +271,7 @@ public final class GrantService: Sendable {
             do {
                 try await Task.sleep(for: delay)
             } catch {
-                runtime.withLock { $0.lockout.recordAbandoned(user: input.user, source: lockoutKey) }
+                lockout.withLock { $0.recordAbandoned(user: input.user, source: lockoutKey) }
                 return .refused(BreakGlassError(.unavailable, "the login was cancelled", retryAfterSeconds: 1))
             }
             timing.append("delay;dur=\(Self.milliseconds(waitStarted.duration(to: .now)))")
@@ -297,17 +287,17 @@ public final class GrantService: Sendable {
                 remoteHost: source.map { "\($0)" }
             )
         } catch {
-            runtime.withLock { $0.lockout.recordAbandoned(user: input.user, source: lockoutKey) }
+            lockout.withLock { $0.recordAbandoned(user: input.user, source: lockoutKey) }
             return .refused(error)
         }
         switch pamResult.outcome {
         case .authenticated(let methods):
-            runtime.withLock { $0.lockout.recordSuccess(user: input.user, source: lockoutKey) }
+            lockout.withLock { $0.recordSuccess(user: input.user, source: lockoutKey) }
             timing += ["pam;dur=\(Self.milliseconds(pamResult.ran))", "pamwait;dur=\(Self.milliseconds(pamResult.waited))"]
             return .authenticated(amr: methods, timing: timing)
         case .refused(let detail):
             logger.info("login refused", metadata: ["user": "\(input.user)", "source": "\(lockoutKey)", "pam": "\(detail)"])
-            let after = runtime.withLock { $0.lockout.recordFailure(user: input.user, source: lockoutKey, now: .now) }
+            let after = lockout.withLock { $0.recordFailure(user: input.user, source: lockoutKey, now: .now) }
             if case .locked(_, let scope) = after {
                 logger.warning(
                     "lockout engaged", metadata: ["scope": "\(scope.rawValue)", "user": "\(input.user)", "source": "\(lockoutKey)"])
@@ -316,7 +306,7 @@ public final class GrantService: Sendable {
             try? await Task.sleep(until: started.advanced(by: store.current.policy.gateway.pam.failureDelay), clock: .continuous)
             return .failed(BreakGlassError(.authenticationFailed, "authentication failed: the user, password or one-time code is wrong"))
         case .broken(let detail):
-            runtime.withLock { $0.lockout.recordAbandoned(user: input.user, source: lockoutKey) }
+            lockout.withLock { $0.recordAbandoned(user: input.user, source: lockoutKey) }
             logger.error("PAM stack failed", metadata: ["service": "\(pam.service)", "pam": "\(detail)"])
             return .refused(
                 BreakGlassError(
@@ -365,7 +355,7 @@ public final class GrantService: Sendable {
 
     /// `GET /v1/grants/current`: the grant that the bearer token describes.
     public func currentGrant(authorization: String?) async -> APIResponse {
-        guard let authorization, let token = Self.bearerToken(authorization) else {
+        guard let authorization, let token = BearerCredentials.token(authorization) else {
             return .error(BreakGlassError(.invalidToken, "send the grant token as Authorization: Bearer TOKEN"))
         }
         do {
@@ -379,7 +369,7 @@ public final class GrantService: Sendable {
 
     /// `DELETE /v1/grants/SESSION`: the holder ends the grant early; its connections are cut.
     public func releaseGrant(session: String, authorization: String?) async -> APIResponse {
-        guard let authorization, let token = Self.bearerToken(authorization) else {
+        guard let authorization, let token = BearerCredentials.token(authorization) else {
             return .error(BreakGlassError(.invalidToken, "send the grant token as Authorization: Bearer TOKEN"))
         }
         let claims: GrantClaims
@@ -444,10 +434,8 @@ public final class GrantService: Sendable {
         let previous = store.current
         let outcome = await store.reload(now: clock.now()) { loaded throws(PolicyValidationError) in
             let resources = try await GatewayResources.load(loaded)
-            self.runtime.withLock {
-                $0.resources = resources
-                $0.lockout.update(policy: loaded.policy.gateway.lockout)
-            }
+            self.runtime.replace(resources)
+            self.lockout.withLock { $0.update(policy: loaded.policy.gateway.lockout) }
         }
         switch outcome {
         case .loaded(let loaded):
@@ -533,20 +521,6 @@ public final class GrantService: Sendable {
     private func lockedOut(_ retryAfter: Duration) -> BreakGlassError {
         let seconds = Int(retryAfter.totalSeconds) + 1
         return BreakGlassError(.lockedOut, "too many failed logins; try again in \(seconds) s", retryAfterSeconds: seconds)
-    }
-
-    /// The token of an `Authorization: Bearer TOKEN` value (scheme case-insensitive, blanks around
-    /// the token ignored); on every proxied request, so it stays clear of Foundation's string bridging.
-    static func bearerToken(_ header: String) -> String? {
-        let parts = header.utf8.split(separator: UInt8(ascii: " "), maxSplits: 1, omittingEmptySubsequences: true)
-        guard parts.count == 2, parts[0].count == 6,
-            zip(parts[0], "bearer".utf8).allSatisfy({ $0 | 0x20 == $1 })
-        else { return nil }
-        let blank: (UInt8) -> Bool = { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
-        guard let first = parts[1].firstIndex(where: { !blank($0) }), let last = parts[1].lastIndex(where: { !blank($0) }) else {
-            return nil
-        }
-        return String(decoding: parts[1][first...last], as: UTF8.self)
     }
 
     static func milliseconds(_ duration: Duration) -> String {

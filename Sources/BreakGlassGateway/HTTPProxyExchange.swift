@@ -312,7 +312,7 @@ final class HTTPProxyExchange {
 
     private var retryable: Bool {
         reusedConnection && !retried && !responseHeadSent && upgrade == nil && upstreamError == nil
-            && Self.isIdempotent(head.method) && !GatewayChannelHandler.hasBody(head)
+            && Self.isIdempotent(head.method) && !ProxyHeaders.hasBody(head)
     }
 
     /// RFC 9110 §9.2.2: methods whose repetition has the effect of one request.

@@ -48,7 +48,9 @@ public final class PathwayProxy: Sendable {
         var identity: ProxyHeaders.Identity
     }
 
-    let grants: GrantService
+    let runtime: GatewayRuntime
+    /// Refusals without valid credentials, summarized per source (shared with the grant flow).
+    let denials: DenialLedger
     /// The live sessions and their connections.
     public let registry: SessionRegistry
     let audit: any AuditSink
@@ -60,9 +62,11 @@ public final class PathwayProxy: Sendable {
 
     /// A data path for the sessions of `registry`, with an empty upstream pool.
     public init(
-        grants: GrantService, registry: SessionRegistry, audit: any AuditSink, clock: any WallClock, metrics: GatewayMetrics? = nil
+        runtime: GatewayRuntime, denials: DenialLedger, registry: SessionRegistry, audit: any AuditSink, clock: any WallClock,
+        metrics: GatewayMetrics? = nil
     ) {
-        self.grants = grants
+        self.runtime = runtime
+        self.denials = denials
         self.registry = registry
         self.audit = audit
         self.pool = UpstreamPool()
@@ -84,7 +88,7 @@ public final class PathwayProxy: Sendable {
         /// The request has a body, or asks the upstream to take it as another method (read only
         /// for probe sessions, so ordinary requests do not pay for the header lookups).
         var carriesMore: Bool {
-            GatewayChannelHandler.hasBody(head) || head.headers.contains(name: "x-http-method-override")
+            ProxyHeaders.hasBody(head) || head.headers.contains(name: "x-http-method-override")
                 || head.headers.contains(name: "x-http-method") || head.headers.contains(name: "x-method-override")
         }
     }
@@ -111,7 +115,7 @@ public final class PathwayProxy: Sendable {
     /// (taken last, when everything else holds). A probe session's request line is checked every time.
     private func stillHolds(_ admission: Admission, kind: Pathway.Kind) -> Bool {
         admission.pathway.kind == kind && admission.session.tag != .probe
-            && admission.policyGeneration == grants.store.generation && admission.sessionGeneration == registry.generation
+            && admission.policyGeneration == runtime.store.generation && admission.sessionGeneration == registry.generation
             && clock.now() < admission.session.expiresAt && audit.reserve(kind == .http ? .request : .tunnelOpened)
     }
 
@@ -128,13 +132,13 @@ public final class PathwayProxy: Sendable {
         source: IPAddress?,
         channel: any Channel
     ) async -> Result<(credentials: String, admission: Admission), BreakGlassError> {
-        guard let credentials, let token = GrantService.bearerToken(credentials) else {
+        guard let credentials, let token = BearerCredentials.token(credentials) else {
             return deny(
                 BreakGlassError(.invalidToken, "send the grant token as \(header): Bearer TOKEN"), pathway: pathwayName, source: source)
         }
         let claims: GrantClaims
         do {
-            claims = try await grants.tokens.verify(token, audience: pathwayName, now: clock.now())
+            claims = try await runtime.tokens.verify(token, audience: pathwayName, now: clock.now())
         } catch {
             return deny(error, pathway: pathwayName, source: source)
         }
@@ -154,14 +158,14 @@ public final class PathwayProxy: Sendable {
         channel: any Channel
     ) -> Result<(credentials: String, admission: Admission), BreakGlassError> {
         // Read before the checks: a change while they run makes the next request check again.
-        let (policyGeneration, sessionGeneration) = (grants.store.generation, registry.generation)
+        let (policyGeneration, sessionGeneration) = (runtime.store.generation, registry.generation)
         let probe = claimant.session.tag == .probe
         // The request line matters only to a probe grant: others do not pay for its header lookups.
         let line = probe ? request.map { AccessRequest.Line(method: $0.method.rawValue, uri: $0.uri, carriesMore: $0.carriesMore) } : nil
         let asked = AccessRequest(pathway: name, kind: kind, source: claimant.source, probe: probe, line: line)
         // The policy may have changed since the token was issued (reload).
         let pathway: Pathway
-        switch AccessPolicy.evaluate(asked, under: grants.store.current.policy) {
+        switch AccessPolicy.evaluate(asked, under: runtime.store.current.policy) {
         case .deny(let error):
             return deny(error, pathway: name, source: claimant.source, session: claimant.session)
         case .allow(let allowed):
@@ -208,7 +212,7 @@ public final class PathwayProxy: Sendable {
         if session == nil || summarized {
             // Without valid credentials anyone can send refusals: they are summarized per source
             // and interval, so that they cannot fill the log.
-            grants.denials.count(event, address: source)
+            denials.count(event, address: source)
         } else {
             audit.submit(DenialLedger.bounded(event))
         }

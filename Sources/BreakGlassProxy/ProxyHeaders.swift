@@ -136,6 +136,14 @@ public enum ProxyHeaders {
         case chunked
     }
 
+    /// Whether the request has body bytes to read, framed as NIO's decoder reads it.
+    public static func hasBody(_ head: HTTPRequestHead) -> Bool {
+        switch bodyFraming(head) {
+        case .none, .length(0): false
+        case .length, .chunked: true
+        }
+    }
+
     /// How the client's request body is delimited, as NIO's decoder read it: chunked with any
     /// `Transfer-Encoding`, else by `Content-Length`, else none. A `Content-Length` that is not a
     /// number counts as chunked (a body the gateway frames itself; `requestProblem` refuses it).

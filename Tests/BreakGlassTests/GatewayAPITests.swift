@@ -165,7 +165,7 @@ import Testing
             #expect(locked.status == 429)
             #expect(locked.errorCode == "locked_out")
             // Refusals before PAM are summarized per source; the summary is written at its interval's end.
-            await gateway.service.grants.denials.flush()
+            await gateway.service.denials.flush()
             #expect(gateway.audit.events(.grantDenied).last?.fields["code"] == .string("locked_out"))
         }
     }

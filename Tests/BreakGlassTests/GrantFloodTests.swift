@@ -62,7 +62,7 @@ import Testing
         }
 
         // The summaries are written at the end of their interval; shutdown writes what is open.
-        await gateway.service.grants.denials.flush()
+        await gateway.service.denials.flush()
         let elapsed = ContinuousClock.now - started
         // A legitimate grant from another source; its record is durable when it is answered.
         let alice = try await TLSTestConnection(port: gateway.port, caPath: gateway.pki.caPath, source: "127.0.0.3")
@@ -132,7 +132,7 @@ import Testing
             }
             try await group.waitForAll()
         }
-        await gateway.service.grants.denials.flush()
+        await gateway.service.denials.flush()
 
         let otp = try await gateway.pam.code("alice")
         let login = TLSTestConnection.grantRequest(

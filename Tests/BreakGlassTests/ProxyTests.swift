@@ -197,7 +197,7 @@ import Testing
         #expect(afterRelease.errorMessage?.contains("released") == true)
 
         // Refusals without valid credentials are summarized per source at their interval's end.
-        await fixture.gateway.service.grants.denials.flush()
+        await fixture.gateway.service.denials.flush()
         let denied = fixture.events(.requestDenied)
         // Two refusals of a live session one by one, and the three without valid credentials (no
         // token, another pathway's, a released session's) in summaries (one, unless an interval
