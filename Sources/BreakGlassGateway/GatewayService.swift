@@ -134,7 +134,22 @@ public final class GatewayService: Service, Sendable {
     }
 
     /// Serves until graceful shutdown (SIGTERM/SIGINT through the service group), reloading on SIGHUP.
+    /// Alerts are delivered beside it, and the queued ones go out (within their grace period) before
+    /// the audit log closes.
     public func run() async throws {
+        try await withThrowingTaskGroup(of: Void.self) { background in
+            if let alerts { background.addTask { await alerts.run() } }
+            let loaded = try await serve()
+            alerts?.finish()
+            try await background.waitForAll()
+            try? await audit.record(
+                AuditEvent(kind: .gatewayStopped, time: .now, fields: ["gateway": .string(loaded.policy.gateway.id)]))
+            await auditLog?.close()
+        }
+    }
+
+    /// Serves until graceful shutdown, then stops everything but the alerts and the audit log.
+    private func serve() async throws -> LoadedPolicy {
         let loaded = runtime.store.current
         let listen = loaded.policy.gateway.listen
         try await audit.record(
@@ -206,12 +221,10 @@ public final class GatewayService: Service, Sendable {
         await server.shutdown()
         await admin?.shutdown()
         await status?.shutdown()
-        await alerts?.shutdown()
         await pam.shutdown()
         await proxy.registry.flush()
         // The refusals still being summarized go on the record before the log closes.
         await denials.flush()
-        try? await audit.record(AuditEvent(kind: .gatewayStopped, time: .now, fields: ["gateway": .string(loaded.policy.gateway.id)]))
-        await auditLog?.close()
+        return loaded
     }
 }

@@ -9,53 +9,82 @@ import Synchronization
 
 /// Delivers alerts to every configured sink without ever making the caller wait: each sink has a
 /// bounded queue and one worker that retries with backoff. Every failed attempt and every dropped
-/// alert is audited and counted.
+/// alert is audited and counted. The workers run in `run()`; `finish()` lets the queued alerts go
+/// out, for at most the grace period, and then `run()` returns.
 public final class AlertDispatcher: Sendable {
     private struct Sink: Sendable {
         var settings: AlertSinkSettings
         var queue: AsyncStream<Alert>.Continuation
+        var alerts: AsyncStream<Alert>
     }
 
     private let sinks: [Sink]
-    private let workers: Mutex<[Task<Void, Never>]>
     private let gateway: String
     private let audit: any AuditSink
     private let metrics: GatewayMetrics?
     private let logger: Logger
     private let http: HTTPClient?
+    private let backoff: Duration
+    private let grace: Duration
+    private let finished: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
     private let lastFired = Mutex<[String: ContinuousClock.Instant]>([:])
 
-    /// Starts one worker per sink. `backoff` is the wait after the first failed attempt (doubling, at most 60 s).
+    /// Queues for every sink (delivered once `run()` runs). `backoff` is the wait after the first
+    /// failed attempt (doubling, at most 60 s); `grace` bounds how long queued alerts may take to go
+    /// out after `finish()`.
     public init(
         sinks settings: [AlertSinkSettings], gateway: String, audit: any AuditSink, metrics: GatewayMetrics?, logger: Logger,
-        backoff: Duration = .seconds(1)
+        backoff: Duration = .seconds(1), grace: Duration = .seconds(2)
     ) {
         self.gateway = gateway
         self.audit = audit
         self.metrics = metrics
         self.logger = logger
+        self.backoff = backoff
+        self.grace = grace
         let needsHTTP = settings.contains { if case .webhook = $0.target { true } else { false } }
         var configuration = HTTPClient.Configuration()
         configuration.redirectConfiguration = .disallow
         self.http = needsHTTP ? HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration) : nil
-        var sinks: [Sink] = []
-        var streams: [(AlertSinkSettings, AsyncStream<Alert>)] = []
-        for sink in settings {
-            let (stream, continuation) = AsyncStream.makeStream(of: Alert.self, bufferingPolicy: .bufferingOldest(sink.queue))
-            sinks.append(Sink(settings: sink, queue: continuation))
-            streams.append((sink, stream))
+        self.sinks = settings.map { sink in
+            let (alerts, queue) = AsyncStream.makeStream(of: Alert.self, bufferingPolicy: .bufferingOldest(sink.queue))
+            return Sink(settings: sink, queue: queue, alerts: alerts)
         }
-        self.sinks = sinks
-        self.workers = Mutex([])
-        let tasks = streams.map { sink, stream in
-            Task { [self] in
-                let tls = self.tlsConfiguration(sink)
-                for await alert in stream {
-                    await self.deliver(alert, to: sink, tls: tls, backoff: backoff)
+        self.finished = AsyncStream.makeStream(of: Void.self)
+    }
+
+    /// Delivers alerts, one worker per sink, until `finish()` and the queues are empty (or the grace
+    /// period after `finish()` has passed, or the task is cancelled); then closes the HTTP client.
+    public func run() async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await withTaskGroup(of: Void.self) { workers in
+                    for sink in self.sinks {
+                        workers.addTask {
+                            let tls = self.tlsConfiguration(sink.settings)
+                            for await alert in sink.alerts {
+                                await self.deliver(alert, to: sink.settings, tls: tls, backoff: self.backoff)
+                            }
+                        }
+                    }
                 }
             }
+            group.addTask {
+                for await _ in self.finished.stream { break }
+                try? await Task.sleep(for: self.grace)
+            }
+            // The queues drained, or the grace period ran out (or cancellation): the other stops.
+            await group.next()
+            group.cancelAll()
         }
-        workers.withLock { $0 = tasks }
+        try? await http?.shutdown()
+    }
+
+    /// Takes no more alerts; those queued still go out while `run()` lasts (at most the grace period).
+    public func finish() {
+        for sink in sinks { sink.queue.finish() }
+        finished.continuation.yield()
+        finished.continuation.finish()
     }
 
     /// Queues the alert for every sink; returns at once. A full queue drops it for that sink (audited).
@@ -77,24 +106,6 @@ public final class AlertDispatcher: Sendable {
             return true
         }
         if due { fire(alert) }
-    }
-
-    /// Lets queued alerts go out (waiting at most `grace`), then stops the workers.
-    public func shutdown(grace: Duration = .seconds(2)) async {
-        for sink in sinks { sink.queue.finish() }
-        let tasks = workers.withLock { $0 }
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for task in tasks { await task.value }
-            }
-            group.addTask {
-                try? await Task.sleep(for: grace)
-                for task in tasks { task.cancel() }
-            }
-            await group.next()
-            group.cancelAll()
-        }
-        try? await http?.shutdown()
     }
 
     // MARK: delivery
@@ -123,7 +134,7 @@ public final class AlertDispatcher: Sendable {
                     kind: .alertFailed, time: Date(),
                     fields: [
                         "sink": .string(sink.name), "alert": .string(alert.kind), "attempt": .integer(Int64(attempt)),
-                        "error": .string(String(failure.prefix(500))),
+                        "error": .string(BoundedText.cut(failure, bytes: 500)),
                     ]))
             guard attempt < sink.attempts, !Task.isCancelled else { break }
             try? await Task.sleep(for: wait)
