@@ -4,6 +4,7 @@ import BreakGlassCore
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 import Synchronization
 
 /// Every grant this gateway issued and the connections that carry its traffic. A signed token is
@@ -68,54 +69,94 @@ public final class SessionRegistry: Sendable {
         var timer: Scheduled<Void>?
     }
 
-    /// One entry of the durable file of sessions.
-    private struct SessionRecord: Codable {
-        var session: String
-        var user: String
-        var pathway: String
-        var issuedAt: Date
-        var expiresAt: Date
-        /// Nil while the session is live.
-        var ending: Ending?
+    /// Everything the registry knows, under one lock.
+    private struct State {
+        var entries: [String: Entry] = [:]
+        /// Counts the ends of sessions (and refusals of old grants), bumped with the change, so that
+        /// a connection admitted while it had a number may be admitted again without a lookup as
+        /// long as the number stands (see `generation`). Probe sessions, whose requests are always
+        /// checked in full, do not count: their rounds end them every few seconds.
+        var ends = 0
+        /// Live sessions of the file whose expiry passed while the gateway was not running; their
+        /// `grant.expired` is recorded by `recordExpiredWhileDown()`.
+        var expiredWhileDown: [SessionInfo] = []
+        /// Grants issued before this are refused: set when the sessions file cannot be read, so that
+        /// a released or revoked token cannot come back (fail closed; users log in again), until the
+        /// audit log, which records every end, rebuilds the sessions; and when the log cannot be read.
+        var issuedNotBefore: Date?
+        /// The sessions file could not be read at start (see `issuedNotBefore`).
+        var fileUnreadable = false
+        /// Rewrites of the sessions file.
+        var rewrites = SessionRewrites<CheckedContinuation<Void, Never>>()
+        var onRevoked: (@Sendable ([SessionInfo], String, String?) -> Void)?
 
-        enum CodingKeys: String, CodingKey {
-            case session, user, pathway, ending
-            case issuedAt = "issued_at"
-            case expiresAt = "expires_at"
+        /// Fails every grant issued before `now` (the file or the log could not be read).
+        mutating func refuseEarlierGrants(now: Date) {
+            ends += 1
+            issuedNotBefore = issuedNotBefore ?? now
+        }
+
+        /// Why a token describing `claimed` may not act for its session now; nil when the gateway
+        /// issued that session to the same user for the same pathway and it is live.
+        func refusal(_ claimed: SessionInfo, now: Date) -> BreakGlassError? {
+            guard now < claimed.expiresAt else {
+                return BreakGlassError(.invalidToken, "the grant expired at \(AuditValue.time(claimed.expiresAt))")
+            }
+            if let issuedNotBefore, claimed.issuedAt < issuedNotBefore { return SessionRegistry.restartRefusal }
+            guard let entry = entries[claimed.session] else {
+                return BreakGlassError(.invalidToken, "this grant was not issued by this gateway (no record of its session); log in again")
+            }
+            if let issuedNotBefore, entry.info.issuedAt < issuedNotBefore { return SessionRegistry.restartRefusal }
+            guard entry.info.user == claimed.user, entry.info.pathway == claimed.pathway, entry.info.tag == claimed.tag else {
+                return BreakGlassError(.invalidToken, "this token does not match the grant issued for its session; log in again")
+            }
+            if let ended = entry.ended {
+                return BreakGlassError(.invalidToken, "the grant was \(ended.rawValue); log in again for new access")
+            }
+            // The recorded expiry holds even if a token claims a later one.
+            guard now < entry.info.expiresAt else {
+                return BreakGlassError(.invalidToken, "the grant expired at \(AuditValue.time(entry.info.expiresAt))")
+            }
+            return nil
+        }
+
+        /// What the sessions file holds now: live sessions, those expired whose record is still to be
+        /// made (the next start records them), and released or revoked ones until their tokens expire.
+        /// Probe sessions are not kept: their grants last a minute and allow only the probe.
+        func fileRecords(now: Date) -> [SessionFile.Record] {
+            let kept = entries.values.compactMap { entry -> SessionFile.Record? in
+                guard entry.info.tag != .probe else { return nil }
+                let info = entry.info
+                switch entry.ended {
+                case nil, .expired:
+                    return SessionFile.Record(
+                        session: info.session, user: info.user, pathway: info.pathway, issuedAt: info.issuedAt, expiresAt: info.expiresAt)
+                case .released, .revoked:
+                    guard info.expiresAt > now else { return nil }
+                    return SessionFile.Record(
+                        session: info.session, user: info.user, pathway: info.pathway, issuedAt: info.issuedAt, expiresAt: info.expiresAt,
+                        ending: entry.ended)
+                }
+            }
+            return kept
+                + expiredWhileDown.map {
+                    SessionFile.Record(
+                        session: $0.session, user: $0.user, pathway: $0.pathway, issuedAt: $0.issuedAt, expiresAt: $0.expiresAt)
+                }
         }
     }
 
-    private let entries = Mutex<[String: Entry]>([:])
-    /// Counts the ends of sessions (and refusals of old grants); bumped under the `entries` lock
-    /// before the change, so that a connection admitted while it had a number may be admitted again
-    /// without a lookup as long as the number stands (see `generation`). Probe sessions, whose
-    /// requests are always checked in full, do not count: their rounds end them every few seconds.
-    private let ends = Atomic<Int>(0)
-    /// Live sessions of the file whose expiry passed while the gateway was not running; their
-    /// `grant.expired` is recorded by `recordExpiredWhileDown()`.
-    private let expiredWhileDown = Mutex<[SessionInfo]>([])
-    /// Grants issued before this are refused: set when the sessions file cannot be read,
-    /// so that a released or revoked token cannot come back (fail closed; users log in again),
-    /// until the audit log, which records every end, rebuilds the sessions; and when the log cannot
-    /// be read.
-    private let issuedNotBefore = Mutex<Date?>(nil)
-    /// The sessions file could not be read at start (see `issuedNotBefore`).
-    private let fileUnreadable = Atomic<Bool>(false)
+    private let state = Mutex(State())
     private let audit: any AuditSink
     private let clock: any WallClock
     private let group: any EventLoopGroup
     private let endedFile: String?
     private let logger: Logger
-    /// Rewrites of the file run here, one at a time, off the event loops and the task pool.
-    private let fileQueue = DispatchQueue(label: "breakglass.sessions-file")
-    /// A rewrite is queued and has not started: later requests share it.
-    private let rewriteQueued = Mutex(false)
-    private let revokedHook = Mutex<(@Sendable ([SessionInfo], String, String?) -> Void)?>(nil)
 
     /// Told of every revocation (the sessions, who revoked them, and why), after it is audited.
     public var onRevoked: (@Sendable ([SessionInfo], String, String?) -> Void)? {
-        get { revokedHook.withLock { $0 } }
-        set { revokedHook.withLock { $0 = newValue } }
+        get { state.withLock { $0.onRevoked } }
+        set { state.withLock { $0.onRevoked = newValue } }
     }
 
     /// `endedFile` keeps sessions across restarts (nil: kept in memory only).
@@ -132,9 +173,9 @@ public final class SessionRegistry: Sendable {
     /// admitted from then on, its expiry timer is set, and it is kept in the file until it expires.
     /// Nothing else adds sessions (but `restore`, from the audit log).
     public func track(_ info: SessionInfo) {
-        let added = entries.withLock { entries in
-            guard entries[info.session] == nil else { return false }
-            entries[info.session] = Entry(info: info, timer: schedule(info))
+        let added = state.withLock { state in
+            guard state.entries[info.session] == nil else { return false }
+            state.entries[info.session] = Entry(info: info, timer: schedule(info))
             return true
         }
         // Probe sessions are not kept across restarts: their grants last a minute and allow only the probe.
@@ -145,40 +186,37 @@ public final class SessionRegistry: Sendable {
     /// was down (or before it could record them), then drops them from the file. Called at start;
     /// one that cannot be recorded stays in the file for the next start.
     public func recordExpiredWhileDown() async {
-        let missed = expiredWhileDown.withLock { $0 }
+        let missed = state.withLock { $0.expiredWhileDown }
         guard !missed.isEmpty else { return }
         for info in missed.sorted(by: { $0.expiresAt < $1.expiresAt }) {
             let recorded = await record(
                 info, ending: .expired, actor: nil, reason: "recorded at start: the gateway was down when the grant expired",
                 connections: 0)
-            if recorded { expiredWhileDown.withLock { $0.removeAll { $0.session == info.session } } }
+            if recorded { state.withLock { $0.expiredWhileDown.removeAll { $0.session == info.session } } }
         }
         await saveNow()
     }
 
     /// Changes whenever a session other than a probe's ends: an admission made while it had this
     /// number (read before `admit`) holds, for an unexpired grant, as long as it stays.
-    public var generation: Int { ends.load(ordering: .acquiring) }
+    public var generation: Int { state.withLock { $0.ends } }
 
     /// Admits a request of `session` on `channel`: refused when the gateway did not issue the session
     /// to this user for this pathway, or when it has ended or expired. The channel is closed when the
     /// session ends.
     public func admit(_ info: SessionInfo, channel: any Channel) -> BreakGlassError? {
         let now = clock.now()
-        let notBefore = issuedNotBefore.withLock { $0 }
-        if let refusal = Self.refusal(claimed: info, now: now, notBefore: notBefore) { return refusal }
         let id = ObjectIdentifier(channel)
-        let outcome: (refusal: BreakGlassError?, added: Bool) = entries.withLock { entries in
-            let entry = entries[info.session]
-            if let refusal = Self.refusal(claimed: info, entry: entry, now: now, notBefore: notBefore) { return (refusal, false) }
-            guard entry?.channels[id] == nil else { return (nil, false) }
-            entries[info.session]?.channels[id] = channel
+        let outcome: (refusal: BreakGlassError?, added: Bool) = state.withLock { state in
+            if let refusal = state.refusal(info, now: now) { return (refusal, false) }
+            guard state.entries[info.session]?.channels[id] == nil else { return (nil, false) }
+            state.entries[info.session]?.channels[id] = channel
             return (nil, true)
         }
         // A keep-alive connection is admitted once per request but registered once.
         if outcome.added {
             channel.closeFuture.whenComplete { _ in
-                _ = self.entries.withLock { $0[info.session]?.channels.removeValue(forKey: id) }
+                _ = self.state.withLock { $0.entries[info.session]?.channels.removeValue(forKey: id) }
             }
         }
         return outcome.refusal
@@ -189,37 +227,7 @@ public final class SessionRegistry: Sendable {
     /// live. For uses that do not open a connection, such as a release.
     public func check(_ claimed: SessionInfo) -> BreakGlassError? {
         let now = clock.now()
-        let notBefore = issuedNotBefore.withLock { $0 }
-        if let refusal = Self.refusal(claimed: claimed, now: now, notBefore: notBefore) { return refusal }
-        return entries.withLock { Self.refusal(claimed: claimed, entry: $0[claimed.session], now: now, notBefore: notBefore) }
-    }
-
-    /// The checks on the token's own claims.
-    private static func refusal(claimed: SessionInfo, now: Date, notBefore: Date?) -> BreakGlassError? {
-        guard now < claimed.expiresAt else {
-            return BreakGlassError(.invalidToken, "the grant expired at \(AuditValue.time(claimed.expiresAt))")
-        }
-        if let notBefore, claimed.issuedAt < notBefore { return restartRefusal }
-        return nil
-    }
-
-    /// The checks against what the gateway recorded when it issued the session.
-    private static func refusal(claimed: SessionInfo, entry: Entry?, now: Date, notBefore: Date?) -> BreakGlassError? {
-        guard let entry else {
-            return BreakGlassError(.invalidToken, "this grant was not issued by this gateway (no record of its session); log in again")
-        }
-        if let notBefore, entry.info.issuedAt < notBefore { return restartRefusal }
-        guard entry.info.user == claimed.user, entry.info.pathway == claimed.pathway, entry.info.tag == claimed.tag else {
-            return BreakGlassError(.invalidToken, "this token does not match the grant issued for its session; log in again")
-        }
-        if let ended = entry.ended {
-            return BreakGlassError(.invalidToken, "the grant was \(ended.rawValue); log in again for new access")
-        }
-        // The recorded expiry holds even if a token claims a later one.
-        guard now < entry.info.expiresAt else {
-            return BreakGlassError(.invalidToken, "the grant expired at \(AuditValue.time(entry.info.expiresAt))")
-        }
-        return nil
+        return state.withLock { $0.refusal(claimed, now: now) }
     }
 
     private static let restartRefusal = BreakGlassError(
@@ -228,8 +236,8 @@ public final class SessionRegistry: Sendable {
     /// Whether the session is live (tracked, not ended, not expired).
     public func isLive(_ session: String) -> Bool {
         let now = clock.now()
-        return entries.withLock { entries in
-            guard let entry = entries[session] else { return false }
+        return state.withLock { state in
+            guard let entry = state.entries[session] else { return false }
             return entry.ended == nil && now < entry.info.expiresAt
         }
     }
@@ -237,8 +245,8 @@ public final class SessionRegistry: Sendable {
     /// How the session ended ("released", "revoked", "expired"); nil while it is live.
     public func endingDescription(_ session: String) -> String? {
         let now = clock.now()
-        return entries.withLock { entries in
-            guard let entry = entries[session] else { return Ending.expired.rawValue }
+        return state.withLock { state in
+            guard let entry = state.entries[session] else { return Ending.expired.rawValue }
             if let ended = entry.ended { return ended.rawValue }
             return now < entry.info.expiresAt ? nil : Ending.expired.rawValue
         }
@@ -262,15 +270,15 @@ public final class SessionRegistry: Sendable {
     public func end(_ sessions: [String], as ending: Ending, by actor: String, reason: String? = nil, detail: String? = nil) async -> Ended
     {
         var ended: [(SessionInfo, [any Channel])] = []
-        entries.withLock { entries in
+        state.withLock { state in
             for session in sessions {
-                guard var entry = entries[session], entry.ended == nil else { continue }
-                if entry.info.tag != .probe { ends.add(1, ordering: .releasing) }
+                guard var entry = state.entries[session], entry.ended == nil else { continue }
+                if entry.info.tag != .probe { state.ends += 1 }
                 entry.ended = ending
                 entry.timer?.cancel()
                 ended.append((entry.info, Array(entry.channels.values)))
                 entry.channels = [:]
-                entries[session] = entry
+                state.entries[session] = entry
             }
         }
         for (_, channels) in ended { for channel in channels { channel.close(promise: nil) } }
@@ -290,8 +298,8 @@ public final class SessionRegistry: Sendable {
     /// Live sessions with their connection counts, soonest expiry first.
     public func liveSessionsWithConnections() -> [(info: SessionInfo, connections: Int)] {
         let now = clock.now()
-        return entries.withLock { entries in
-            entries.values.filter { $0.ended == nil && now < $0.info.expiresAt }.map { ($0.info, $0.channels.count) }
+        return state.withLock { state in
+            state.entries.values.filter { $0.ended == nil && now < $0.info.expiresAt }.map { ($0.info, $0.channels.count) }
         }.sorted { $0.info.expiresAt < $1.info.expiresAt }
     }
 
@@ -302,7 +310,7 @@ public final class SessionRegistry: Sendable {
     /// were ended and shortened.
     @discardableResult
     public func review(_ verdict: (SessionInfo) -> GrantReview) async -> (ended: Int, shortened: Int) {
-        let live = entries.withLock { entries in entries.values.filter { $0.ended == nil }.map(\.info) }
+        let live = state.withLock { state in state.entries.values.filter { $0.ended == nil }.map(\.info) }
         var ending: [(SessionInfo, String)] = []
         var shortened = 0
         for info in live {
@@ -312,12 +320,14 @@ public final class SessionRegistry: Sendable {
             case .end(let why):
                 ending.append((info, why))
             case .shorten(let expiresAt):
-                let moved = entries.withLock { entries -> Bool in
-                    guard var entry = entries[info.session], entry.ended == nil, expiresAt < entry.info.expiresAt else { return false }
+                let moved = state.withLock { state -> Bool in
+                    guard var entry = state.entries[info.session], entry.ended == nil, expiresAt < entry.info.expiresAt else {
+                        return false
+                    }
                     entry.timer?.cancel()
                     entry.info.expiresAt = expiresAt
                     entry.timer = schedule(entry.info)
-                    entries[info.session] = entry
+                    state.entries[info.session] = entry
                     return true
                 }
                 if moved {
@@ -330,7 +340,7 @@ public final class SessionRegistry: Sendable {
         }
         if shortened > 0 {
             // Admissions cached on connections carry the old expiry: they are checked again.
-            ends.add(1, ordering: .releasing)
+            state.withLock { $0.ends += 1 }
             saveSoon()
         }
         var ended = 0
@@ -342,7 +352,7 @@ public final class SessionRegistry: Sendable {
 
     /// Live connections of a session (for tests and health).
     public func connectionCount(_ session: String) -> Int {
-        entries.withLock { $0[session]?.channels.count ?? 0 }
+        state.withLock { $0.entries[session]?.channels.count ?? 0 }
     }
 
     // MARK: rebuilding from the audit log
@@ -366,16 +376,19 @@ public final class SessionRegistry: Sendable {
         let now = clock.now()
         // The sessions of the file are looked up in the log whatever their age.
         let oldestKept =
-            (entries.withLock { $0.values.map(\.info.issuedAt) } + expiredWhileDown.withLock { $0.map(\.issuedAt) }).min() ?? now
+            state.withLock { state in (state.entries.values.map(\.info.issuedAt) + state.expiredWhileDown.map(\.issuedAt)).min() } ?? now
         let since = min(now.addingTimeInterval(-Self.restoreWindow(policy)), oldestKept.addingTimeInterval(-Self.restoreMargin))
-        let recorded = await withCheckedContinuation { (done: CheckedContinuation<Result<[RecordedSession], AuditLogError>, Never>) in
-            fileQueue.async {
+        let recorded: Result<[RecordedSession], AuditLogError>
+        do {
+            recorded = try await NIOThreadPool.singleton.runIfActive { () -> Result<[RecordedSession], AuditLogError> in
                 do throws(AuditLogError) {
-                    done.resume(returning: .success(try AuditSessions.issued(directory: directory, since: since)))
+                    return .success(try AuditSessions.issued(directory: directory, since: since))
                 } catch {
-                    done.resume(returning: .failure(error))
+                    return .failure(error)
                 }
             }
+        } catch {
+            recorded = .failure(AuditLogError(.io, "the thread pool that reads the log is not running: \(error)"))
         }
         await restore(from: recorded)
     }
@@ -390,8 +403,7 @@ public final class SessionRegistry: Sendable {
         let sessions: [RecordedSession]
         switch recorded {
         case .failure(let error):
-            ends.add(1, ordering: .releasing)
-            issuedNotBefore.withLock { $0 = $0 ?? now }
+            state.withLock { $0.refuseEarlierGrants(now: now) }
             logger.critical(
                 "cannot read the grants issued from the audit log: every grant from before this start is refused (log in again)",
                 metadata: ["error": "\(error)"])
@@ -402,13 +414,13 @@ public final class SessionRegistry: Sendable {
         var missed: [SessionInfo] = []
         var dropped = 0
         var restored = 0
-        entries.withLock { entries in
+        let fileWasUnreadable = state.withLock { state in
             var issued = Set<String>()
             for record in sessions where issued.insert(record.session).inserted {
                 let info = SessionInfo(
                     session: record.session, user: record.user, pathway: record.pathway, issuedAt: record.issuedAt,
                     expiresAt: record.expiresAt, tag: record.tag.flatMap(Grant.Tag.init(rawValue:)))
-                let kept = entries.removeValue(forKey: record.session)
+                let kept = state.entries.removeValue(forKey: record.session)
                 kept?.timer?.cancel()
                 let logged = record.ending.flatMap(Ending.init(rawValue:))
                 // Its expiry is on the record: nothing is left to do for it.
@@ -418,22 +430,25 @@ public final class SessionRegistry: Sendable {
                     if ending == nil { missed.append(info) }
                     continue
                 }
-                entries[record.session] = Entry(info: info, ended: ending, timer: schedule(info))
+                state.entries[record.session] = Entry(info: info, ended: ending, timer: schedule(info))
                 restored += 1
             }
             // The file cannot add a session that the log never issued.
-            for (session, entry) in entries where !issued.contains(session) {
+            for (session, entry) in state.entries where !issued.contains(session) {
                 entry.timer?.cancel()
-                entries.removeValue(forKey: session)
+                state.entries.removeValue(forKey: session)
                 dropped += 1
             }
-        }
-        expiredWhileDown.withLock { $0 = missed }
-        if fileUnreadable.exchange(false, ordering: .acquiring) {
+            state.expiredWhileDown = missed
+            guard state.fileUnreadable else { return false }
             // The log holds every issue and every recorded end: the sessions it rebuilt replace the
             // unreadable cache, and the grants it shows live are accepted again.
-            issuedNotBefore.withLock { $0 = nil }
-            ends.add(1, ordering: .releasing)
+            state.fileUnreadable = false
+            state.issuedNotBefore = nil
+            state.ends += 1
+            return true
+        }
+        if fileWasUnreadable {
             logger.warning("the sessions file was unreadable; the audit log rebuilt the sessions instead")
         }
         if dropped > 0 {
@@ -458,20 +473,20 @@ public final class SessionRegistry: Sendable {
     }
 
     private func expire(_ session: String) {
-        let expiring: (info: SessionInfo, channels: [any Channel])? = entries.withLock { entries in
-            guard var entry = entries[session] else { return nil }
+        let expiring: (info: SessionInfo, channels: [any Channel])? = state.withLock { state in
+            guard var entry = state.entries[session] else { return nil }
             guard entry.ended == nil else {
                 // Released or revoked earlier and kept until now so that its token stayed refused.
-                entries.removeValue(forKey: session)
+                state.entries.removeValue(forKey: session)
                 return nil
             }
             // Kept (as live, in the file) until its expiry is on the record.
-            if entry.info.tag != .probe { ends.add(1, ordering: .releasing) }
+            if entry.info.tag != .probe { state.ends += 1 }
             entry.ended = .expired
             entry.timer = nil
             let channels = Array(entry.channels.values)
             entry.channels = [:]
-            entries[session] = entry
+            state.entries[session] = entry
             return (entry.info, channels)
         }
         guard let expiring else {
@@ -485,8 +500,8 @@ public final class SessionRegistry: Sendable {
             guard await record(expiring.info, ending: .expired, actor: nil, reason: nil, connections: expiring.channels.count) else {
                 return
             }
-            entries.withLock { entries in
-                if entries[session]?.ended == .expired { entries.removeValue(forKey: session) }
+            state.withLock { state in
+                if state.entries[session]?.ended == .expired { state.entries.removeValue(forKey: session) }
             }
             // A crash before this rewrite records the expiry once more at the next start.
             if expiring.info.tag != .probe { saveSoon() }
@@ -519,74 +534,48 @@ public final class SessionRegistry: Sendable {
 
     // MARK: the durable file of sessions
 
-    private static let fractionalTime = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
-
     /// Returns once the file holds the sessions as they are now (at shutdown: no rewrite left queued).
     public func flush() async {
         await saveNow()
     }
 
-    /// Queues a rewrite of the file (shared with any rewrite already queued) and returns at once.
+    /// Asks for a rewrite of the file (shared with any rewrite already asked for) and returns at once.
     private func saveSoon() {
         guard endedFile != nil else { return }
-        let queue = rewriteQueued.withLock { queued in
-            defer { queued = true }
-            return !queued
-        }
-        guard queue else { return }
-        fileQueue.async {
-            self.rewriteQueued.withLock { $0 = false }
-            self.saveSessions()
-        }
+        if state.withLock({ $0.rewrites.request() }) { startWriter() }
     }
 
-    /// Rewrites the file and returns once it is durable.
+    /// Asks for a rewrite of the file and returns once one that began after this call is durable.
     private func saveNow() async {
         guard endedFile != nil else { return }
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            fileQueue.async {
-                self.saveSessions()
-                done.resume()
+            if state.withLock({ $0.rewrites.request(waiter: done) }) { startWriter() }
+        }
+    }
+
+    /// Runs the writer on the thread pool, off the event loops and the task pool: it rewrites the
+    /// file until no request is left (`SessionRewrites` lets one writer run at a time).
+    private func startWriter() {
+        NIOThreadPool.singleton.submit { [self] _ in
+            // The shared pool never stops; were it stopping, the write is still made here.
+            var again = true
+            while again {
+                let now = clock.now()
+                let (version, records) = state.withLock { ($0.rewrites.begin(), $0.fileRecords(now: now)) }
+                writeSessions(records)
+                let next = state.withLock { $0.rewrites.finished(version) }
+                for waiter in next.done { waiter.resume() }
+                again = next.again
             }
         }
     }
 
-    /// Writes the file from the sessions known now (on `fileQueue` only).
-    private func saveSessions() {
+    /// Replaces the file with `records` (on the writer only). A failure is logged: the file is a
+    /// cache of the audit log, which rebuilds the sessions at start.
+    private func writeSessions(_ records: [SessionFile.Record]) {
         guard let endedFile else { return }
-        let now = clock.now()
-        let records = entries.withLock { entries in
-            entries.values.compactMap { entry -> SessionRecord? in
-                guard entry.info.tag != .probe else { return nil }
-                switch entry.ended {
-                case nil, .expired:
-                    // Live, or expired with its record still to be made: the next start records an
-                    // expiry that this run did not.
-                    return SessionRecord(
-                        session: entry.info.session, user: entry.info.user, pathway: entry.info.pathway, issuedAt: entry.info.issuedAt,
-                        expiresAt: entry.info.expiresAt)
-                case .released, .revoked:
-                    guard entry.info.expiresAt > now else { return nil }
-                    return SessionRecord(
-                        session: entry.info.session, user: entry.info.user, pathway: entry.info.pathway, issuedAt: entry.info.issuedAt,
-                        expiresAt: entry.info.expiresAt, ending: entry.ended)
-                }
-            }
-        }
-        // Sessions whose expiry is still to be recorded stay in the file until it is.
-        let missed = expiredWhileDown.withLock { $0 }.map {
-            SessionRecord(session: $0.session, user: $0.user, pathway: $0.pathway, issuedAt: $0.issuedAt, expiresAt: $0.expiresAt)
-        }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-        // Fractions of a second kept: a restored session expires when its token does, not earlier.
-        encoder.dateEncodingStrategy = .custom { date, encoder in
-            var container = encoder.singleValueContainer()
-            try container.encode(date.formatted(Self.fractionalTime))
-        }
         do {
-            let data = try encoder.encode((records + missed).sorted { $0.session < $1.session })
-            try DurableFile.replace(endedFile, with: Array(data))
+            try SessionFile.write(records, to: endedFile)
         } catch {
             logger.critical("cannot save the sessions file", metadata: ["file": "\(endedFile)", "error": "\(error)"])
         }
@@ -594,40 +583,32 @@ public final class SessionRegistry: Sendable {
 
     private func loadSessions() {
         guard let endedFile, FileManager.default.fileExists(atPath: endedFile) else { return }
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .custom { decoder in
-            let container = try decoder.singleValueContainer()
-            let text = try container.decode(String.self)
-            // Files written before fractions were kept have whole seconds.
-            guard let date = (try? Self.fractionalTime.parse(text)) ?? (try? Date.ISO8601FormatStyle().parse(text)) else {
-                throw DecodingError.dataCorruptedError(in: container, debugDescription: "not an ISO 8601 time: \(text)")
-            }
-            return date
-        }
+        let now = clock.now()
         do {
-            let records = try decoder.decode([SessionRecord].self, from: Data(DurableFile.read(endedFile)))
-            let now = clock.now()
-            var missed: [SessionInfo] = []
-            entries.withLock { entries in
+            let records = try SessionFile.read(endedFile)
+            let missed: [SessionInfo] = state.withLock { state in
+                var missed: [SessionInfo] = []
                 for record in records {
                     let info = SessionInfo(
                         session: record.session, user: record.user, pathway: record.pathway, issuedAt: record.issuedAt,
                         expiresAt: record.expiresAt)
                     if record.expiresAt > now {
-                        entries[record.session] = Entry(info: info, ended: record.ending, timer: schedule(info))
+                        state.entries[record.session] = Entry(info: info, ended: record.ending, timer: schedule(info))
                     } else if record.ending == nil {
                         missed.append(info)
                     }
                 }
+                state.expiredWhileDown = missed
+                return missed
             }
-            expiredWhileDown.withLock { $0 = missed }
             logger.notice(
                 "sessions restored",
                 metadata: ["file": "\(endedFile)", "count": "\(records.count)", "expired_while_down": "\(missed.count)"])
         } catch {
-            ends.add(1, ordering: .releasing)
-            issuedNotBefore.withLock { $0 = clock.now() }
-            fileUnreadable.store(true, ordering: .releasing)
+            state.withLock { state in
+                state.refuseEarlierGrants(now: now)
+                state.fileUnreadable = true
+            }
             logger.critical(
                 "cannot read the sessions file: every grant from before this start is refused (log in again) unless the audit log rebuilds them",
                 metadata: ["file": "\(endedFile)", "error": "\(error)"])
