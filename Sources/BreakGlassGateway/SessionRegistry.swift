@@ -1,5 +1,4 @@
 import BreakGlassAuditFormat
-import BreakGlassAuditLog
 import BreakGlassCore
 import Foundation
 import Logging
