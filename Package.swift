@@ -16,6 +16,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "breakglass", targets: ["breakglass"]),
+        .library(name: "BreakGlassAPI", targets: ["BreakGlassAPI"]),
         .library(name: "BreakGlassCore", targets: ["BreakGlassCore"]),
         .library(name: "BreakGlassGateway", targets: ["BreakGlassGateway"]),
         .library(name: "BreakGlassHealth", targets: ["BreakGlassHealth"]),
@@ -51,6 +52,7 @@ let package = Package(
         .target(name: "CBreakGlassCRC32C"),
         // SHA-256 for the Merkle tree through OpenSSL's public EVP API (libssl-dev).
         .target(name: "CBreakGlassSHA256", linkerSettings: [.linkedLibrary("crypto")]),
+        .target(name: "BreakGlassAPI", swiftSettings: strictSettings),
         .target(
             name: "BreakGlassCore",
             dependencies: [
@@ -133,6 +135,7 @@ let package = Package(
         .target(
             name: "BreakGlassHealth",
             dependencies: [
+                "BreakGlassAPI",
                 "BreakGlassCore",
                 "BreakGlassConfig",
                 "BreakGlassTokens",
@@ -153,6 +156,7 @@ let package = Package(
         .target(
             name: "BreakGlassGateway",
             dependencies: [
+                "BreakGlassAPI",
                 "BreakGlassProxy",
                 "BreakGlassHealth",
                 "BreakGlassCore",
@@ -176,6 +180,7 @@ let package = Package(
         .target(
             name: "BreakGlassClient",
             dependencies: [
+                "BreakGlassAPI",
                 "BreakGlassCore",
                 "BreakGlassAuditFormat",
                 "BreakGlassProxy",
@@ -192,6 +197,7 @@ let package = Package(
         .executableTarget(
             name: "breakglass",
             dependencies: [
+                "BreakGlassAPI",
                 "BreakGlassCore",
                 "BreakGlassConfig",
                 "BreakGlassTokens",

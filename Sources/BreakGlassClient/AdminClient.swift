@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import BreakGlassAPI
 import Foundation
 import NIOCore
 import NIOFoundationCompat
@@ -128,7 +129,7 @@ public struct AdminClient: Sendable {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
         guard response.status == .ok else {
-            if let problem = try? decoder.decode(GatewayClient.APIErrorBody.self, from: bytes) {
+            if let problem = try? decoder.decode(APIErrorAnswer.self, from: bytes) {
                 throw ClientError(code: problem.error.code, message: problem.error.message, httpStatus: Int(response.status.code))
             }
             throw ClientError(code: "unexpected_response", message: "the admin socket answered \(response.status)")

@@ -1,3 +1,4 @@
+import BreakGlassAPI
 import BreakGlassAuditFormat
 import BreakGlassCore
 import Foundation

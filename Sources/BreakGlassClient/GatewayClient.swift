@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import BreakGlassAPI
 import BreakGlassCore
 import Foundation
 import NIOCore
@@ -85,11 +86,17 @@ public struct GatewayClient: Sendable {
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.body = .bytes(ByteBuffer(data: data))
-        return try await send(request, expecting: 201)
+        let answer: GrantAnswer = try await send(request, expecting: 201)
+        guard let token = answer.token else {
+            throw ClientError(code: "unexpected_response", message: "the gateway's answer to the login carries no token")
+        }
+        return IssuedGrant(
+            token: token, session: answer.session, pathway: answer.pathway, user: answer.user, reason: answer.reason,
+            ticket: answer.ticket, issuedAt: answer.issuedAt, expiresAt: answer.expiresAt, kind: answer.kind)
     }
 
     /// `GET /v1/grants/current`: what the gateway says about a token.
-    public func currentGrant(token: String) async throws(ClientError) -> GrantStatus {
+    public func currentGrant(token: String) async throws(ClientError) -> GrantAnswer {
         var request = HTTPClientRequest(url: baseURL + "/v1/grants/current")
         request.headers.add(name: "Authorization", value: "Bearer \(token)")
         return try await send(request, expecting: 200)
@@ -116,7 +123,7 @@ public struct GatewayClient: Sendable {
     }
 
     /// `DELETE /v1/grants/SESSION`: ends the grant early; the gateway cuts its connections.
-    public func releaseGrant(session: String, token: String) async throws(ClientError) -> ReleasedGrant {
+    public func releaseGrant(session: String, token: String) async throws(ClientError) -> ReleaseAnswer {
         var request = HTTPClientRequest(url: baseURL + "/v1/grants/" + session)
         request.method = .DELETE
         request.headers.add(name: "Authorization", value: "Bearer \(token)")
@@ -135,7 +142,7 @@ public struct GatewayClient: Sendable {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
         guard response.status.code == status else {
-            if let problem = try? decoder.decode(APIErrorBody.self, from: body) {
+            if let problem = try? decoder.decode(APIErrorAnswer.self, from: body) {
                 throw ClientError(code: problem.error.code, message: problem.error.message, httpStatus: Int(response.status.code))
             }
             throw ClientError(
@@ -154,59 +161,6 @@ public struct GatewayClient: Sendable {
         return "\(error)"
     }
 
-    struct APIErrorBody: Decodable {
-        struct Detail: Decodable {
-            let code: String
-            let message: String
-        }
-
-        let error: Detail
-
-        /// `MESSAGE [CODE]` of a gateway's JSON error body, or nil when the bytes are not one.
-        static func message(_ bytes: [UInt8]) -> String? {
-            guard let problem = try? JSONDecoder().decode(APIErrorBody.self, from: Data(bytes)) else { return nil }
-            return "\(problem.error.message) [\(problem.error.code)]"
-        }
-    }
-}
-
-/// A session's audit records, each with its inclusion proof against `checkpoint`.
-public struct AuditTrailAnswer: Codable, Sendable {
-    /// One record of the trail.
-    public struct Entry: Codable, Sendable {
-        /// The record's leaf index in the log.
-        public var index: Int
-        /// The record's canonical JSON (the leaf entry).
-        public var record: String
-        /// Proof hashes, base64, leaf upwards.
-        public var proof: [String]
-    }
-
-    /// The session the records belong to.
-    public var session: String
-    /// The session's pathway.
-    public var pathway: String
-    /// The signed checkpoint note.
-    public var checkpoint: String
-    /// The key the gateway says signs its checkpoints (pin it with the auditors' copy).
-    public var verifierKey: String
-    /// The session's records, in log order.
-    public var records: [Entry]
-
-    enum CodingKeys: String, CodingKey {
-        case session, pathway, checkpoint, records
-        case verifierKey = "verifier_key"
-    }
-}
-
-/// The answer to a release.
-public struct ReleasedGrant: Codable, Sendable, Equatable {
-    /// The session released.
-    public var session: String
-    /// The session's pathway.
-    public var pathway: String
-    /// True: the session has ended (the gateway answers an error otherwise).
-    public var released: Bool
 }
 
 /// What `login` sends.
@@ -244,7 +198,7 @@ public struct GrantLogin: Sendable {
     }
 }
 
-/// A grant the gateway issued.
+/// A grant the gateway issued, as the token store keeps it.
 public struct IssuedGrant: Codable, Sendable, Equatable {
     /// The bearer token for the pathway; a secret.
     public var token: String
@@ -265,37 +219,26 @@ public struct IssuedGrant: Codable, Sendable, Equatable {
     /// `http` or `tcp` (gateways before this field: nil).
     public var kind: String?
 
+    /// A grant with the given fields.
+    public init(
+        token: String, session: String, pathway: String, user: String, reason: String?, ticket: String?, issuedAt: Date,
+        expiresAt: Date, kind: String?
+    ) {
+        self.token = token
+        self.session = session
+        self.pathway = pathway
+        self.user = user
+        self.reason = reason
+        self.ticket = ticket
+        self.issuedAt = issuedAt
+        self.expiresAt = expiresAt
+        self.kind = kind
+    }
+
     enum CodingKeys: String, CodingKey {
         case token, session, pathway, user, reason, ticket, kind
         case issuedAt = "issued_at"
         case expiresAt = "expires_at"
-    }
-}
-
-/// The gateway's view of a grant token.
-public struct GrantStatus: Codable, Sendable, Equatable {
-    /// The session id.
-    public var session: String
-    /// The pathway granted.
-    public var pathway: String
-    /// The user the grant was issued to.
-    public var user: String
-    /// The reason given.
-    public var reason: String
-    /// The ticket given; nil when none.
-    public var ticket: String?
-    /// When the grant was issued.
-    public var issuedAt: Date
-    /// When the grant expires.
-    public var expiresAt: Date
-    /// Seconds left until the grant expires, as of the answer.
-    public var expiresInSeconds: Int
-
-    enum CodingKeys: String, CodingKey {
-        case session, pathway, user, reason, ticket
-        case issuedAt = "issued_at"
-        case expiresAt = "expires_at"
-        case expiresInSeconds = "expires_in_seconds"
     }
 }
 

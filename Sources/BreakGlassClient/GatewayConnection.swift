@@ -1,3 +1,4 @@
+import BreakGlassAPI
 import BreakGlassCore
 import Foundation
 import NIOCore
@@ -25,7 +26,7 @@ public final class GatewayConnection: Sendable {
         public var text: String { String(decoding: body, as: UTF8.self) }
 
         /// `MESSAGE [CODE]` when the body is the gateway's JSON error.
-        public var gatewayError: String? { GatewayClient.APIErrorBody.message(body) }
+        public var gatewayError: String? { APIErrorAnswer.text(body) }
     }
 
     /// Most body bytes kept per response.

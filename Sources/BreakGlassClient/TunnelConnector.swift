@@ -1,3 +1,4 @@
+import BreakGlassAPI
 import BreakGlassCore
 import BreakGlassProxy
 import Foundation
@@ -172,6 +173,6 @@ final class ConnectHandshake: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     static func errorMessage(_ body: String) -> String? {
-        GatewayClient.APIErrorBody.message(Array(body.utf8))
+        APIErrorAnswer.text(Array(body.utf8))
     }
 }

@@ -1,3 +1,4 @@
+import BreakGlassAPI
 import BreakGlassCore
 import Foundation
 import NIOCore
@@ -35,17 +36,8 @@ public struct APIResponse: Sendable {
         if error.code == .invalidToken { headers.append(("WWW-Authenticate", "Bearer error=\"invalid_token\"")) }
         return .json(
             HTTPResponseStatus(statusCode: error.code.httpStatus),
-            ErrorBody(error: .init(code: error.code.rawValue, message: error.message)),
+            APIErrorAnswer(code: error.code.rawValue, message: error.message),
             headers: headers
         )
-    }
-
-    struct ErrorBody: Encodable {
-        struct Detail: Encodable {
-            let code: String
-            let message: String
-        }
-
-        let error: Detail
     }
 }

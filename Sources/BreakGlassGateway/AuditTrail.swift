@@ -1,3 +1,4 @@
+import BreakGlassAPI
 import BreakGlassAuditFormat
 import BreakGlassAuditLog
 import BreakGlassCore
@@ -20,26 +21,6 @@ public struct AuditTrail: Sendable {
         self.clock = clock
     }
 
-    struct Entry: Encodable {
-        var index: Int
-        /// The record's canonical JSON, the exact bytes the leaf hash covers.
-        var record: String
-        var proof: [String]
-    }
-
-    struct Answer: Encodable {
-        var session: String
-        var pathway: String
-        var checkpoint: String
-        var verifierKey: String
-        var records: [Entry]
-
-        enum CodingKeys: String, CodingKey {
-            case session, pathway, checkpoint, records
-            case verifierKey = "verifier_key"
-        }
-    }
-
     func answer(authorization: String?) async -> APIResponse {
         guard let authorization, let token = BearerCredentials.token(authorization) else {
             return .error(BreakGlassError(.invalidToken, "send the grant token as Authorization: Bearer TOKEN"))
@@ -59,13 +40,13 @@ public struct AuditTrail: Sendable {
                 record.event.fields["session"] == .string(session)
             }
             let entries = inclusion.entries.map {
-                Entry(
+                AuditTrailAnswer.Entry(
                     index: $0.index, record: String(decoding: $0.bytes, as: UTF8.self),
                     proof: $0.proof.map { Data($0).base64EncodedString() })
             }
             return .json(
                 .ok,
-                Answer(
+                AuditTrailAnswer(
                     session: session, pathway: grant.pathway, checkpoint: inclusion.checkpoint,
                     verifierKey: auditLog.signer.verifier.keyString, records: entries),
                 headers: [("Cache-Control", "no-store")])

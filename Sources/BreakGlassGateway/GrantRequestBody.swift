@@ -1,3 +1,4 @@
+import BreakGlassAPI
 import BreakGlassCore
 import Foundation
 import NIOCore
@@ -74,41 +75,12 @@ struct GrantRequestBody: Decodable {
     }
 }
 
-/// A grant as the API shows it: the `201` of `POST /v1/grants` (with the token) and
-/// `GET /v1/grants/current` (without).
-struct GrantBody: Encodable {
-    let token: String?
-    let session: String
-    let pathway: String
-    let user: String
-    let reason: String
-    let ticket: String?
-    let amr: [String]
-    let issuedAt: Date
-    let expiresAt: Date
-    let expiresInSeconds: Int
-    let tag: String?
-    let kind: String?
-
+extension GrantAnswer {
+    /// The answer for `grant` as of `now`; `token` only in the answer to a login, `kind` with it.
     init(grant: Grant, token: String?, now: Date, kind: Pathway.Kind? = nil) {
-        self.kind = kind?.rawValue
-        self.token = token
-        self.session = grant.session
-        self.pathway = grant.pathway
-        self.user = grant.user
-        self.reason = grant.reason
-        self.ticket = grant.ticket
-        self.amr = grant.amr
-        self.issuedAt = grant.issuedAt
-        self.expiresAt = grant.expiresAt
-        self.expiresInSeconds = max(0, Int(grant.expiresAt.timeIntervalSince(now)))
-        self.tag = grant.tag?.rawValue
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case token, session, pathway, user, reason, ticket, amr, tag, kind
-        case issuedAt = "issued_at"
-        case expiresAt = "expires_at"
-        case expiresInSeconds = "expires_in_seconds"
+        self.init(
+            token: token, session: grant.session, pathway: grant.pathway, user: grant.user, reason: grant.reason, ticket: grant.ticket,
+            amr: grant.amr, issuedAt: grant.issuedAt, expiresAt: grant.expiresAt,
+            expiresInSeconds: max(0, Int(grant.expiresAt.timeIntervalSince(now))), tag: grant.tag?.rawValue, kind: kind?.rawValue)
     }
 }

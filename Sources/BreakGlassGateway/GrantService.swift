@@ -1,3 +1,4 @@
+import BreakGlassAPI
 import BreakGlassConfig
 import BreakGlassCore
 import BreakGlassHealth
@@ -141,7 +142,7 @@ public final class GrantService: Sendable {
         }
         let timing = (authentication.timing + ["total;dur=\(Self.milliseconds(started.duration(to: .now)))"]).joined(separator: ", ")
         return .json(
-            .created, GrantBody(grant: grant, token: token, now: issuedAt, kind: loaded.policy.pathways[grant.pathway]?.kind),
+            .created, GrantAnswer(grant: grant, token: token, now: issuedAt, kind: loaded.policy.pathways[grant.pathway]?.kind),
             headers: [("Server-Timing", timing), ("Cache-Control", "no-store")])
     }
 
@@ -207,12 +208,13 @@ public final class GrantService: Sendable {
             for await (index, outcome) in group { outcomes[index] = outcome }
             return outcomes
         }
-        var issued: [ProbeGrantBody] = []
+        var issued: [ProbeGrantsAnswer.Grant] = []
         var failure: BreakGlassError?
         for (index, grant) in grants.enumerated() {
             switch outcomes[index] {
             case .success(let token):
-                issued.append(ProbeGrantBody(pathway: grant.pathway, session: grant.session, token: token, expiresAt: grant.expiresAt))
+                issued.append(
+                    ProbeGrantsAnswer.Grant(pathway: grant.pathway, session: grant.session, token: token, expiresAt: grant.expiresAt))
             case .failure(let error):
                 failure = failure ?? error
             case nil:
@@ -225,19 +227,7 @@ public final class GrantService: Sendable {
             return .error(failure)
         }
         logger.info("probe grants issued", metadata: ["pathways": "\(issued.count)", "source": "\(sourceText ?? "")"])
-        return .json(.created, ["grants": issued], headers: [("Cache-Control", "no-store")])
-    }
-
-    struct ProbeGrantBody: Encodable {
-        var pathway: String
-        var session: String
-        var token: String
-        var expiresAt: Date
-
-        enum CodingKeys: String, CodingKey {
-            case pathway, session, token
-            case expiresAt = "expires_at"
-        }
+        return .json(.created, ProbeGrantsAnswer(grants: issued), headers: [("Cache-Control", "no-store")])
     }
 
     /// How a login ended.
@@ -361,7 +351,7 @@ public final class GrantService: Sendable {
         do {
             let claims = try await tokens.verify(token, audience: nil, now: clock.now())
             let grant = TokenAuthority.grant(from: claims)
-            return .json(.ok, GrantBody(grant: grant, token: nil, now: clock.now()), headers: [("Cache-Control", "no-store")])
+            return .json(.ok, GrantAnswer(grant: grant, token: nil, now: clock.now()), headers: [("Cache-Control", "no-store")])
         } catch {
             return .error(error)
         }
@@ -398,13 +388,7 @@ public final class GrantService: Sendable {
                     .auditUnavailable, "the grant's connections were cut, but the audit log could not record its release",
                     retryAfterSeconds: 5))
         }
-        return .json(.ok, ReleaseBody(session: session, pathway: grant.pathway, released: true), headers: [("Cache-Control", "no-store")])
-    }
-
-    struct ReleaseBody: Encodable {
-        var session: String
-        var pathway: String
-        var released: Bool
+        return .json(.ok, ReleaseAnswer(session: session, pathway: grant.pathway, released: true), headers: [("Cache-Control", "no-store")])
     }
 
     /// Applies `policy` to every live session (`Policy.review`): at a reload, with the policy the

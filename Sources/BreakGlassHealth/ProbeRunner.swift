@@ -1,3 +1,4 @@
+import BreakGlassAPI
 import BreakGlassAuditFormat
 import BreakGlassAuditLog
 import BreakGlassClient
@@ -24,15 +25,14 @@ struct ProbeRunner: Sendable {
     let target: Target
     let auditLog: AuditLog?
 
-    struct ProbeGrant: Decodable {
-        var pathway: String
-        var session: String
-        var token: String
-    }
+    typealias ProbeGrant = ProbeGrantsAnswer.Grant
 
-    struct ProbeGrants: Decodable {
-        var grants: [ProbeGrant]
-    }
+    /// Reads the gateway's answers (times in ISO 8601).
+    static let decoder: JSONDecoder = {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return decoder
+    }()
 
     /// Runs the round for `pathways` with the one-time code of `step`.
     func run(pathways: [Pathway], credentials: ProbeCredentials, step: Int64) async -> ProbeRoundReport {
@@ -92,7 +92,7 @@ struct ProbeRunner: Sendable {
             let response = try await connection.request(
                 .POST, "/v1/probe/grants", headers: [("Content-Type", "application/json")], body: Array(data),
                 timeout: Self.remaining(deadline))
-            guard response.status == 201, let decoded = try? JSONDecoder().decode(ProbeGrants.self, from: Data(response.body)) else {
+            guard response.status == 201, let decoded = try? Self.decoder.decode(ProbeGrantsAnswer.self, from: Data(response.body)) else {
                 return .failure(
                     ProbeFailure(step: "login", message: "the gateway answered \(response.status): \(Self.errorText(response))", at: Date())
                 )

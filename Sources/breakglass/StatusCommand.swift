@@ -1,4 +1,5 @@
 import ArgumentParser
+import BreakGlassAPI
 import BreakGlassClient
 import Foundation
 
