@@ -27,11 +27,14 @@ public struct GrantAnswer: Codable, Sendable, Equatable {
     public var tag: String?
     /// `http` or `tcp`, in the answer to a login (gateways before this field: nil).
     public var kind: String?
+    /// In the answer to `GET /v1/grants/current`: `active`, or how the session ended (`released`,
+    /// `revoked`, `expired`); nil in the answer to a login, and from gateways before this field.
+    public var state: String?
 
     /// An answer with the given fields.
     public init(
         token: String?, session: String, pathway: String, user: String, reason: String, ticket: String?, amr: [String]?,
-        issuedAt: Date, expiresAt: Date, expiresInSeconds: Int, tag: String?, kind: String?
+        issuedAt: Date, expiresAt: Date, expiresInSeconds: Int, tag: String?, kind: String?, state: String? = nil
     ) {
         self.token = token
         self.session = session
@@ -45,10 +48,11 @@ public struct GrantAnswer: Codable, Sendable, Equatable {
         self.expiresInSeconds = expiresInSeconds
         self.tag = tag
         self.kind = kind
+        self.state = state
     }
 
     enum CodingKeys: String, CodingKey {
-        case token, session, pathway, user, reason, ticket, amr, tag, kind
+        case token, session, pathway, user, reason, ticket, amr, tag, kind, state
         case issuedAt = "issued_at"
         case expiresAt = "expires_at"
         case expiresInSeconds = "expires_in_seconds"

@@ -343,7 +343,7 @@ public final class GrantService: Sendable {
         return .success(token)
     }
 
-    /// `GET /v1/grants/current`: the grant that the bearer token describes.
+    /// `GET /v1/grants/current`: the grant that the bearer token describes, and its session's state.
     public func currentGrant(authorization: String?) async -> APIResponse {
         guard let authorization, let token = BearerCredentials.token(authorization) else {
             return .error(BreakGlassError(.invalidToken, "send the grant token as Authorization: Bearer TOKEN"))
@@ -351,7 +351,18 @@ public final class GrantService: Sendable {
         do {
             let claims = try await tokens.verify(token, audience: nil, now: clock.now())
             let grant = TokenAuthority.grant(from: claims)
-            return .json(.ok, GrantAnswer(grant: grant, token: nil, now: clock.now()), headers: [("Cache-Control", "no-store")])
+            var answer = GrantAnswer(grant: grant, token: nil, now: clock.now())
+            // The session's real state: a released or revoked grant's token still verifies until it expires.
+            switch registry?.standing(SessionRegistry.SessionInfo(grant: grant)) ?? .live {
+            case .live:
+                answer.state = "active"
+            case .ended(let ending):
+                answer.state = ending.rawValue
+                answer.expiresInSeconds = 0
+            case .refused(let error):
+                return .error(error)
+            }
+            return .json(.ok, answer, headers: [("Cache-Control", "no-store")])
         } catch {
             return .error(error)
         }

@@ -232,6 +232,32 @@ public final class SessionRegistry: Sendable {
     private static let restartRefusal = BreakGlassError(
         .invalidToken, "grants from before the gateway's restart are no longer accepted; log in again")
 
+    /// What the registry says of the session a token describes.
+    public enum Standing: Sendable {
+        /// Issued here to that user for that pathway, and live.
+        case live
+        /// Issued here to that user for that pathway, and ended.
+        case ended(Ending)
+        /// Not a session this token may speak for (not issued here, another user or pathway, or
+        /// from before a restart that could not rebuild it).
+        case refused(BreakGlassError)
+    }
+
+    /// The standing of the session `claimed` describes, for `GET /v1/grants/current`.
+    public func standing(_ claimed: SessionInfo) -> Standing {
+        let now = clock.now()
+        return state.withLock { state in
+            if let entry = state.entries[claimed.session], entry.info.user == claimed.user, entry.info.pathway == claimed.pathway,
+                entry.info.tag == claimed.tag
+            {
+                if let ended = entry.ended { return .ended(ended) }
+                if now >= entry.info.expiresAt { return .ended(.expired) }
+            }
+            if let refusal = state.refusal(claimed, now: now) { return .refused(refusal) }
+            return .live
+        }
+    }
+
     /// Whether the session is live (tracked, not ended, not expired).
     public func isLive(_ session: String) -> Bool {
         let now = clock.now()

@@ -55,7 +55,10 @@ struct StatusCommand: AsyncParsableCommand {
         }
         let token = stored.grant.token
         switch await client.withShutdown({ client throws(ClientError) in try await client.currentGrant(token: token) }) {
-        case .success(let status): return "valid (\(status.expiresInSeconds)s left)"
+        case .success(let status):
+            // Without `state` (a gateway from before it) the answer says only that the token verifies.
+            guard let state = status.state, state != "active" else { return "valid (\(status.expiresInSeconds)s left)" }
+            return "\(state): the gateway refuses this grant; log in again for new access"
         case .failure(let error): return "\(error.code): \(error.message)"
         }
     }

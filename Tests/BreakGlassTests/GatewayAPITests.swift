@@ -97,6 +97,34 @@ import Testing
         }
     }
 
+    /// `GET /v1/grants/current` reports the session's real state (issue 19 item 1). Before, a
+    /// released or revoked grant was reported as valid until its token expired, while the proxy
+    /// refused it.
+    @Test func currentGrantReportsReleasedAndRevokedSessions() async throws {
+        try await withGateway { gateway, client in
+            var tokens: [String] = []
+            var sessions: [String] = []
+            for step in 0..<3 {
+                // A code of a later step each time: pam_oath refuses a code used before.
+                let code = try await gateway.pam.code("alice", steps: step)
+                let issued = try await grant(gateway, client, user: "alice", otp: code, pathway: "status-api", ticket: "INC-42")
+                #expect(issued.status == 201, "\(issued.text)")
+                tokens.append(try #require(issued.json["token"] as? String))
+                sessions.append(try #require(issued.json["session"] as? String))
+            }
+            let released = try await client.request(
+                .DELETE, gateway.baseURL + "/v1/grants/" + sessions[1], headers: [("Authorization", "Bearer \(tokens[1])")])
+            #expect(released.status == 200, "\(released.text)")
+            await gateway.service.proxy.registry.end([sessions[2]], as: .revoked, by: "test")
+            for (token, state) in zip(tokens, ["active", "released", "revoked"]) {
+                let current = try await client.request(
+                    .GET, gateway.baseURL + "/v1/grants/current", headers: [("Authorization", "Bearer \(token)")])
+                #expect(current.status == 200, "\(current.text)")
+                #expect(current.json["state"] as? String == state, "\(current.text)")
+            }
+        }
+    }
+
     @Test func unknownUserGetsTheSameAnswerAsAWrongPassword() async throws {
         try await withGateway { gateway, client in
             let wrongPassword = try await grant(gateway, client, user: "bob", password: "not-bobs")
