@@ -133,23 +133,24 @@ public final class GatewayService: Service, Sendable {
         self.onListening = onListening
     }
 
-    /// Serves until graceful shutdown (SIGTERM/SIGINT through the service group), reloading on SIGHUP.
-    /// Alerts are delivered beside it, and the queued ones go out (within their grace period) before
-    /// the audit log closes.
-    public func run() async throws {
-        try await withThrowingTaskGroup(of: Void.self) { background in
-            if let alerts { background.addTask { await alerts.run() } }
-            let loaded = try await serve()
-            alerts?.finish()
-            try await background.waitForAll()
-            try? await audit.record(
-                AuditEvent(kind: .gatewayStopped, time: .now, fields: ["gateway": .string(loaded.policy.gateway.id)]))
-            await auditLog?.close()
-        }
+    /// The gateway's long-lived parts, in the order a `ServiceGroup` starts them; it stops them in
+    /// the reverse order, each once the one after it has stopped: the listeners (this service),
+    /// then the self-tests, then PAM with the sessions file and the denial summaries, then the
+    /// alerts still queued, then the audit log, which records `gateway.stopped` and closes.
+    public var services: [ServiceGroupConfiguration.ServiceConfiguration] {
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: AuditLifetime(audit: audit, log: auditLog, gateway: runtime.store.current.policy.gateway.id))
+        ]
+        if let alerts { services.append(.init(service: alerts)) }
+        services.append(.init(service: SessionLifetime(pam: pam, registry: proxy.registry, denials: denials)))
+        services.append(.init(service: monitor))
+        services.append(.init(service: self))
+        return services
     }
 
-    /// Serves until graceful shutdown, then stops everything but the alerts and the audit log.
-    private func serve() async throws -> LoadedPolicy {
+    /// Serves until graceful shutdown (SIGTERM/SIGINT through the service group), reloading on
+    /// SIGHUP; then stops the listeners. The other parts are services of their own (`services`).
+    public func run() async throws {
         let loaded = runtime.store.current
         let listen = loaded.policy.gateway.listen
         try await audit.record(
@@ -206,7 +207,6 @@ public final class GatewayService: Service, Sendable {
         monitor.listening(on: server.localAddress)
         onListening(server.localAddress)
         await withTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try? await self.monitor.run() }
             tasks.addTask {
                 let hangups = await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown()
                 for await _ in hangups {
@@ -221,10 +221,5 @@ public final class GatewayService: Service, Sendable {
         await server.shutdown()
         await admin?.shutdown()
         await status?.shutdown()
-        await pam.shutdown()
-        await proxy.registry.flush()
-        // The refusals still being summarized go on the record before the log closes.
-        await denials.flush()
-        return loaded
     }
 }

@@ -5,13 +5,15 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOSSL
+import ServiceLifecycle
 import Synchronization
 
 /// Delivers alerts to every configured sink without ever making the caller wait: each sink has a
 /// bounded queue and one worker that retries with backoff. Every failed attempt and every dropped
-/// alert is audited and counted. The workers run in `run()`; `finish()` lets the queued alerts go
-/// out, for at most the grace period, and then `run()` returns.
-public final class AlertDispatcher: Sendable {
+/// alert is audited and counted. The workers run in `run()`, a service of the gateway's group;
+/// graceful shutdown (or `finish()`) lets the queued alerts go out, for at most the grace period,
+/// and then `run()` returns.
+public final class AlertDispatcher: Service, Sendable {
     private struct Sink: Sendable {
         var settings: AlertSinkSettings
         var queue: AsyncStream<Alert>.Continuation
@@ -53,10 +55,12 @@ public final class AlertDispatcher: Sendable {
         self.finished = AsyncStream.makeStream(of: Void.self)
     }
 
-    /// Delivers alerts, one worker per sink, until `finish()` and the queues are empty (or the grace
-    /// period after `finish()` has passed, or the task is cancelled); then closes the HTTP client.
+    /// Delivers alerts, one worker per sink, until `finish()` (or graceful shutdown) and the queues
+    /// are empty, or until the grace period after it has passed, or cancellation; then closes the
+    /// HTTP client.
     public func run() async {
-        await withTaskGroup(of: Void.self) { group in
+        enum Ended { case shutdownSeen, drained, graceOver }
+        await withTaskGroup(of: Ended.self) { group in
             group.addTask {
                 await withTaskGroup(of: Void.self) { workers in
                     for sink in self.sinks {
@@ -68,13 +72,21 @@ public final class AlertDispatcher: Sendable {
                         }
                     }
                 }
+                return .drained
+            }
+            group.addTask {
+                // Graceful shutdown (or cancellation) takes no more alerts, as `finish()` does.
+                try? await gracefulShutdown()
+                self.finish()
+                return .shutdownSeen
             }
             group.addTask {
                 for await _ in self.finished.stream { break }
                 try? await Task.sleep(for: self.grace)
+                return .graceOver
             }
-            // The queues drained, or the grace period ran out (or cancellation): the other stops.
-            await group.next()
+            // The queues drained, or the grace period ran out: the rest stops.
+            while let ended = await group.next(), ended == .shutdownSeen {}
             group.cancelAll()
         }
         try? await http?.shutdown()

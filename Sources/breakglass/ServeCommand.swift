@@ -45,7 +45,7 @@ struct ServeCommand: AsyncParsableCommand {
             }
             let services = ServiceGroup(
                 configuration: ServiceGroupConfiguration(
-                    services: [.init(service: gateway)],
+                    services: gateway.services,
                     gracefulShutdownSignals: [.sigterm, .sigint],
                     logger: logger
                 )

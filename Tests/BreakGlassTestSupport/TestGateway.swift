@@ -114,7 +114,7 @@ public final class TestGateway: Sendable {
             continuation.yield(address)
             continuation.finish()
         }
-        let group = ServiceGroup(services: [service], logger: logger)
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: service.services, logger: logger))
         let runner = Task { try await group.run() }
         var bound: Int?
         for await address in addresses {

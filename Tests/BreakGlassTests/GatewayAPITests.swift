@@ -306,6 +306,25 @@ import Testing
 }
 
 @Suite struct GatewayDurableAuditTests {
+    /// A graceful stop runs in the order of `GatewayService.services`: the denial summary still
+    /// pending is written (with the sessions file) before `gateway.stopped`, the log's last record.
+    @Test func aGracefulStopRecordsWhatIsPendingBeforeTheLogCloses() async throws {
+        let gateway = try await TestGateway(durableAudit: true)
+        let client = try HTTPSTestClient(caPath: gateway.pki.caPath)
+        // A tokenless request: refused, and summarized per source for `denial_interval` (10 s).
+        let refused = try await client.request(.GET, gateway.baseURL + "/p/grafana/")
+        #expect(refused.status == 401)
+        await client.shutdown()
+        var kinds: [AuditEvent.Kind] = []
+        let restarted = try await gateway.restarted {
+            kinds = try AuditLogReader.read(directory: gateway.directory.file("audit")).entries.compactMap(\.record?.event.kind)
+        }
+        await restarted.stop()
+        #expect(kinds.last == .gatewayStopped, "\(kinds)")
+        let summary = try #require(kinds.lastIndex(of: .requestDenied), "\(kinds)")
+        #expect(summary < kinds.count - 1)
+    }
+
     @Test func grantIsOnTheDurableLogBeforeItIsAnsweredAndAStoppedLogRefusesAccess() async throws {
         let gateway = try await TestGateway(durableAudit: true)
         let client = try HTTPSTestClient(caPath: gateway.pki.caPath)
