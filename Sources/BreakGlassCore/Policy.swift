@@ -25,6 +25,33 @@ public struct Policy: Sendable {
         self.alerts = alerts
     }
 
+    /// The pathway whose name is closest to `name` (at most one edit in three letters away, and at
+    /// least one), for a "did you mean"; nil when none is that close.
+    public func closestPathway(to name: String) -> String? {
+        let asked = Array(name.utf8.prefix(128))
+        let limit = max(1, asked.count / 3)
+        var best: (name: String, distance: Int)?
+        for candidate in pathways.keys.sorted() {
+            let distance = Self.editDistance(asked, Array(candidate.utf8))
+            if distance <= limit, distance < (best?.distance ?? .max) { best = (candidate, distance) }
+        }
+        return best?.name
+    }
+
+    /// Levenshtein distance between two byte strings (names are ASCII).
+    static func editDistance(_ left: [UInt8], _ right: [UInt8]) -> Int {
+        var previous = Array(0...right.count)
+        for (row, byte) in left.enumerated() {
+            var current = [row + 1] + Array(repeating: 0, count: right.count)
+            for column in 0..<right.count {
+                current[column + 1] = Swift.min(
+                    previous[column + 1] + 1, current[column] + 1, previous[column] + (byte == right[column] ? 0 : 1))
+            }
+            previous = current
+        }
+        return previous[right.count]
+    }
+
     /// Decides a grant request for an authenticated user. The decision is a value; nothing is changed.
     public func decide(_ request: GrantRequest) -> PolicyDecision {
         if let probes, request.user == probes.user {

@@ -107,6 +107,14 @@ public final class GrantService: Sendable {
             let error = BreakGlassError(.forbidden, "user \(request.user) is the probe identity: it can get probe grants only")
             return refuse(error, input: input, source: source)
         }
+        // A misspelled pathway must not use up the one-time code: it is refused before PAM, with the
+        // closest name. Only where the listener shows health, which lists the pathways anyway; with
+        // `gateway.status` elsewhere, names are told to authenticated users only (after PAM).
+        if loaded.policy.pathways[request.pathway] == nil, loaded.policy.gateway.status == .listener {
+            let suggestion = loaded.policy.closestPathway(to: request.pathway).map { "; did you mean \"\($0)\"?" } ?? ""
+            return refuse(
+                BreakGlassError(.unknownPathway, "no pathway named \"\(request.pathway)\"\(suggestion)"), input: input, source: source)
+        }
         let authentication: (amr: [String], timing: [String])
         switch await login(input, source: source, started: started) {
         case .refused(let error): return refuse(error, input: input, source: source)

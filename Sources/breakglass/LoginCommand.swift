@@ -86,7 +86,9 @@ struct LoginCommand: AsyncParsableCommand {
             case .success(let issued):
                 grant = issued
             case .failure(let error):
-                let refused = error.httpStatus == 401 || error.httpStatus == 403
+                // Every refusal the gateway answered (4xx: authentication, policy, lockout, an unknown
+                // pathway) exits 2; no answer, or the gateway's own failure (5xx), exits 1.
+                let refused = error.httpStatus.map { (400..<500).contains($0) } ?? false
                 throw CLIFailure(message: "login refused: \(error.message) [\(error.code)]", exitCode: refused ? 2 : 1)
             }
             do throws(ClientError) {

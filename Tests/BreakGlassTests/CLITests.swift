@@ -59,6 +59,15 @@ import Testing
         #expect(
             refused.stderr.contains(
                 "login refused: authentication failed: the user, password or one-time code is wrong [authentication_failed]"))
+        // Every refusal the gateway answers exits 2, an unknown pathway too (issue 19 item 2: it exited 1).
+        let unknown = try await ProcessRunner.run(
+            binary,
+            ["login", "grafna", "--user", "carol", "--reason", "x", "--password-stdin"],
+            stdin: "wrong\n123456\n",
+            environment: environment
+        )
+        #expect(unknown.status == 2, "\(unknown.stderr)")
+        #expect(unknown.stderr.contains("did you mean \"grafana\"?"), "\(unknown.stderr)")
         // The password never appears in anything the CLI prints.
         #expect(!(login.stdout + login.stderr + status.stdout).contains(gateway.pam.password("carol")))
     }

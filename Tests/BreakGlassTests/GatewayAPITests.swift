@@ -125,6 +125,20 @@ import Testing
         }
     }
 
+    /// A misspelled pathway is refused before PAM runs, so the one-time code is not used up, and the
+    /// answer names the closest pathway (issue 19 item 3). Before, PAM took the code first: the
+    /// second login with the same code failed.
+    @Test func aMisspelledPathwayKeepsTheOneTimeCode() async throws {
+        try await withGateway { gateway, client in
+            let code = try await gateway.pam.code("alice")
+            let misspelled = try await grant(gateway, client, user: "alice", otp: code, pathway: "grafna")
+            #expect(misspelled.errorCode == "unknown_pathway", "\(misspelled.text)")
+            #expect(misspelled.errorMessage?.contains("did you mean \"grafana\"") == true, "\(misspelled.text)")
+            let again = try await grant(gateway, client, user: "alice", otp: code, pathway: "grafana")
+            #expect(again.status == 201, "\(again.text)")
+        }
+    }
+
     @Test func unknownUserGetsTheSameAnswerAsAWrongPassword() async throws {
         try await withGateway { gateway, client in
             let wrongPassword = try await grant(gateway, client, user: "bob", password: "not-bobs")
@@ -216,7 +230,11 @@ import Testing
             let outside = try await grant(gateway, client, user: "alice", otp: nextCode, pathway: "office-only")
             #expect(outside.status == 403)
             #expect(outside.errorMessage == "pathway office-only does not accept requests from 127.0.0.1")
-            #expect(gateway.audit.events(.grantDenied).count == 5)
+            // Four refusals after PAM, each on its own; the unknown pathway was refused before PAM
+            // (the code kept), in the per-source summary written at its interval's end.
+            #expect(gateway.audit.events(.grantDenied).count == 4)
+            await gateway.service.denials.flush()
+            #expect(gateway.audit.events(.grantDenied).last?.fields["code"] == .string("unknown_pathway"))
             #expect(gateway.audit.events(.grantIssued).isEmpty)
         }
     }
