@@ -97,10 +97,16 @@ struct LoginCommand: AsyncParsableCommand {
                 throw CLIFailure(message: "grant issued but not stored: \(error.message)")
             }
             print("Granted: pathway \(grant.pathway) for \(grant.user), session \(grant.session)")
-            print(
-                "Expires: \(TimeFormat.local(grant.expiresAt)) (local), \(TimeFormat.utc(grant.expiresAt)) UTC, in \(TimeFormat.remaining(until: grant.expiresAt))"
-            )
-            print("Use it:  curl -H \"Authorization: Bearer $(breakglass token \(grant.pathway))\" ...")
+            print("Expires: \(TimeFormat.local(grant.expiresAt)), in \(TimeFormat.remaining(until: grant.expiresAt))")
+            // What to run next depends on the pathway's kind (a gateway from before `kind`: both).
+            if grant.kind != "http" {
+                print("Tunnel:  breakglass tunnel \(grant.pathway)   (prints the local port to connect to, e.g. for psql)")
+                print("Connect: ssh -o ProxyCommand='breakglass connect \(grant.pathway)' HOST")
+                print("         or: breakglass proxy   (an HTTP proxy for tools that speak CONNECT, such as ncat)")
+            }
+            if grant.kind != "tcp" {
+                print("Use it:  curl -H \"Authorization: Bearer $(breakglass token \(grant.pathway))\" \(gatewayURL)/p/\(grant.pathway)/")
+            }
         }
     }
 }

@@ -23,7 +23,9 @@ import Testing
         )
         #expect(login.status == 0, "\(login.stderr)")
         #expect(login.stdout.contains("Granted: pathway status-api for carol"))
-        #expect(login.stdout.contains("UTC, in 19m") || login.stdout.contains("UTC, in 20m"))
+        // Once, in the local zone, with the time left (issue 19 item 9).
+        #expect(login.stdout.contains(", in 19m") || login.stdout.contains(", in 20m"), "\(login.stdout)")
+        #expect(login.stdout.contains("curl ") && !login.stdout.contains("breakglass tunnel"), "\(login.stdout)")
 
         let stored = home + "/tokens/status-api.json"
         let mode = try FileManager.default.attributesOfItem(atPath: stored)[.posixPermissions] as? Int

@@ -20,6 +20,10 @@ import Testing
             stdin: "\(fixture.gateway.pam.password(user))\n\(code)\n",
             environment: environment)
         guard login.status == 0 else { throw TestSupportError("login failed: \(login.stderr)") }
+        // What to run next follows the pathway's kind (issue 19 item 4: a tcp pathway got a curl line).
+        let kind = fixture.gateway.service.runtime.store.current.policy.pathways[pathway]?.kind
+        #expect(login.stdout.contains("breakglass tunnel \(pathway)") == (kind == .tcp), "\(login.stdout)")
+        #expect(login.stdout.contains("curl ") == (kind == .http), "\(login.stdout)")
         return environment
     }
 
