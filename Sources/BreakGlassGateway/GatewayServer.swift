@@ -70,7 +70,7 @@ public final class GatewayServer: Sendable {
             }
             .bind(host: host, port: port)
             .get()
-        logger.notice("gateway listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+        logger.notice("gateway listening", metadata: ["address": "\(channel.localAddress?.hostAndPort ?? "?")"])
         return GatewayServer(channel: channel, quiesce: quiesce, logger: logger)
     }
 

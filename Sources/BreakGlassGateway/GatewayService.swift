@@ -4,6 +4,7 @@ import BreakGlassConfig
 import BreakGlassCore
 import BreakGlassHealth
 import BreakGlassPAM
+import BreakGlassProxy
 import Foundation
 import Logging
 import NIOCore
@@ -171,7 +172,7 @@ public final class GatewayService: Service, Sendable {
             AuditEvent(
                 kind: .gatewayStarted,
                 time: loaded.loadedAt,
-                fields: ["gateway": .string(loaded.policy.gateway.id), "listen": .string("\(server.localAddress.map { "\($0)" } ?? "?")")]
+                fields: ["gateway": .string(loaded.policy.gateway.id), "listen": .string(server.localAddress?.hostAndPort ?? "?")]
             )
         )
         // Grants that expired while the gateway was down: their ends go on the record now.

@@ -1,4 +1,5 @@
 import BreakGlassCore
+import BreakGlassProxy
 import Logging
 import NIOCore
 import NIOPosix
@@ -32,7 +33,7 @@ final class StatusServer: Sendable {
             }
             .bind(host: address.host, port: address.port)
             .get()
-        logger.notice("status listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+        logger.notice("status listening", metadata: ["address": "\(channel.localAddress?.hostAndPort ?? "?")"])
         return StatusServer(channel: channel)
     }
 

@@ -139,6 +139,15 @@ import Testing
         }
     }
 
+    /// Addresses are written as people write them (issue 19 item 6): before, the record carried NIO's
+    /// `[IPv4]127.0.0.1/127.0.0.1:PORT`.
+    @Test func theStartRecordNamesTheListenerAsPeopleWriteIt() async throws {
+        try await withGateway { gateway, _ in
+            let started = gateway.audit.events(.gatewayStarted).first
+            #expect(started?.fields["listen"] == .string("127.0.0.1:\(gateway.port)"), "\(String(describing: started))")
+        }
+    }
+
     @Test func unknownUserGetsTheSameAnswerAsAWrongPassword() async throws {
         try await withGateway { gateway, client in
             let wrongPassword = try await grant(gateway, client, user: "bob", password: "not-bobs")
