@@ -5,6 +5,7 @@ import Foundation
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
+import NIOPosix
 import NIOSSL
 
 /// Talks to a breakglass gateway over TLS (1.2 minimum), trusting the given CA or the system roots.
@@ -155,9 +156,20 @@ public struct GatewayClient: Sendable {
         }
     }
 
+    /// What went wrong on the way to the gateway, in words: the system's reason for a failed
+    /// connection ("connection refused"), not the error's debug description.
     static func describe(_ error: any Error) -> String {
         if let ssl = error as? NIOSSLError { return "TLS failed (\(ssl)); is --ca / BREAKGLASS_CA the gateway's CA?" }
-        if let client = error as? HTTPClientError { return "\(client)" }
+        if let io = error as? IOError { return String(cString: strerror(io.errnoCode)).lowercased() }
+        if let connection = error as? NIOConnectionError {
+            if let first = connection.connectionErrors.first { return describe(first.error) }
+            if connection.dnsAError != nil || connection.dnsAAAAError != nil { return "the gateway's name does not resolve" }
+        }
+        if let client = error as? HTTPClientError {
+            if client == .connectTimeout { return "no connection within the timeout" }
+            if client == .deadlineExceeded { return "no answer within the timeout" }
+            return "\(client)"
+        }
         return "\(error)"
     }
 

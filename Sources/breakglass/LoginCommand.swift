@@ -89,6 +89,10 @@ struct LoginCommand: AsyncParsableCommand {
                 // Every refusal the gateway answered (4xx: authentication, policy, lockout, an unknown
                 // pathway) exits 2; no answer, or the gateway's own failure (5xx), exits 1.
                 let refused = error.httpStatus.map { (400..<500).contains($0) } ?? false
+                // No answer at all is not a refusal: say so, and what happened.
+                guard error.httpStatus != nil || error.code != "unreachable" else {
+                    throw CLIFailure(message: "\(error.message) [\(error.code)]", exitCode: 1)
+                }
                 throw CLIFailure(message: "login refused: \(error.message) [\(error.code)]", exitCode: refused ? 2 : 1)
             }
             do throws(ClientError) {

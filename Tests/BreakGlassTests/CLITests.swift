@@ -70,6 +70,15 @@ import Testing
         )
         #expect(unknown.status == 2, "\(unknown.stderr)")
         #expect(unknown.stderr.contains("did you mean \"grafana\"?"), "\(unknown.stderr)")
+        // No gateway there: exit 1, saying what happened, not "login refused" (issue 19 item 7).
+        var nowhere = environment
+        nowhere["BREAKGLASS_GATEWAY"] = "https://127.0.0.1:1"
+        let unreachable = try await ProcessRunner.run(
+            binary, ["login", "grafana", "--user", "carol", "--reason", "x", "--password-stdin"], stdin: "wrong\n123456\n",
+            environment: nowhere)
+        #expect(unreachable.status == 1, "\(unreachable.stderr)")
+        #expect(unreachable.stderr.contains("cannot reach https://127.0.0.1:1: connection refused"), "\(unreachable.stderr)")
+        #expect(!unreachable.stderr.contains("login refused"), "\(unreachable.stderr)")
         // The password never appears in anything the CLI prints.
         #expect(!(login.stdout + login.stderr + status.stdout).contains(gateway.pam.password("carol")))
     }
