@@ -27,9 +27,11 @@ public struct SessionSummary: Sendable, Equatable, Codable {
     public var requests: Int
     /// Tunnels opened in the session.
     public var tunnels: Int
+    /// `probe` for the gateway's self-test, `drill` for a rehearsal; nil for an ordinary grant.
+    public var tag: String? = nil
 
     enum CodingKeys: String, CodingKey {
-        case session, user, pathway, reason, ticket, source, ending, requests, tunnels
+        case session, user, pathway, reason, ticket, source, ending, requests, tunnels, tag
         case startedAt = "started_at"
         case expiresAt = "expires_at"
         case endedAt = "ended_at"
@@ -61,7 +63,8 @@ public enum AuditSessions {
                     endedAt: nil,
                     ending: nil,
                     requests: 0,
-                    tunnels: 0
+                    tunnels: 0,
+                    tag: text(event, "tag")
                 )
             } else if let ending = endings[event.kind], sessions[id]?.endedAt == nil {
                 sessions[id]?.endedAt = event.time
@@ -73,6 +76,28 @@ public enum AuditSessions {
             }
         }
         return order.compactMap { sessions[$0] }
+    }
+
+    /// What a session id or a prefix of one names among `sessions`.
+    public enum Lookup: Sendable, Equatable {
+        /// Exactly one session: the whole id, or the only one with that prefix.
+        case found(String)
+        /// No session starts with it.
+        case none
+        /// Several do (sorted).
+        case ambiguous([String])
+    }
+
+    /// The session `prefix` names among `sessions`, as git names commits: a whole id, or a prefix
+    /// that only one id has.
+    public static func find(_ prefix: String, among sessions: [String]) -> Lookup {
+        if sessions.contains(prefix) { return .found(prefix) }
+        let matches = Set(sessions.filter { $0.hasPrefix(prefix) }).sorted()
+        switch matches.count {
+        case 0: return .none
+        case 1: return .found(matches[0])
+        default: return .ambiguous(matches)
+        }
     }
 
     /// Most sessions `issued` returns; a log holding more in its window is refused (callers fail closed).

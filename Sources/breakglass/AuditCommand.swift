@@ -116,12 +116,16 @@ struct AuditCommand: AsyncParsableCommand {
         @Flag(help: "Print JSON (one array) instead of a table.")
         var json = false
 
+        @Flag(help: "Show the self-test's probe sessions too (hidden by default).")
+        var probes = false
+
         func run() async throws {
             try await reporting {
                 let sinceDate = try since.map(Self.date)
                 let untilDate = try until.map(Self.date)
                 let sessions = AuditSessions.summarize(try AuditCommand.entries(directory).compactMap(\.record)).filter { session in
-                    (sinceDate.map { session.startedAt >= $0 } ?? true) && (untilDate.map { session.startedAt < $0 } ?? true)
+                    (probes || session.tag != "probe")
+                        && (sinceDate.map { session.startedAt >= $0 } ?? true) && (untilDate.map { session.startedAt < $0 } ?? true)
                         && (user.map { session.user == $0 } ?? true) && (pathway.map { session.pathway == $0 } ?? true)
                 }
                 if json {
@@ -163,20 +167,46 @@ struct AuditCommand: AsyncParsableCommand {
     }
 
     struct Show: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Every event of one session, in order (one JSON record a line).")
+        static let configuration = CommandConfiguration(
+            abstract: "Every event of one session, in order: a timeline, or with --json the records as stored.")
 
         @Argument(help: "The audit log folder.")
         var directory: String
 
-        @Argument(help: "The session id.")
+        @Argument(help: "The session id, or a prefix of it that only one session has (as with git).")
         var session: String
+
+        @Flag(help: "Print the records as stored (one JSON record a line), the exact bytes the tree covers.")
+        var json = false
 
         func run() async throws {
             try await reporting {
-                // The stored bytes, exactly as they were hashed into the tree.
-                let events = try AuditCommand.entries(directory).filter { $0.record?.event.fields["session"] == .string(session) }
-                guard !events.isEmpty else { throw CLIFailure(message: "no events for session \(session) in \(directory)") }
-                for entry in events { print(String(decoding: entry.bytes, as: UTF8.self)) }
+                let entries = try AuditCommand.entries(directory)
+                let id = try Self.resolve(session, among: AuditSessions.summarize(entries.compactMap(\.record)).map(\.session))
+                let events = entries.filter { $0.record?.event.fields["session"] == .string(id) }
+                guard !events.isEmpty else { throw CLIFailure(message: "no events for session \(id) in \(directory)") }
+                if json {
+                    for entry in events { print(String(decoding: entry.bytes, as: UTF8.self)) }
+                    return
+                }
+                print("Session \(id)")
+                for entry in events {
+                    guard let event = entry.record?.event else { continue }
+                    let details = event.fields.filter { $0.key != "session" }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+                    let kind = event.kind.rawValue.padding(toLength: 16, withPad: " ", startingAt: 0)
+                    print("  \(TimeFormat.local(event.time))  \(kind) \(details.joined(separator: " "))")
+                }
+            }
+        }
+
+        /// The one session id that `prefix` names (the whole id counts too).
+        static func resolve(_ prefix: String, among sessions: [String]) throws -> String {
+            switch AuditSessions.find(prefix, among: sessions) {
+            case .found(let id): return id
+            case .none: throw CLIFailure(message: "no session starts with \(prefix)")
+            case .ambiguous(let matches):
+                throw CLIFailure(
+                    message: "\(matches.count) sessions start with \(prefix) (\(matches.prefix(3).joined(separator: ", "))…); give more of the id")
             }
         }
     }

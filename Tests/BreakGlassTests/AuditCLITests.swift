@@ -26,7 +26,9 @@ import Testing
                 issuedAt: Date(timeIntervalSince1970: 1_800_000_000 + Double(index * 60)),
                 expiresAt: Date(timeIntervalSince1970: 1_800_000_900 + Double(index * 60)),
                 amr: ["pwd", "otp", "mfa"],
-                source: "127.0.0.1"
+                source: "127.0.0.1",
+                // The last is the self-test's: hidden from `audit sessions` unless --probes.
+                tag: index == 19 ? .probe : nil
             )
             _ = try await log.append(.grantIssued(grant, tokenSHA256: String(repeating: "ab", count: 32)))
             if index == 6 { old = try await log.checkpoint() }
@@ -62,16 +64,26 @@ import Testing
         let rows = try #require(try JSONSerialization.jsonObject(with: Data(sessions.stdout.utf8)) as? [[String: Any]])
         #expect(rows.map { $0["session"] as? String } == [0, 6, 12, 18].map { String(format: "%032x", $0) })
         let table = try await ProcessRunner.run(binary, ["audit", "sessions", directory])
-        #expect(table.stdout.split(separator: "\n").count == 21)
+        #expect(table.stdout.split(separator: "\n").count == 20)
+        let withProbes = try await ProcessRunner.run(binary, ["audit", "sessions", directory, "--probes"])
+        #expect(withProbes.stdout.split(separator: "\n").count == 21)
         #expect(table.stdout.contains("released"))
         let since = try await ProcessRunner.run(binary, ["audit", "sessions", directory, "--since", "2027-01-15T08:15:00Z", "--json"])
-        #expect((try JSONSerialization.jsonObject(with: Data(since.stdout.utf8)) as? [Any])?.count == 5)
+        #expect((try JSONSerialization.jsonObject(with: Data(since.stdout.utf8)) as? [Any])?.count == 4)
 
-        let show = try await ProcessRunner.run(binary, ["audit", "show", directory, String(format: "%032x", 2)])
+        let show = try await ProcessRunner.run(binary, ["audit", "show", directory, String(format: "%032x", 2), "--json"])
         let lines = show.stdout.split(separator: "\n")
         #expect(lines.count == 2)
         #expect(lines.first?.contains("\"event\":\"grant.issued\"") == true)
         #expect(lines.last?.contains("\"event\":\"grant.released\"") == true)
+        // A readable timeline by default (issue 19 item 11); ids by a unique prefix: `AuditSessionLookupTests`.
+        let timeline = try await ProcessRunner.run(binary, ["audit", "show", directory, String(format: "%032x", 2)])
+        #expect(timeline.status == 0, "\(timeline.stderr)")
+        let steps = timeline.stdout.split(separator: "\n")
+        #expect(steps.first == "Session \(String(format: "%032x", 2))")
+        #expect(steps.count == 3 && steps[1].contains("grant.issued") && steps[2].contains("grant.released"), "\(timeline.stdout)")
+        let ambiguous = try await ProcessRunner.run(binary, ["audit", "show", directory, "0000"])
+        #expect(ambiguous.status == 1 && ambiguous.stderr.contains("sessions start with 0000"), "\(ambiguous.stderr)")
 
         let jsonl = try await ProcessRunner.run(binary, ["audit", "export", directory, "--format", "jsonl"])
         #expect(jsonl.stdout.split(separator: "\n").count == 21)
@@ -134,5 +146,17 @@ import Testing
             folder.deleteLastPathComponent()
         }
         throw TestSupportError("\(path) not found above \(#filePath)")
+    }
+}
+
+/// Session ids by a prefix, as git names commits (issue 19 item 11).
+@Suite struct AuditSessionLookupTests {
+    @Test func aUniquePrefixOrTheWholeIdNamesOneSession() {
+        let sessions = ["3f9a01", "3f9b02", "77aa00", "3f9a01"]
+        #expect(AuditSessions.find("77", among: sessions) == .found("77aa00"))
+        #expect(AuditSessions.find("3f9a", among: sessions) == .found("3f9a01"))
+        #expect(AuditSessions.find("3f9b02", among: sessions) == .found("3f9b02"))
+        #expect(AuditSessions.find("3f9", among: sessions) == .ambiguous(["3f9a01", "3f9b02"]))
+        #expect(AuditSessions.find("zz", among: sessions) == .none)
     }
 }
