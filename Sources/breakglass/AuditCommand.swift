@@ -206,7 +206,9 @@ struct AuditCommand: AsyncParsableCommand {
             case .none: throw CLIFailure(message: "no session starts with \(prefix)")
             case .ambiguous(let matches):
                 throw CLIFailure(
-                    message: "\(matches.count) sessions start with \(prefix) (\(matches.prefix(3).joined(separator: ", "))…); give more of the id")
+                    message:
+                        "\(matches.count) sessions start with \(prefix) (\(matches.prefix(3).joined(separator: ", "))…); give more of the id"
+                )
             }
         }
     }
