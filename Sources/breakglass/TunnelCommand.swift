@@ -31,6 +31,9 @@ struct TunnelCommand: AsyncParsableCommand {
             }
             let (stored, connector) = try StoredGrantLookup.tunnel(pathway, caFile: StoredGrantLookup.caFile(ca))
             let pathway = self.pathway
+            // A refusal of the grant itself (released, revoked, expired) ends the tunnel: no later
+            // connection could get through with it.
+            let (grantEnded, endGrant) = AsyncStream.makeStream(of: String.self)
             let server: any Channel
             do {
                 server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -49,8 +52,11 @@ struct TunnelCommand: AsyncParsableCommand {
                                     local.close(promise: nil)
                                 }
                             case .failure(let error):
-                                Console.error("tunnel to \(pathway) refused: \((error as? ClientError)?.message ?? "\(error)")")
+                                let refusal = error as? ClientError
+                                Console.error("tunnel to \(pathway) refused: \(refusal?.message ?? "\(error)")")
                                 local.close(promise: nil)
+                                // 401 is the gateway refusing the token (invalid_token): the grant has ended.
+                                if refusal?.httpStatus == 401 { endGrant.yield(refusal?.message ?? "the grant is no longer valid") }
                             }
                         }
                         return local.eventLoop.makeSucceededVoidFuture()
@@ -67,8 +73,23 @@ struct TunnelCommand: AsyncParsableCommand {
             )
             print("Connect your client to \(address.host) port \(bound), e.g. psql -h \(address.host) -p \(bound)")
             let remaining = expires.timeIntervalSinceNow
-            if remaining > 0 { try? await Task.sleep(for: .milliseconds(Int64(remaining * 1000))) }
+            let refused: String? = await withTaskGroup(of: String?.self) { group in
+                group.addTask {
+                    if remaining > 0 { try? await Task.sleep(for: .milliseconds(Int64(remaining * 1000))) }
+                    return nil
+                }
+                group.addTask {
+                    for await message in grantEnded { return message }
+                    return nil
+                }
+                let first = await group.next() ?? nil
+                group.cancelAll()
+                return first
+            }
             try? await server.close()
+            if let refused {
+                throw CLIFailure(message: "the tunnel to \(pathway) stopped: \(refused)", exitCode: 2)
+            }
             throw CLIFailure(message: "the grant for \(pathway) expired; log in again for more time", exitCode: 2)
         }
     }

@@ -76,6 +76,14 @@ import Testing
         let token = try await ProcessRunner.run(binary, ["token", "echo"], environment: environment)
         #expect(token.status != 0)
         #expect(fixture.events(.grantReleased).count == 1)
+
+        // The next connection is refused for the released grant: the tunnel command ends, exit 2
+        // (issue 19 item 5: it kept listening, refusing every connection until the grant's expiry).
+        _ = await Self.connect(port: port)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while tunnel.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(!tunnel.isRunning)
+        if !tunnel.isRunning { #expect(tunnel.terminationStatus == 2) }
     }
 
     /// `breakglass proxy`: a plain HTTP CONNECT proxy on loopback for clients such as ncat, which
