@@ -50,7 +50,7 @@ let package = Package(
             providers: [.apt(["libpam0g-dev"])]
         ),
         .target(name: "CBreakGlassCRC32C"),
-        // SHA-256 for the Merkle tree through OpenSSL's public EVP API (libssl-dev).
+        // SHA-256 for the Merkle tree through libcrypto's public API (OpenSSL, libssl-dev).
         .target(name: "CBreakGlassSHA256", linkerSettings: [.linkedLibrary("crypto")]),
         .target(name: "BreakGlassAPI", swiftSettings: strictSettings),
         .target(

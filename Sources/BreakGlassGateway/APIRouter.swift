@@ -52,7 +52,7 @@ public struct APIRouter: Sendable {
             guard request.method == .GET else { return Self.methodNotAllowed(request, allowed: "GET") }
             return grants.jwks()
         default:
-            return .error(BreakGlassError(.notFound, "no route \(request.path.prefix(200))"))
+            return .error(BreakGlassError(.notFound, "no route \(BoundedText.cut(request.path, bytes: 200))"))
         }
     }
 

@@ -79,7 +79,7 @@ public struct AdminRouter: Sendable {
             return .error(
                 BreakGlassError(
                     .notFound,
-                    "no route \(request.path.prefix(200)); use /v1/admin/sessions, /v1/admin/revoke, /v1/admin/selftest, /v1/admin/health or /v1/admin/metrics"
+                    "no route \(BoundedText.cut(request.path, bytes: 200)); use /v1/admin/sessions, /v1/admin/revoke, /v1/admin/selftest, /v1/admin/health or /v1/admin/metrics"
                 ))
         }
     }
@@ -99,11 +99,11 @@ public struct AdminRouter: Sendable {
             return true
         }
         if let session = revocation.session, targets.isEmpty {
-            return .error(BreakGlassError(.notFound, "no live session \(session.prefix(64))"))
+            return .error(BreakGlassError(.notFound, "no live session \(BoundedText.cut(session, bytes: 64))"))
         }
-        let actor = "operator " + String((revocation.operator ?? "unnamed").prefix(64)) + " (admin socket)"
+        let actor = "operator " + BoundedText.cut(revocation.operator ?? "unnamed", bytes: 64) + " (admin socket)"
         let ended = await registry.end(
-            targets.map(\.info.session), as: .revoked, by: actor, reason: revocation.reason.map { String($0.prefix(500)) })
+            targets.map(\.info.session), as: .revoked, by: actor, reason: revocation.reason.map { BoundedText.cut($0, bytes: 2000) })
         // Success only when every revocation is on the record: an operator must not believe a
         // revocation that a restart could forget.
         if !ended.unrecorded.isEmpty {

@@ -145,7 +145,9 @@ public final class GatewayService: Service, Sendable {
         if let alerts { services.append(.init(service: alerts)) }
         services.append(.init(service: SessionLifetime(pam: pam, registry: proxy.registry, denials: denials)))
         services.append(.init(service: monitor))
-        services.append(.init(service: self))
+        // A listener that fails (at start, say) stops the rest in order too, so that the sessions
+        // and summaries are written before the audit log closes.
+        services.append(.init(service: self, failureTerminationBehavior: .gracefullyShutdownGroup))
         return services
     }
 

@@ -191,7 +191,8 @@ public final class GrantService: Sendable {
         for name in Set(input.pathways).sorted() {
             guard let pathway = policy.pathways[name], pathway.probe != .disabled else {
                 return refuse(
-                    BreakGlassError(.unknownPathway, "no probed pathway named \"\(name.prefix(64))\""), input: input, source: source)
+                    BreakGlassError(.unknownPathway, "no probed pathway named \"\(BoundedText.cut(name, bytes: 64))\""), input: input,
+                    source: source)
             }
             pathways.append(pathway)
         }

@@ -167,7 +167,11 @@ public final class PathwayProxy: Sendable {
         let pathway: Pathway
         switch AccessPolicy.evaluate(asked, under: runtime.store.current.policy) {
         case .deny(let error):
-            return deny(error, pathway: name, source: claimant.source, session: claimant.session)
+            // The token of a session that is not live is no valid credential whatever it asks for:
+            // summarized per source however often it is replayed, like the registry's own refusal.
+            return deny(
+                error, pathway: name, source: claimant.source, session: claimant.session,
+                summarized: registry.check(claimant.session) != nil)
         case .allow(let allowed):
             pathway = allowed
         }

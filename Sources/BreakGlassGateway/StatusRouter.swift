@@ -45,6 +45,8 @@ public struct StatusRouter: Sendable {
     /// The whole router of a status listener of its own: the status paths, nothing else.
     public func routeOnly(_ request: APIRequest) -> APIResponse {
         route(request)
-            ?? .error(BreakGlassError(.notFound, "no route \(request.path.prefix(200)); this address serves /v1/health and /metrics"))
+            ?? .error(
+                BreakGlassError(
+                    .notFound, "no route \(BoundedText.cut(request.path, bytes: 200)); this address serves /v1/health and /metrics"))
     }
 }

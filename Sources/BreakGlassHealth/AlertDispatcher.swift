@@ -228,6 +228,13 @@ public final class AlertDispatcher: Service, Sendable {
         var status: Int32 = -1
         for await code in exited.stream { status = code }
         timer.cancel()
+        // Cancelled (the gateway stopping) before the program exited: it is stopped, and its state
+        // is not read, since a running process has no termination reason yet.
+        if process.isRunning {
+            process.terminate()
+            kill(process.processIdentifier, SIGKILL)
+            return "\(executable) was stopped: the gateway is stopping"
+        }
         // The program has exited: what it wrote is in the pipe (a pipe holds 64 KiB; a program that
         // writes more blocks and meets the timeout). Read without waiting: a child it left running
         // may still hold the pipe open.

@@ -112,7 +112,8 @@ final class PAMConversation {
     private static func freeReplies(_ replies: UnsafeMutablePointer<pam_response>, count: Int) {
         for index in 0..<count {
             if let text = replies[index].resp {
-                memset(text, 0, strlen(text))
+                // explicit_bzero: a memset before free may be removed by the optimizer.
+                explicit_bzero(text, strlen(text))
                 free(text)
             }
         }

@@ -64,23 +64,50 @@ import Testing
         }
     }
 
+    /// The project module an import statement names: `import X`, `@testable import X`,
+    /// `public import X`, `import struct X.Y`, `@_spi(S) internal import X`; nil for anything else.
+    static func importedModule(_ statement: Substring) -> String? {
+        var words = statement.split(whereSeparator: { $0 == " " || $0 == "\t" })[...]
+        while let first = words.first, first.hasPrefix("@") { words = words.dropFirst() }
+        if let first = words.first, ["public", "package", "internal", "fileprivate", "private"].contains(first) {
+            words = words.dropFirst()
+        }
+        guard words.first == "import" else { return nil }
+        words = words.dropFirst()
+        if let kind = words.first, ["struct", "class", "enum", "protocol", "typealias", "func", "let", "var"].contains(kind) {
+            words = words.dropFirst()
+        }
+        return words.first.map { String($0.split(separator: ".").first ?? $0) }
+    }
+
     @Test func sourcesImportOnlyWhatTheirTargetMay() throws {
         let allowed = try Self.allowed()
         let project = Set(allowed.keys)
-        let sources = Self.root + "/Sources"
-        for target in try FileManager.default.contentsOfDirectory(atPath: sources).sorted() {
-            guard let files = FileManager.default.enumerator(atPath: sources + "/" + target) else { continue }
+        let folders =
+            try FileManager.default.contentsOfDirectory(atPath: Self.root + "/Sources").sorted().map { ($0, "Sources/" + $0) }
+            + [("BreakGlassTestSupport", "Tests/BreakGlassTestSupport")]
+        for (target, folder) in folders {
+            guard let files = FileManager.default.enumerator(atPath: Self.root + "/" + folder) else { continue }
             for case let file as String in files where file.hasSuffix(".swift") {
-                let text = try String(contentsOfFile: sources + "/" + target + "/" + file, encoding: .utf8)
+                let text = try String(contentsOfFile: Self.root + "/" + folder + "/" + file, encoding: .utf8)
                 for line in text.split(separator: "\n") {
-                    // `import X`, `@testable import X`, `import struct X.Y`, `@_spi(S) import X`
-                    let words = line.split(separator: " ").drop { $0.hasPrefix("@") }
-                    guard words.first == "import", let last = words.last else { continue }
-                    let module = String(last.split(separator: ".").first ?? last)
-                    guard project.contains(module) else { continue }
-                    #expect(allowed[target]?.contains(module) == true, "Sources/\(target)/\(file) imports \(module)")
+                    let code = line.split(separator: "//", maxSplits: 1, omittingEmptySubsequences: false).first ?? line
+                    for statement in code.split(separator: ";") {
+                        guard let module = Self.importedModule(statement), project.contains(module) else { continue }
+                        #expect(allowed[target]?.contains(module) == true, "\(folder)/\(file) imports \(module)")
+                    }
                 }
             }
         }
+    }
+
+    @Test func everySpellingOfAnImportIsSeen() {
+        for statement in [
+            "import BreakGlassCore", "@testable import BreakGlassCore", "public import BreakGlassCore", "\timport BreakGlassCore",
+            "import struct BreakGlassCore.Grant", "@_spi(X) internal import BreakGlassCore",
+        ] {
+            #expect(Self.importedModule(Substring(statement)) == "BreakGlassCore", "\(statement)")
+        }
+        #expect(Self.importedModule("let important = 1") == nil)
     }
 }

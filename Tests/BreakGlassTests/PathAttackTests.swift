@@ -103,6 +103,22 @@ import Testing
         }
     }
 
+    /// A token of an ended session replayed where the policy refuses it anyway (here as an HTTP
+    /// request to a tcp pathway) is summarized per source like any dead token, not recorded once per
+    /// request. Before, the policy's refusal came first and each replay was a record of its own.
+    @Test func aDeadTokenReplayedAgainstThePolicyIsSummarized() async throws {
+        let fixture = try await ProxyTests.fixture()
+        defer { Task { await fixture.stop() } }
+        let bob = try await fixture.login("bob", pathway: "echo")
+        await fixture.gateway.service.proxy.registry.end([bob.session], as: .released, by: "test")
+        for _ in 0..<20 {
+            let refused = try await fixture.get("/p/echo/x", token: bob.token)
+            #expect(refused.status == 400)
+        }
+        let ownRecords = fixture.events(.requestDenied).filter { $0.fields["session"] == .string(bob.session) }
+        #expect(ownRecords.isEmpty, "\(ownRecords.count) records for 20 replays")
+    }
+
     /// A CONNECT port is decimal digits only. Before, `Int(_:)` also took a sign, so `db:+443` and
     /// `db:-0` were read the same as `db:443` (found by reading the FuzzProxyTarget invariant).
     @Test func aConnectPortIsDigitsOnly() {
