@@ -121,8 +121,11 @@ public final class GrantService: Sendable {
         case .failed(let error): return await deny(error, input: input, source: sourceText)
         case .authenticated(let amr, let timing): authentication = (amr, timing)
         }
+        // Decided under the policy in force now, after PAM: a reload during the login applies to it.
+        let decisionGeneration = store.generation
+        let decidedUnder = store.current
         let terms: GrantTerms
-        switch loaded.policy.decide(request) {
+        switch decidedUnder.policy.decide(request) {
         case .deny(let error):
             return await deny(error, input: input, source: sourceText)
         case .allow(let allowed):
@@ -148,9 +151,17 @@ public final class GrantService: Sendable {
         case .success(let signed):
             token = signed
         }
+        // A reload between the decision and the tracking reviewed the live sessions without this
+        // one: it is decided again now, and not handed out if the policy in force ended it.
+        if store.generation != decisionGeneration {
+            await reviewSessions(under: store.current.policy, previous: decidedUnder.policy)
+            if registry?.isLive(grant.session) == false {
+                return .error(BreakGlassError(.forbidden, "the policy was reloaded during the login and no longer allows this grant"))
+            }
+        }
         let timing = (authentication.timing + ["total;dur=\(Self.milliseconds(started.duration(to: .now)))"]).joined(separator: ", ")
         return .json(
-            .created, GrantAnswer(grant: grant, token: token, now: issuedAt, kind: loaded.policy.pathways[grant.pathway]?.kind),
+            .created, GrantAnswer(grant: grant, token: token, now: issuedAt, kind: decidedUnder.policy.pathways[grant.pathway]?.kind),
             headers: [("Server-Timing", timing), ("Cache-Control", "no-store")])
     }
 

@@ -13,6 +13,42 @@ import Testing
         try change(try String(contentsOfFile: path, encoding: .utf8)).write(toFile: path, atomically: true, encoding: .utf8)
     }
 
+    /// A reload that lands while a login is in PAM applies to that login: the grant is decided under
+    /// the policy in force after PAM (and checked again if a reload lands before it is tracked).
+    /// Before, it was decided under the policy of the request's start, and the reload's review ran
+    /// before the grant existed: alice, removed from web, got a working grant.
+    @Test func aReloadDuringALoginAppliesToIt() async throws {
+        let fixture = try await ProxyTests.fixture()
+        defer { Task { await fixture.stop() } }
+        // The stack takes three seconds (a module that sleeps), so that the reload lands during PAM.
+        let stack = fixture.gateway.pam.confdir + "/" + fixture.gateway.pam.service
+        let original = try String(contentsOfFile: stack, encoding: .utf8)
+        try ("auth optional pam_exec.so quiet /bin/sleep 3\n" + original).write(toFile: stack, atomically: true, encoding: .utf8)
+        let body = TestGateway.grantBody(
+            user: "alice", password: fixture.gateway.pam.password("alice"), otp: try await fixture.gateway.pam.code("alice"),
+            pathway: "web")
+        let client = fixture.client
+        let url = fixture.gateway.baseURL + "/v1/grants"
+        let login = Task { try await client.request(.POST, url, body: body) }
+        try await Task.sleep(for: .seconds(1))
+        try Self.edit(fixture) { policy in
+            policy.replacingOccurrences(
+                of: "allow: \(ProxyTests.users)\n    default_duration: 10m\n    max_duration: 30m",
+                with: "allow: { users: [bob, carol, dave] }\n    default_duration: 10m\n    max_duration: 30m")
+        }
+        guard case .loaded = await fixture.gateway.service.grants.reload() else {
+            Issue.record("the edited policy did not load")
+            return
+        }
+        let answer = try await login.value
+        if answer.status == 201, let token = answer.json["token"] as? String {
+            let use = try await fixture.get("/p/web/echo", token: token)
+            #expect(use.status == 401, "a grant decided under the old policy works: \(use.status)")
+        } else {
+            #expect(answer.status == 403, "\(answer.text)")
+        }
+    }
+
     @Test func aReloadEndsWhatThePolicyNoLongerAllows() async throws {
         let fixture = try await ProxyTests.fixture()
         defer { Task { await fixture.stop() } }
