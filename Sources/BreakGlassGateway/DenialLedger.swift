@@ -71,7 +71,7 @@ public final class DenialLedger: Sendable {
     public func count(_ event: AuditEvent, source: String?) {
         let now = clock.now()
         state.withLock { state in
-            var key = Key(source: Self.bound(source ?? "unknown"), kind: event.kind)
+            var key = Key(source: BoundedText.cut(source ?? "unknown", bytes: Self.fieldLimit), kind: event.kind)
             if state.buckets[key] == nil && state.buckets.count >= maximumSources {
                 key.source = Self.overflowSource
             }
@@ -129,19 +129,14 @@ public final class DenialLedger: Sendable {
         for (name, value) in event.fields {
             switch value {
             case .string(let text) where text.utf8.count > fieldLimit:
-                event.fields[name] = .string(bound(text))
+                event.fields[name] = .string(BoundedText.cut(text, bytes: fieldLimit))
             case .strings(let list) where list.count > listLimit || list.contains(where: { $0.utf8.count > fieldLimit }):
-                event.fields[name] = .strings(list.prefix(listLimit).map { bound($0) })
+                event.fields[name] = .strings(list.prefix(listLimit).map { BoundedText.cut($0, bytes: fieldLimit) })
             default:
                 break
             }
         }
         return event
-    }
-
-    /// `text` cut to at most `limit` UTF-8 bytes on a scalar boundary, ending in `…` when cut.
-    public static func bound(_ text: String, limit: Int = fieldLimit) -> String {
-        BoundedText.cut(text, bytes: limit)
     }
 
     private func close(_ key: Key, id: UInt64) {

@@ -11,7 +11,7 @@ import Synchronization
 /// Delivers alerts to every configured sink without ever making the caller wait: each sink has a
 /// bounded queue and one worker that retries with backoff. Every failed attempt and every dropped
 /// alert is audited and counted. The workers run in `run()`, a service of the gateway's group;
-/// graceful shutdown (or `finish()`) lets the queued alerts go out, for at most the grace period,
+/// graceful shutdown lets the queued alerts go out, for at most the grace period,
 /// and then `run()` returns.
 public final class AlertDispatcher: Service, Sendable {
     private struct Sink: Sendable {
@@ -33,7 +33,7 @@ public final class AlertDispatcher: Service, Sendable {
 
     /// Queues for every sink (delivered once `run()` runs). `backoff` is the wait after the first
     /// failed attempt (doubling, at most 60 s); `grace` bounds how long queued alerts may take to go
-    /// out after `finish()`.
+    /// out after graceful shutdown.
     public init(
         sinks settings: [AlertSinkSettings], gateway: String, audit: any AuditSink, metrics: GatewayMetrics?, logger: Logger,
         backoff: Duration = .seconds(1), grace: Duration = .seconds(2)
@@ -55,7 +55,7 @@ public final class AlertDispatcher: Service, Sendable {
         self.finished = AsyncStream.makeStream(of: Void.self)
     }
 
-    /// Delivers alerts, one worker per sink, until `finish()` (or graceful shutdown) and the queues
+    /// Delivers alerts, one worker per sink, until graceful shutdown and the queues
     /// are empty, or until the grace period after it has passed, or cancellation; then closes the
     /// HTTP client.
     public func run() async {
@@ -75,7 +75,7 @@ public final class AlertDispatcher: Service, Sendable {
                 return .drained
             }
             group.addTask {
-                // Graceful shutdown (or cancellation) takes no more alerts, as `finish()` does.
+                // Graceful shutdown (or cancellation): no more alerts are taken.
                 try? await gracefulShutdown()
                 self.finish()
                 return .shutdownSeen
@@ -93,7 +93,7 @@ public final class AlertDispatcher: Service, Sendable {
     }
 
     /// Takes no more alerts; those queued still go out while `run()` lasts (at most the grace period).
-    public func finish() {
+    private func finish() {
         for sink in sinks { sink.queue.finish() }
         finished.continuation.yield()
         finished.continuation.finish()
