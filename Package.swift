@@ -26,6 +26,7 @@ let package = Package(
         .library(name: "BreakGlassAuditFormat", targets: ["BreakGlassAuditFormat"]),
         .library(name: "BreakGlassAuditLog", targets: ["BreakGlassAuditLog"]),
         .library(name: "BreakGlassPAM", targets: ["BreakGlassPAM"]),
+        .library(name: "BreakGlassProxy", targets: ["BreakGlassProxy"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
