@@ -1,4 +1,5 @@
 import BreakGlassCore
+import BreakGlassProxy
 import NIOCore
 import NIOHTTP1
 

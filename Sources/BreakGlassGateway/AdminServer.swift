@@ -1,4 +1,5 @@
 import BreakGlassCore
+import BreakGlassProxy
 import Foundation
 import Logging
 import NIOCore

@@ -1,4 +1,5 @@
 import BreakGlassCore
+import BreakGlassProxy
 import BreakGlassTestSupport
 import NIOCore
 import NIOPosix

@@ -52,7 +52,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "FuzzProxyTarget",
-            dependencies: ["FuzzSupport", .product(name: "BreakGlassGateway", package: "breakglass")]
+            dependencies: ["FuzzSupport", .product(name: "BreakGlassProxy", package: "breakglass")]
         ),
         .executableTarget(
             name: "FuzzAuditSegment",

@@ -1,6 +1,6 @@
 import FuzzSupport
 
-@testable import BreakGlassGateway
+@testable import BreakGlassProxy
 
 /// A request target through the proxy's parser (`/p/PATHWAY/REST?QUERY`) and a CONNECT authority
 /// (`PATHWAY:PORT`). An accepted path, decoded once or twice by a simple independent decoder, has no

@@ -1,12 +1,17 @@
 import BreakGlassCore
 
 /// Where a proxied request goes: `/p/PATHWAY/REST?QUERY` → pathway and the upstream path.
-struct ProxyTarget: Equatable {
-    var pathway: String
+package struct ProxyTarget: Equatable, Sendable {
+    package var pathway: String
     /// The path after the pathway name (at least "/"), with the query string.
-    var path: String
+    package var path: String
 
-    static func parse(_ uri: String) -> Result<ProxyTarget, BreakGlassError> {
+    package init(pathway: String, path: String) {
+        self.pathway = pathway
+        self.path = path
+    }
+
+    package static func parse(_ uri: String) -> Result<ProxyTarget, BreakGlassError> {
         // Bytes, not characters: the separators are ASCII, and no grapheme needs finding.
         let prefix = "/p/".utf8
         guard uri.utf8.starts(with: prefix) else {
@@ -141,7 +146,7 @@ struct ProxyTarget: Equatable {
     }
 
     /// The path as audited: query values are blanked unless the pathway keeps them.
-    func auditPath(keepingQueryValues: Bool) -> String {
+    package func auditPath(keepingQueryValues: Bool) -> String {
         if path.utf8.count <= 2048, keepingQueryValues || !path.utf8.contains(UInt8(ascii: "?")) { return path }
         let parts = path.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         guard parts.count == 2, !keepingQueryValues else { return BoundedText.cut(path, bytes: 2048) }
@@ -150,7 +155,7 @@ struct ProxyTarget: Equatable {
     }
 
     /// The pathway named by a CONNECT target `PATHWAY:PORT`; nil when the target has no port.
-    static func connectPathway(_ target: String) -> String? {
+    package static func connectPathway(_ target: String) -> String? {
         // Bytes, as everywhere in the target: a combining mark after `:` would hide it from a Character search.
         let bytes = target.utf8
         // The port is one to five decimal digits: `Int(_:)` alone would also take a sign.
