@@ -127,9 +127,12 @@ let package = Package(
         .target(
             name: "BreakGlassProxy",
             dependencies: [
+                "BreakGlassAPI",
                 "BreakGlassCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: strictSettings
         ),

@@ -1,6 +1,7 @@
 import BreakGlassConfig
 import BreakGlassCore
 import BreakGlassHealth
+import BreakGlassProxy
 import NIOCore
 import NIOHTTP1
 

@@ -1,5 +1,6 @@
 import BreakGlassCore
 import BreakGlassHealth
+import BreakGlassProxy
 import Foundation
 import NIOCore
 import NIOHTTP1

@@ -2,6 +2,7 @@ import BreakGlassAPI
 import BreakGlassAuditFormat
 import BreakGlassAuditLog
 import BreakGlassCore
+import BreakGlassProxy
 import BreakGlassTokens
 import Foundation
 import NIOHTTP1

@@ -3,6 +3,7 @@ import BreakGlassConfig
 import BreakGlassCore
 import BreakGlassHealth
 import BreakGlassPAM
+import BreakGlassProxy
 import BreakGlassTokens
 import Foundation
 import Logging

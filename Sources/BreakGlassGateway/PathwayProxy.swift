@@ -6,59 +6,25 @@ import BreakGlassTokens
 import Foundation
 import NIOCore
 import NIOHTTP1
-import NIOPosix
-import NIOSSL
-import Synchronization
 
 /// What the data path needs besides bytes: who may use which pathway (token, session, source),
 /// connections to upstreams, and the audit of each request and tunnel.
-public final class PathwayProxy: Sendable {
-    /// A request or tunnel that was let through; a keep-alive connection's later requests with the
-    /// same token share it while nothing it was checked against changes.
-    final class Admission: Sendable {
-        let pathway: Pathway
-        /// Who the token speaks for.
-        let claimant: Claimant
-        /// The `Host` value for the upstream, made once.
-        let upstreamHost: String
-        /// Where this pathway's upstream connections go, as the pool knows it (`poolDestination`), made once.
-        let poolDestination: String
-        /// The policy's and the session registry's numbers when the checks were made.
-        let policyGeneration: Int
-        let sessionGeneration: Int
-
-        var session: SessionRegistry.SessionInfo { claimant.session }
-        var source: IPAddress? { claimant.source }
-        var identity: ProxyHeaders.Identity { claimant.identity }
-
-        init(pathway: Pathway, claimant: Claimant, policyGeneration: Int, sessionGeneration: Int) {
-            self.pathway = pathway
-            self.claimant = claimant
-            self.upstreamHost = HTTPProxyExchange.authority(pathway.upstream)
-            self.poolDestination = PathwayProxy.poolDestination(pathway)
-            self.policyGeneration = policyGeneration
-            self.sessionGeneration = sessionGeneration
-        }
-    }
-
-    /// Who a verified token speaks for, before its pathway is looked up.
-    struct Claimant {
-        var session: SessionRegistry.SessionInfo
-        var source: IPAddress?
-        var identity: ProxyHeaders.Identity
-    }
+public final class PathwayProxy: PathwayAccess {
+    package typealias Admission = ProxyAdmission
+    package typealias Claimant = ProxyAdmission.Claimant
 
     let runtime: GatewayRuntime
     /// Refusals without valid credentials, summarized per source (shared with the grant flow).
     let denials: DenialLedger
     /// The live sessions and their connections.
     public let registry: SessionRegistry
-    let audit: any AuditSink
+    package let audit: any AuditSink
+    /// Upstream connections and their pool.
+    package let connector = UpstreamConnector()
     /// Idle and in-use upstream connections.
-    public let pool: UpstreamPool
+    public var pool: UpstreamPool { connector.pool }
     let clock: any WallClock
     let metrics: GatewayMetrics?
-    private let upstreamTLS = Mutex<[String: NIOSSLContext]>([:])
 
     /// A data path for the sessions of `registry`, with an empty upstream pool.
     public init(
@@ -69,28 +35,8 @@ public final class PathwayProxy: Sendable {
         self.denials = denials
         self.registry = registry
         self.audit = audit
-        self.pool = UpstreamPool()
         self.clock = clock
         self.metrics = metrics
-    }
-
-    /// A proxied request's line, for the check of a probe grant (`AccessPolicy`).
-    struct RequestLine {
-        let head: HTTPRequestHead
-
-        init(_ head: HTTPRequestHead) {
-            self.head = head
-        }
-
-        var method: HTTPMethod { head.method }
-        var uri: String { head.uri }
-
-        /// The request has a body, or asks the upstream to take it as another method (read only
-        /// for probe sessions, so ordinary requests do not pay for the header lookups).
-        var carriesMore: Bool {
-            ProxyHeaders.hasBody(head) || head.headers.contains(name: "x-http-method-override")
-                || head.headers.contains(name: "x-http-method") || head.headers.contains(name: "x-method-override")
-        }
     }
 
     // MARK: authorization
@@ -98,8 +44,8 @@ public final class PathwayProxy: Sendable {
     /// The credentials of the previous request on this connection again (the same header value):
     /// checks everything but the signature (the session, kind, source blocks, audit) without leaving
     /// the event loop. Nil when the credentials or pathway differ and a full `authorize` is needed.
-    func reauthorize(
-        credentials: String?, pathwayName: String, kind: Pathway.Kind, request: RequestLine?, channel: any Channel,
+    package func reauthorize(
+        credentials: String?, pathwayName: String, kind: Pathway.Kind, request: ProxyRequestLine?, channel: any Channel,
         cached: (credentials: String, admission: Admission)?
     ) -> Result<(credentials: String, admission: Admission), BreakGlassError>? {
         guard let cached, let credentials, cached.credentials == credentials else { return nil }
@@ -123,12 +69,12 @@ public final class PathwayProxy: Sendable {
     /// and takes a place in the audit log for the record of what follows (no audit, no access): the
     /// admission's holder uses it, or gives it back with `audit.cancelReservation()`. Refusals are
     /// audited.
-    func authorize(
+    package func authorize(
         credentials: String?,
         header: String,
         pathwayName: String,
         kind: Pathway.Kind,
-        request: RequestLine?,
+        request: ProxyRequestLine?,
         source: IPAddress?,
         channel: any Channel
     ) async -> Result<(credentials: String, admission: Admission), BreakGlassError> {
@@ -154,7 +100,7 @@ public final class PathwayProxy: Sendable {
     /// Decides with `AccessPolicy` (a value), records a refusal, then takes the session's and the
     /// audit log's part: the channel joins the session, and a place in the log is reserved.
     private func admit(
-        _ claimant: Claimant, pathwayName name: String, credentials: String, kind: Pathway.Kind, request: RequestLine?,
+        _ claimant: Claimant, pathwayName name: String, credentials: String, kind: Pathway.Kind, request: ProxyRequestLine?,
         channel: any Channel
     ) -> Result<(credentials: String, admission: Admission), BreakGlassError> {
         // Read before the checks: a change while they run makes the next request check again.
@@ -225,112 +171,10 @@ public final class PathwayProxy: Sendable {
 
     // MARK: upstreams
 
-    /// A new connection to an http pathway's upstream on `eventLoop`, counted in the pool, with the
-    /// HTTP client codec installed (a kept-alive one is taken from the pool before this).
-    func httpUpstream(_ pathway: Pathway, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
-        let upstream = pathway.upstream
-        let tls: NIOSSLContext?
-        do {
-            tls = upstream.scheme == .https ? try tlsContext(pathway) : nil
-        } catch {
-            return eventLoop.makeFailedFuture(error)
-        }
-        return pool.open(
-            pathway: pathway.name, destination: Self.poolDestination(pathway), limit: pathway.proxy.maxConnections, on: eventLoop
-        ) {
-            ClientBootstrap(group: eventLoop)
-                .connectTimeout(Self.timeAmount(pathway.proxy.connectTimeout))
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        let sync = channel.pipeline.syncOperations
-                        if let tls {
-                            let name = IPAddress(upstream.host) == nil ? upstream.host : nil
-                            try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: name))
-                        }
-                        // The gateway frames every request itself (`ProxyHeaders.upstreamRequest`):
-                        // NIO's encoder would frame a body only for some methods.
-                        var encoding = HTTPRequestEncoder.Configuration()
-                        encoding.automaticallySetFramingHeaders = false
-                        try sync.addHandler(HTTPRequestEncoder(configuration: encoding))
-                        try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes)))
-                        try sync.addHandler(UpstreamHTTPHandler())
-                    }
-                }
-                .connect(host: upstream.host, port: upstream.port)
-        }
-    }
-
-    /// A new TCP connection to a tcp pathway's upstream; it reads nothing until glued.
-    func tcpUpstream(_ pathway: Pathway, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
-        pool.open(pathway: pathway.name, destination: Self.poolDestination(pathway), limit: pathway.proxy.maxConnections, on: eventLoop) {
-            ClientBootstrap(group: eventLoop)
-                .connectTimeout(Self.timeAmount(pathway.proxy.connectTimeout))
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .channelOption(.autoRead, value: false)
-                .connect(host: pathway.upstream.host, port: pathway.upstream.port)
-        }
-    }
-
-    /// Where a pathway's upstream connections go, for the pool: the upstream and the CA that checks
-    /// it, so that after a reload that moves the pathway, connections to the old upstream are not
-    /// handed out for the new one.
-    static func poolDestination(_ pathway: Pathway) -> String {
-        pathway.upstream.description + "\u{0}" + (pathway.proxy.upstreamCA ?? "")
-    }
-
-    /// The TLS client context for an https pathway (its `upstream_ca`, or the system roots).
-    private func tlsContext(_ pathway: Pathway) throws -> NIOSSLContext {
-        let key = pathway.name + "\u{0}" + (pathway.proxy.upstreamCA ?? "")
-        if let context = upstreamTLS.withLock({ $0[key] }) { return context }
-        var configuration = TLSConfiguration.makeClientConfiguration()
-        configuration.minimumTLSVersion = .tlsv12
-        configuration.certificateVerification = .fullVerification
-        if let ca = pathway.proxy.upstreamCA {
-            configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(ca))
-        }
-        let context = try NIOSSLContext(configuration: configuration)
-        upstreamTLS.withLock { $0[key] = context }
-        return context
-    }
-
-    /// The client-facing error for a failed upstream connection.
-    func upstreamError(_ error: any Error, pathway: Pathway) -> BreakGlassError {
-        if case UpstreamPool.Refusal.busy(let limit) = error {
-            return BreakGlassError(
-                .upstreamBusy, "pathway \(pathway.name) already has \(limit) upstream connections (max_connections)", retryAfterSeconds: 1)
-        }
-        if case ChannelError.connectTimeout = error {
-            return BreakGlassError(
-                .upstreamTimeout,
-                "pathway \(pathway.name): \(pathway.upstream) did not accept a connection within \(pathway.proxy.connectTimeout.policyText)"
-            )
-        }
-        return BreakGlassError(
-            .upstreamUnreachable, "pathway \(pathway.name): cannot connect to \(pathway.upstream): \(Self.reason(error))")
-    }
-
-    /// A short reason for a failed upstream connection ("Connection refused", "TLS: …").
-    static func reason(_ error: any Error) -> String {
-        if let connection = error as? NIOConnectionError,
-            let io = connection.connectionErrors.compactMap({ $0.error as? IOError }).first
-        {
-            return String(cString: strerror(io.errnoCode))
-        }
-        if let io = error as? IOError { return String(cString: strerror(io.errnoCode)) }
-        if let tls = error as? NIOSSLError { return "TLS failed (\(tls))" }
-        if let tls = error as? BoringSSLError { return "TLS failed (\(tls))" }
-        return "\(error)"
-    }
-
-    static func timeAmount(_ duration: Duration) -> TimeAmount {
-        .milliseconds(Int64(duration.totalMilliseconds))
-    }
-
     // MARK: audit
 
     /// One proxied HTTP request, recorded with the group commit (not awaited).
-    func recordRequest(
+    package func recordRequest(
         _ admission: Admission, method: HTTPMethod, path: String, status: Int?, bytesIn: Int, bytesOut: Int,
         upstream: Duration?, total: Duration, outcome: String
     ) {
@@ -356,7 +200,7 @@ public final class PathwayProxy: Sendable {
 
     /// A tunnel opened: recorded durably before any byte passes, in the place taken at admission;
     /// a place for its `tunnel.closed` is taken first (refused: the tunnel is refused).
-    func recordTunnelOpened(_ admission: Admission, mode: String) async throws {
+    package func recordTunnelOpened(_ admission: Admission, mode: String) async throws {
         guard audit.reserve(.tunnelClosed) else {
             audit.cancelReservation()
             throw AuditUnavailableError(reason: "no place for the tunnel's end")
@@ -379,7 +223,7 @@ public final class PathwayProxy: Sendable {
     }
 
     /// `reserved`: the record's place was taken before (a CONNECT tunnel's at admission).
-    func recordTunnelClosed(
+    package func recordTunnelClosed(
         _ admission: Admission, mode: String, bytesIn: Int, bytesOut: Int, duration: Duration, ending: String, reserved: Bool
     ) {
         metrics?.tunnelClosed(pathway: admission.pathway.name, bytesIn: bytesIn, bytesOut: bytesOut)
@@ -402,7 +246,7 @@ public final class PathwayProxy: Sendable {
     }
 
     /// How a tunnel of `session` ended, as far as the registry knows, or nil when it is still live.
-    func sessionEnding(_ session: String) -> String? {
+    package func sessionEnding(_ session: String) -> String? {
         registry.endingDescription(session)
     }
 }

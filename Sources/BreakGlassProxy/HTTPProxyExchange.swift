@@ -1,5 +1,4 @@
 import BreakGlassCore
-import BreakGlassProxy
 import NIOCore
 import NIOHTTP1
 
@@ -10,8 +9,8 @@ import NIOHTTP1
 final class HTTPProxyExchange {
     private let client: GatewayChannelHandler
     private let clientContext: ChannelHandlerContext
-    private let proxy: PathwayProxy
-    let admission: PathwayProxy.Admission
+    private let proxy: any PathwayAccess
+    let admission: ProxyAdmission
     private let upstreamURI: String
     private let auditPath: String
     private let started: ContinuousClock.Instant
@@ -25,8 +24,8 @@ final class HTTPProxyExchange {
     init(
         client: GatewayChannelHandler,
         context: ChannelHandlerContext,
-        proxy: PathwayProxy,
-        admission: PathwayProxy.Admission,
+        proxy: any PathwayAccess,
+        admission: ProxyAdmission,
         head: HTTPRequestHead,
         upstreamURI: String,
         auditPath: String,
@@ -55,7 +54,8 @@ final class HTTPProxyExchange {
     /// the session has an upstream connection to spare).
     func start(early: [HTTPServerRequestPart]) {
         for part in early { perform(machine.clientPart(part)) }
-        let claimed = proxy.pool.claim(session: admission.session.session, limit: admission.pathway.proxy.maxConnectionsPerSession)
+        let claimed = proxy.connector.pool.claim(
+            session: admission.session.session, limit: admission.pathway.proxy.maxConnectionsPerSession)
         perform(machine.start(claimed: claimed))
     }
 
@@ -109,15 +109,16 @@ final class HTTPProxyExchange {
         upstreamStarted = .now
         // A kept-alive connection from the pool is taken at once, without a future.
         if !fresh,
-            let idle = proxy.pool.takeIdle(pathway: pathway.name, destination: admission.poolDestination, on: clientContext.eventLoop)
+            let idle = proxy.connector.pool.takeIdle(
+                pathway: pathway.name, destination: admission.poolDestination, on: clientContext.eventLoop)
         {
             connected(idle)
             return
         }
-        proxy.httpUpstream(pathway, on: clientContext.eventLoop).assumeIsolated().whenComplete { result in
+        proxy.connector.httpUpstream(pathway, on: clientContext.eventLoop).assumeIsolated().whenComplete { result in
             switch result {
             case .success(let channel): self.connected(channel)
-            case .failure(let error): self.perform(self.machine.connectFailed(self.proxy.upstreamError(error, pathway: pathway)))
+            case .failure(let error): self.perform(self.machine.connectFailed(self.proxy.connector.upstreamError(error, pathway: pathway)))
             }
         }
     }
@@ -183,7 +184,7 @@ final class HTTPProxyExchange {
     /// The upstream must begin its answer within `response_timeout` of now (the last request byte
     /// it was given); a later deadline only moves the client connection's timer's target.
     private func awaitAnswer() {
-        client.awaitAnswer(by: .now() + PathwayProxy.timeAmount(admission.pathway.proxy.responseTimeout))
+        client.awaitAnswer(by: .now() + UpstreamConnector.timeAmount(admission.pathway.proxy.responseTimeout))
     }
 
     // MARK: from the client
@@ -226,7 +227,7 @@ final class HTTPProxyExchange {
     }
 
     func upstreamFailed(_ error: any Error) {
-        machine.upstreamFailed(reason: PathwayProxy.reason(error))
+        machine.upstreamFailed(reason: UpstreamConnector.reason(error))
     }
 
     func upstreamClosed() {
@@ -255,9 +256,9 @@ final class HTTPProxyExchange {
         client.answerBegan()
         // Detached before its connection is closed or pooled: a close it reports now is nobody's.
         handler?.exchange = nil
-        if finish.releaseClaim { proxy.pool.release(session: admission.session.session) }
+        if finish.releaseClaim { proxy.connector.pool.release(session: admission.session.session) }
         if let upstream {
-            proxy.pool.checkin(
+            proxy.connector.pool.checkin(
                 upstream, pathway: admission.pathway.name, destination: admission.poolDestination, reusable: finish.poolConnection)
         }
         proxy.recordRequest(
@@ -275,7 +276,7 @@ final class HTTPProxyExchange {
         handler?.exchange = nil
         if holdsClaim {
             // The tunnel keeps the session's claim until it closes.
-            let (pool, session) = (proxy.pool, admission.session.session)
+            let (pool, session) = (proxy.connector.pool, admission.session.session)
             upstream.closeFuture.whenComplete { _ in pool.release(session: session) }
         }
         proxy.recordRequest(
@@ -287,12 +288,5 @@ final class HTTPProxyExchange {
         client.switchToTunnel(
             upstream: upstream, answer: ProxyHeaders.switchingProtocols(response), admission: admission, mode: "websocket",
             closeReserved: closeReserved)
-    }
-
-    /// `host:port` as a Host header value.
-    static func authority(_ upstream: Upstream) -> String {
-        let host = upstream.host.contains(":") ? "[\(upstream.host)]" : upstream.host
-        let defaultPort = upstream.scheme == .https ? 443 : 80
-        return upstream.port == defaultPort ? host : "\(host):\(upstream.port)"
     }
 }

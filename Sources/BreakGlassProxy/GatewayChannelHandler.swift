@@ -1,8 +1,5 @@
 import BreakGlassCore
-import BreakGlassProxy
-import Logging
 import NIOCore
-import NIOExtras
 import NIOHTTP1
 
 /// One client connection: API requests (bounded, answered by the router off the event loop),
@@ -11,14 +8,14 @@ import NIOHTTP1
 /// Requests are served one at a time, in order. A request that arrives while another is being
 /// answered (HTTP/1.1 pipelining) waits here, and reading stops until it is taken; a connection
 /// that sends one request at a time keeps reading throughout (no poller change per request).
-final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
+package final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    package typealias InboundIn = HTTPServerRequestPart
+    package typealias OutboundIn = HTTPServerResponsePart
+    package typealias OutboundOut = HTTPServerResponsePart
 
     private let route: @Sendable (APIRequest) async -> APIResponse
     /// The data path; nil on a listener that serves only an API (the admin socket).
-    private let proxy: PathwayProxy?
+    private let proxy: (any PathwayAccess)?
     private let handlers: HTTPServerHandlers
     /// Which request is answered, what waits, whether reads flow: every decision is the machine's;
     /// this handler performs its actions.
@@ -28,15 +25,16 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var exchange: HTTPProxyExchange?
     /// The last credentials (header value) verified on this connection, so that keep-alive requests
     /// skip the signature check.
-    private var verified: (credentials: String, admission: PathwayProxy.Admission)?
+    private var verified: (credentials: String, admission: ProxyAdmission)?
     /// The timer of the answer deadline (the machine says when to arm it).
     private var answerTimer: Scheduled<Void>?
 
     /// The connection closes once the request in progress is answered.
     var closesAfterAnswer: Bool { machine.closesAfterAnswer }
 
-    init(
-        route: @escaping @Sendable (APIRequest) async -> APIResponse, proxy: PathwayProxy?, limits: HTTPLimits, handlers: HTTPServerHandlers
+    package init(
+        route: @escaping @Sendable (APIRequest) async -> APIResponse, proxy: (any PathwayAccess)?, limits: HTTPLimits,
+        handlers: HTTPServerHandlers
     ) {
         self.route = route
         self.proxy = proxy
@@ -44,18 +42,18 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         self.machine = ConnectionStateMachine(limits: limits, servesPathways: proxy != nil)
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    package func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) {
+    package func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
         answerTimer?.cancel()
         answerTimer = nil
         machine.timerCancelled()
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if machine.isTunneling {
             // Bytes the client sent right after CONNECT or the upgrade, passed on by the departing decoder.
             context.fireChannelRead(data)
@@ -118,17 +116,17 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) {
+    package func channelReadComplete(context: ChannelHandlerContext) {
         if machine.isProxying { exchange?.clientReadComplete() }
         context.fireChannelReadComplete()
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    package func channelInactive(context: ChannelHandlerContext) {
         if machine.clientClosed() { exchange?.clientClosed() }
         context.fireChannelInactive()
     }
 
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
+    package func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable, machine.isProxying { exchange?.clientBecameWritable() }
         context.fireChannelWritabilityChanged()
     }
@@ -136,7 +134,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// Answers a request whose head or body came too slowly with `408` when no answer is under way
     /// (and closes), and closes on shutdown (`ChannelShouldQuiesceEvent`) once the request in
     /// progress is answered.
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    package func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         switch event {
         case let expiry as ClientDeadlines.Expiry:
             let what = expiry == .head ? "request head" : "request body"
@@ -151,7 +149,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     /// Bytes that are not HTTP/1.1 get a `400` when no answer is under way; either way nothing more
     /// is read, and the connection closes once the request in progress (if any) is answered.
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    package func errorCaught(context: ChannelHandlerContext, error: any Error) {
         guard error is HTTPParserError else {
             perform(machine.otherFailure(), problem: BreakGlassError(.invalidRequest, "\(error)"), context: context)
             return
@@ -209,7 +207,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     // MARK: reads
 
-    func read(context: ChannelHandlerContext) {
+    package func read(context: ChannelHandlerContext) {
         if machine.readRequested() { context.read() }
     }
 
@@ -271,11 +269,11 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     // MARK: HTTP proxy
 
-    private func startProxy(context: ChannelHandlerContext, head: HTTPRequestHead, target: ProxyTarget, proxy: PathwayProxy) {
+    private func startProxy(context: ChannelHandlerContext, head: HTTPRequestHead, target: ProxyTarget, proxy: any PathwayAccess) {
         let started = ContinuousClock.now
         authorize(
             context: context, proxy: proxy, credentials: head.headers.first(name: "authorization"), header: "Authorization",
-            pathway: target.pathway, kind: .http, request: PathwayProxy.RequestLine(head)
+            pathway: target.pathway, kind: .http, request: ProxyRequestLine(head)
         ) { handler, context, admission, head, early in
             let exchange = HTTPProxyExchange(
                 client: handler,
@@ -319,14 +317,14 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// meanwhile; refusals are answered here.
     private func authorize(
         context: ChannelHandlerContext,
-        proxy: PathwayProxy,
+        proxy: any PathwayAccess,
         credentials: String?,
         header: String,
         pathway: String,
         kind: Pathway.Kind,
-        request: PathwayProxy.RequestLine?,
+        request: ProxyRequestLine?,
         then proceed:
-            @escaping (GatewayChannelHandler, ChannelHandlerContext, PathwayProxy.Admission, HTTPRequestHead, [HTTPServerRequestPart]) ->
+            @escaping (GatewayChannelHandler, ChannelHandlerContext, ProxyAdmission, HTTPRequestHead, [HTTPServerRequestPart]) ->
             Void
     ) {
         let channel = context.channel
@@ -351,8 +349,8 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     private func admitted(
         context: ChannelHandlerContext,
-        _ result: Result<(credentials: String, admission: PathwayProxy.Admission), BreakGlassError>,
-        then proceed: (GatewayChannelHandler, ChannelHandlerContext, PathwayProxy.Admission, HTTPRequestHead, [HTTPServerRequestPart]) ->
+        _ result: Result<(credentials: String, admission: ProxyAdmission), BreakGlassError>,
+        then proceed: (GatewayChannelHandler, ChannelHandlerContext, ProxyAdmission, HTTPRequestHead, [HTTPServerRequestPart]) ->
             Void
     ) {
         guard let request = machine.admissionWanted(clientActive: context.channel.isActive) else {
@@ -380,7 +378,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     // MARK: tunnels
 
-    private func startTunnel(context: ChannelHandlerContext, head: HTTPRequestHead, pathway: String, proxy: PathwayProxy) {
+    private func startTunnel(context: ChannelHandlerContext, head: HTTPRequestHead, pathway: String, proxy: any PathwayAccess) {
         authorize(
             context: context, proxy: proxy, credentials: head.headers.first(name: "proxy-authorization"), header: "Proxy-Authorization",
             pathway: pathway, kind: .tcp, request: nil
@@ -389,14 +387,14 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
     }
 
-    private func connectTunnel(context: ChannelHandlerContext, admission: PathwayProxy.Admission, proxy: PathwayProxy) {
+    private func connectTunnel(context: ChannelHandlerContext, admission: ProxyAdmission, proxy: any PathwayAccess) {
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        proxy.tcpUpstream(admission.pathway, on: context.eventLoop).assumeIsolated().whenComplete { result in
+        proxy.connector.tcpUpstream(admission.pathway, on: context.eventLoop).assumeIsolated().whenComplete { result in
             let (handler, context) = loopBound.value
             switch result {
             case .failure(let error):
                 proxy.audit.cancelReservation()
-                handler.refuse(context: context, proxy.upstreamError(error, pathway: admission.pathway))
+                handler.refuse(context: context, proxy.connector.upstreamError(error, pathway: admission.pathway))
             case .success(let upstream):
                 guard handler.machine.admissionWanted(clientActive: context.channel.isActive) != nil else {
                     // The client left, or the request was answered meanwhile (a deadline).
@@ -435,7 +433,7 @@ final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// Replaces HTTP on both connections by a byte-for-byte glue: the client gets `answer` (raw
     /// response head bytes) first. Bytes either side sent early are passed on, not lost.
     /// `closeReserved`: the `tunnel.closed` record has its place in the log already.
-    func switchToTunnel(upstream: any Channel, answer: ByteBuffer, admission: PathwayProxy.Admission, mode: String, closeReserved: Bool) {
+    func switchToTunnel(upstream: any Channel, answer: ByteBuffer, admission: ProxyAdmission, mode: String, closeReserved: Bool) {
         guard let proxy else {
             upstream.close(promise: nil)
             return

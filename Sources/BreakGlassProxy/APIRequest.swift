@@ -1,5 +1,4 @@
 import BreakGlassCore
-import BreakGlassProxy
 import NIOCore
 import NIOHTTP1
 
