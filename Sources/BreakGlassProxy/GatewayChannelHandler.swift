@@ -102,7 +102,7 @@ package final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChanne
     }
 
     private func perform(
-        _ action: ConnectionStateMachine.FailureAction, problem: @autoclosure () -> BreakGlassError, context: ChannelHandlerContext
+        _ action: ConnectionStateMachine.FailureAction, problem: BreakGlassError, context: ChannelHandlerContext
     ) {
         switch action {
         case .none:
@@ -110,9 +110,9 @@ package final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChanne
         case .close:
             context.close(promise: nil)
         case .answer:
-            respond(context: context, version: .http1_1, response: .error(problem()), keepAlive: false)
+            respond(context: context, version: .http1_1, response: .error(problem), keepAlive: false)
         case .failExchange:
-            exchange?.clientFailed(problem())
+            exchange?.clientFailed(problem)
         }
     }
 
@@ -151,7 +151,7 @@ package final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChanne
     /// is read, and the connection closes once the request in progress (if any) is answered.
     package func errorCaught(context: ChannelHandlerContext, error: any Error) {
         guard error is HTTPParserError else {
-            perform(machine.otherFailure(), problem: BreakGlassError(.invalidRequest, "\(error)"), context: context)
+            if machine.otherFailure() == .close { context.close(promise: nil) }
             return
         }
         let problem = BreakGlassError(.invalidRequest, "the request is not valid HTTP/1.1 (\(error))")
