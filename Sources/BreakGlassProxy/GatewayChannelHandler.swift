@@ -441,9 +441,11 @@ package final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChanne
         guard let context, context.channel.isActive, machine.tunnelStarting() else {
             // The client left while the tunnel was being recorded, or its request was answered
             // meanwhile: the tunnel's end is recorded too.
+            let gone = self.context.map { !$0.channel.isActive } ?? true
             upstream.close(promise: nil)
             proxy.recordTunnelClosed(
-                admission, mode: mode, bytesIn: 0, bytesOut: 0, duration: .zero, ending: "client closed before the tunnel started",
+                admission, mode: mode, bytesIn: 0, bytesOut: 0, duration: .zero,
+                ending: gone ? "client closed before the tunnel started" : "the request was answered before the tunnel started",
                 reserved: closeReserved)
             return
         }
