@@ -73,13 +73,8 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     // Guarded by `condition`.
     private var queue: [Pending] = []
     private var checkpointWaiters: [CheckedContinuation<String, any Error>] = []
-    private var closing = false
-    private var stopped: AuditLogError?
-    private var warning: String?
-    private var inReserve = false
-    /// Places taken with `reserve` and not yet used: the queue keeps room for them, and their events
-    /// are queued even when the disk reserve is in use.
-    private var reservations = 0
+    /// What the log takes in: refusals, reservations and its condition (under `condition`).
+    private var intake: AuditIntake
     private var durableSize = 0
     /// The sequence number the next queued event will have, if every event before it is written.
     /// Changed under `condition` only; read without it only as a guess (see `append`).
@@ -148,6 +143,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         self.logger = logger
         self.hook = CheckpointHook(options.checkpointHook)
         self.meters = options.metrics.map(Meters.init)
+        self.intake = AuditIntake(maximumPending: options.maximumPending)
     }
 
     /// Opens (or creates) the log in `directory`, recovering a torn tail and checking the latest
@@ -236,7 +232,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         // atomics would run for every record.
         return try await withUnsafeThrowingContinuation { continuation in
             condition.lock()
-            if let refusal = refusal(for: event.kind, reserved: reserved) {
+            if let refusal = intake.refusal(for: event.kind, reserved: reserved, queued: queue.count) {
                 condition.unlock()
                 continuation.resume(throwing: AuditUnavailableError(reason: refusal))
                 return
@@ -261,22 +257,20 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     public func accepts(_ kind: AuditEvent.Kind) -> Bool {
         condition.lock()
         defer { condition.unlock() }
-        return refusal(for: kind, reserved: false) == nil
+        return intake.accepts(kind, queued: queue.count)
     }
 
     /// Takes a place in the queue for one later event of this kind; false when it would be refused now.
     public func reserve(_ kind: AuditEvent.Kind) -> Bool {
         condition.lock()
         defer { condition.unlock() }
-        guard refusal(for: kind, reserved: false) == nil else { return false }
-        reservations += 1
-        return true
+        return intake.reserve(kind, queued: queue.count)
     }
 
     /// Gives back a place taken with `reserve` that no event will use.
     public func cancelReservation() {
         condition.lock()
-        reservations = max(0, reservations - 1)
+        intake.cancelReservation()
         condition.unlock()
     }
 
@@ -290,7 +284,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     public func submit(_ event: AuditEvent, reserved: Bool) {
         condition.lock()
         defer { condition.unlock() }
-        if let refusal = refusal(for: event.kind, reserved: reserved) {
+        if let refusal = intake.refusal(for: event.kind, reserved: reserved, queued: queue.count) {
             logger.error("audit event not recorded", metadata: ["kind": "\(event.kind)", "reason": "\(refusal)"])
             return
         }
@@ -299,31 +293,16 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         if queue.count >= wakeAt { condition.signal() }
     }
 
-    /// Why an event of this kind cannot be queued now, or nil; a `reserved` event uses its place
-    /// (given back either way) and is refused only when the log cannot write at all. Call with
-    /// `condition` locked.
-    private func refusal(for kind: AuditEvent.Kind, reserved: Bool) -> String? {
-        if reserved { reservations = max(0, reservations - 1) }
-        if let stopped { return stopped.message }
-        if closing { return "the audit log is closing" }
-        if reserved { return nil }
-        if inReserve && Self.needsSpace(kind) { return "the audit disk is full; only session ends and alarms are recorded" }
-        guard queue.count + reservations < options.maximumPending else {
-            return "the audit writer is behind (\(queue.count) events waiting)"
-        }
-        return nil
-    }
-
     /// Signs and publishes a checkpoint covering everything durable now; returns the signed note.
     public func checkpoint() async throws -> String {
         try await withCheckedThrowingContinuation { continuation in
             condition.lock()
-            if let stopped {
+            if let stopped = intake.stopped {
                 condition.unlock()
                 continuation.resume(throwing: stopped)
                 return
             }
-            if closing {
+            if intake.closing {
                 // The writer may already have taken its last waiters; close signs the last checkpoint.
                 condition.unlock()
                 continuation.resume(throwing: AuditLogError(.writerStopped, "the audit log is closing"))
@@ -344,7 +323,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
                 continuation.resume()
                 return
             }
-            closing = true
+            intake.close()
             writerDone = continuation
             condition.signal()
             condition.unlock()
@@ -355,10 +334,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
     public var health: Health {
         condition.lock()
         defer { condition.unlock() }
-        if let stopped { return .failed(stopped.message) }
-        if inReserve { return .degraded("the audit disk is full: grants and access are refused; session ends still recorded") }
-        if let warning { return .degraded(warning) }
-        return .ok
+        return intake.health
     }
 
     /// The latest checkpoint mark taken at or before `date`; nil when older than every kept mark.
@@ -398,12 +374,6 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         return durableSize
-    }
-
-    /// Events that need free space beyond the reserve: everything that gives access, and refusals,
-    /// which anyone can cause (the reserve keeps room for the ends of sessions and for alarms).
-    static func needsSpace(_ kind: AuditEvent.Kind) -> Bool {
-        kind == .grantIssued || kind == .request || kind == .tunnelOpened || kind == .grantDenied || kind == .requestDenied
     }
 
     // MARK: recovery
@@ -536,20 +506,21 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
         while true {
             condition.lock()
             // A stopped log signs nothing more: it waits for appends to refuse, waiters or close.
-            while queue.isEmpty && checkpointWaiters.isEmpty && !closing && (stopped != nil || !checkpointDue()) {
+            while queue.isEmpty && checkpointWaiters.isEmpty && !intake.closing && (intake.stopped != nil || !checkpointDue()) {
                 wakeAt = 1
-                if stopped == nil, durableSize > lastCheckpointSize {
+                if intake.stopped == nil, durableSize > lastCheckpointSize {
                     _ = condition.wait(until: SpinningCondition.deadline(after: Self.seconds(options.checkpointInterval)))
                 } else {
                     condition.wait()
                 }
             }
-            if !closing, awaitedQueued == 0, checkpointWaiters.isEmpty, queue.count < Self.lingerBatch, (options.submitDelay > .zero) {
+            if !intake.closing, awaitedQueued == 0, checkpointWaiters.isEmpty, queue.count < Self.lingerBatch, (options.submitDelay > .zero)
+            {
                 // Nobody waits for these records yet (proxied requests' records): let more join them.
                 lingering = true
                 wakeAt = Self.lingerBatch
                 let deadline = SpinningCondition.deadline(after: Self.seconds(options.submitDelay))
-                while !closing, awaitedQueued == 0, checkpointWaiters.isEmpty, queue.count < Self.lingerBatch,
+                while !intake.closing, awaitedQueued == 0, checkpointWaiters.isEmpty, queue.count < Self.lingerBatch,
                     condition.wait(until: deadline)
                 {}
                 lingering = false
@@ -557,10 +528,10 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
             // Group commit: when fewer events wait than the last batch held, the callers of that batch
             // are probably still coming back; give them a moment so that one flush serves them all.
             let target = lastBatchSize * 3 / 4
-            if !closing, awaitedQueued > 0, queue.count < target {
+            if !intake.closing, awaitedQueued > 0, queue.count < target {
                 wakeAt = target
                 let deadline = SpinningCondition.deadline(after: Self.gatherWindow)
-                while !closing, queue.count < target, condition.wait(until: deadline) {}
+                while !intake.closing, queue.count < target, condition.wait(until: deadline) {}
             }
             wakeAt = Int.max
             // Events refused or dropped in earlier batches shift the numbers of those queued after
@@ -581,8 +552,8 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
             lastBatchSize = batch.count
             let waiters = checkpointWaiters
             checkpointWaiters = []
-            let finishing = closing && queue.isEmpty
-            let failure = stopped
+            let finishing = intake.closing && queue.isEmpty
+            let failure = intake.stopped
             condition.unlock()
 
             if let failure {
@@ -730,15 +701,14 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
             try startSegment(index: segmentIndex + 1, firstSequence: firstSequence)
             startZeroing()
             condition.lock()
-            inReserve = false
+            intake.leaveReserve()
             condition.unlock()
         } catch {
             guard segmentEnd + needed <= options.segmentSize else {
                 throw AuditLogError(.full, "the audit disk is full and its reserve is used up (\(error.message))")
             }
             condition.lock()
-            let entering = !inReserve
-            inReserve = true
+            let entering = intake.enterReserve()
             condition.unlock()
             if entering { logger.critical("audit log: no space for a new segment; using the reserve", metadata: ["error": "\(error)"]) }
         }
@@ -789,8 +759,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
 
     private func stop(_ error: AuditLogError) {
         condition.lock()
-        let first = stopped == nil
-        if first { stopped = error }
+        let first = intake.stop(error)
         let drained = queue
         queue = []
         awaitedQueued = 0
@@ -801,7 +770,7 @@ public final class AuditLog: AuditSink, @unchecked Sendable {
 
     private func setWarning(_ text: String) {
         condition.lock()
-        warning = text
+        intake.warn(text)
         condition.unlock()
         logger.warning("audit log degraded", metadata: ["reason": "\(text)"])
     }
