@@ -220,8 +220,11 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
-            swiftSettings: strictSettings
+            swiftSettings: strictSettings,
+            plugins: ["BuildCommitPlugin"]
         ),
+        // Writes the git commit `breakglass --version` prints (`unknown` outside a checkout).
+        .plugin(name: "BuildCommitPlugin", capability: .buildTool(), path: "Sources/BuildCommitPlugin"),
         .target(
             name: "BreakGlassTestSupport",
             dependencies: [

@@ -2,6 +2,13 @@ import ArgumentParser
 
 @main
 struct Breakglass: AsyncParsableCommand {
+    /// The release version: the one place it is written. `Scripts/package` reads it from the built binary
+    /// (`breakglass --version`) for the Debian package's version.
+    static let version = "0.1.0"
+
+    /// What `breakglass --version` prints: the version and the git commit of the build (BuildCommitPlugin).
+    static let versionLine = "breakglass \(version) (commit \(BuildCommit.value))"
+
     static let configuration = CommandConfiguration(
         commandName: "breakglass",
         abstract: "Emergency access gateway: time-boxed, audited grants to internal services after PAM login.",
@@ -13,6 +20,7 @@ struct Breakglass: AsyncParsableCommand {
                                 breakglass sessions --config FILE   |   breakglass revoke --config FILE --session ID
             Gateway URL and CA: --gateway / --ca, or BREAKGLASS_GATEWAY / BREAKGLASS_CA.
             """,
+        version: versionLine,
         subcommands: [
             LoginCommand.self, TokenCommand.self, StatusCommand.self, TunnelCommand.self, ConnectCommand.self, ProxyCommand.self,
             LogoutCommand.self,
