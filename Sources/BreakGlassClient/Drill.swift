@@ -140,7 +140,8 @@ public struct Drill: Sendable {
         do throws(ClientError) {
             let context = try GatewayConnection.tlsContext(caFile: caFile)
             connection = try await GatewayConnection.open(
-                host: address.0, port: address.1, context: context, serverName: nil, timeout: timeout)
+                host: address.0, port: address.1, context: context, serverName: nil, timeout: timeout,
+                trust: GatewayTrust(caFile: caFile))
             step("connect", true, "TLS to \(address.0):\(address.1)")
         } catch {
             step("connect", false, error.message)

@@ -12,6 +12,8 @@ import NIOSSL
 public struct GatewayClient: Sendable {
     /// The gateway's URL, `https://HOST:PORT` without a trailing slash.
     public let baseURL: String
+    /// The certificates the gateway's certificate is checked against.
+    public let trust: GatewayTrust
     private let client: HTTPClient
     private let timeout: TimeAmount
 
@@ -27,7 +29,11 @@ public struct GatewayClient: Sendable {
         var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
         configuration.timeout = .init(connect: .seconds(10), read: .seconds(Int64(timeout.totalSeconds)))
         configuration.redirectConfiguration = .disallow
+        // One command, one attempt: a refused connection or an untrusted certificate is said at once,
+        // not retried until the connect timeout.
+        configuration.connectionPool.retryConnectionEstablishment = false
         self.baseURL = base
+        self.trust = GatewayTrust(caFile: caFile)
         self.client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         self.timeout = .seconds(Int64(timeout.totalSeconds))
     }
@@ -111,7 +117,7 @@ public struct GatewayClient: Sendable {
             response = try await client.execute(HTTPClientRequest(url: baseURL + "/v1/health"), timeout: timeout)
             body = try await response.body.collect(upTo: 4 << 20)
         } catch {
-            throw ClientError(code: "unreachable", message: "cannot reach \(baseURL): \(Self.describe(error))")
+            throw ClientError(code: "unreachable", message: "cannot reach \(baseURL): \(Self.describe(error, trust: trust))")
         }
         return (Int(response.status.code), Data(buffer: body))
     }
@@ -138,7 +144,7 @@ public struct GatewayClient: Sendable {
             response = try await client.execute(request, timeout: timeout)
             body = try await response.body.collect(upTo: 1 << 20)
         } catch {
-            throw ClientError(code: "unreachable", message: "cannot reach \(baseURL): \(Self.describe(error))")
+            throw ClientError(code: "unreachable", message: "cannot reach \(baseURL): \(Self.describe(error, trust: trust))")
         }
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
@@ -157,12 +163,14 @@ public struct GatewayClient: Sendable {
     }
 
     /// What went wrong on the way to the gateway, in words: the system's reason for a failed
-    /// connection ("connection refused"), not the error's debug description.
-    static func describe(_ error: any Error) -> String {
-        if let ssl = error as? NIOSSLError { return "TLS failed (\(ssl)); is --ca / BREAKGLASS_CA the gateway's CA?" }
+    /// connection ("connection refused"); for a certificate that did not verify, the CA it was
+    /// checked against (`trust`; nil when unknown) and how to give another. Never the TLS library's
+    /// error dump. Every client error message about the way to the gateway is made here.
+    static func describe(_ error: any Error, trust: GatewayTrust?) -> String {
+        if let words = GatewayTrust.words(for: error, trust: trust) { return words }
         if let io = error as? IOError { return String(cString: strerror(io.errnoCode)).lowercased() }
         if let connection = error as? NIOConnectionError {
-            if let first = connection.connectionErrors.first { return describe(first.error) }
+            if let first = connection.connectionErrors.first { return describe(first.error, trust: trust) }
             if connection.dnsAError != nil || connection.dnsAAAAError != nil { return "the gateway's name does not resolve" }
         }
         if let client = error as? HTTPClientError {

@@ -49,9 +49,11 @@ public final class GatewayConnection: Sendable {
         }
     }
 
-    /// Connects and completes the TLS handshake, checking the certificate for `serverName`.
+    /// Connects and completes the TLS handshake, checking the certificate for `serverName`;
+    /// `trust` (the CA `context` trusts) is named if the gateway's certificate does not verify.
     public static func open(
         host: String, port: Int, context: NIOSSLContext, serverName: String?, timeout: Duration,
+        trust: GatewayTrust? = nil,
         on eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()
     ) async throws(ClientError) -> GatewayConnection {
         let handshake = eventLoop.makePromise(of: Void.self)
@@ -85,7 +87,8 @@ public final class GatewayConnection: Sendable {
             throw error
         } catch {
             timer.cancel()
-            throw ClientError(code: "unreachable", message: "cannot connect to \(host):\(port): \(GatewayClient.describe(error))")
+            throw ClientError(
+                code: "unreachable", message: "cannot connect to \(host):\(port): \(GatewayClient.describe(error, trust: trust))")
         }
     }
 
@@ -187,7 +190,7 @@ public final class GatewayConnection: Sendable {
         } catch let error as ClientError {
             throw error
         } catch {
-            throw ClientError(code: "failed", message: "\(what): \(GatewayClient.describe(error))")
+            throw ClientError(code: "failed", message: "\(what): \(GatewayClient.describe(error, trust: nil))")
         }
     }
 }

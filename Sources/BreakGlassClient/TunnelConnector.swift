@@ -15,14 +15,16 @@ public struct TunnelConnector: Sendable {
     private let port: Int
     private let context: NIOSSLContext
     private let token: String
+    private let trust: GatewayTrust
 
-    /// `gateway` is `https://HOST:PORT`.
+    /// `gateway` is `https://HOST:PORT`; `caFile` is a PEM bundle to trust instead of the system roots.
     public init(gateway: String, caFile: String?, pathway: String, token: String) throws(ClientError) {
         guard let address = Self.address(gateway) else {
             throw ClientError(code: "invalid_gateway", message: "gateway \"\(gateway)\" must be https://HOST:PORT")
         }
         (host, port) = address
         context = try GatewayConnection.tlsContext(caFile: caFile)
+        trust = GatewayTrust(caFile: caFile)
         self.pathway = pathway
         self.token = token
     }
@@ -36,6 +38,7 @@ public struct TunnelConnector: Sendable {
             + "User-Agent: breakglass\r\n\r\n"
         let serverName = IPAddress(host) == nil ? host : nil
         let context = self.context
+        let trust = self.trust
         let connected = ClientBootstrap(group: eventLoop)
             .connectTimeout(.seconds(10))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -55,7 +58,8 @@ public struct TunnelConnector: Sendable {
         }.flatMapErrorThrowing { error in
             if error is ClientError { throw error }
             throw ClientError(
-                code: "unreachable", message: "cannot open a tunnel through \(host):\(port): \(GatewayClient.describe(error))")
+                code: "unreachable",
+                message: "cannot open a tunnel through \(host):\(port): \(GatewayClient.describe(error, trust: trust))")
         }
     }
 
@@ -93,7 +97,7 @@ final class ConnectHandshake: ChannelInboundHandler, RemovableChannelHandler {
     private let request: String
     private let ready: EventLoopPromise<Void>
     private var received = ByteBuffer()
-    private var failure: ClientError?
+    private var failed = false
     private var established = false
 
     init(request: String, ready: EventLoopPromise<Void>) {
@@ -114,7 +118,7 @@ final class ConnectHandshake: ChannelInboundHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = unwrapInboundIn(data)
         received.writeBuffer(&buffer)
-        guard failure == nil, !established else { return }
+        guard !failed, !established else { return }
         let view = received.readableBytesView
         guard let end = view.firstRange(of: Array("\r\n\r\n".utf8)) else {
             if received.readableBytes > 16 << 10 { fail(context, "the gateway's answer head is too large") }
@@ -161,13 +165,17 @@ final class ConnectHandshake: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        fail(context, "TLS or connection failure: \(GatewayClient.describe(error))")
+        // Passed on as it is (a TLS failure, a reset): the opener puts it in words, naming its CA.
+        fail(context, error)
     }
 
     private func fail(_ context: ChannelHandlerContext, _ message: String, status: Int? = nil) {
-        guard failure == nil else { return }
-        let error = ClientError(code: status == nil ? "tunnel_failed" : "tunnel_refused", message: message, httpStatus: status)
-        failure = error
+        fail(context, ClientError(code: status == nil ? "tunnel_failed" : "tunnel_refused", message: message, httpStatus: status))
+    }
+
+    private func fail(_ context: ChannelHandlerContext, _ error: any Error) {
+        guard !failed else { return }
+        failed = true
         ready.fail(error)
         context.close(promise: nil)
     }
