@@ -53,7 +53,7 @@ struct TunnelCommand: AsyncParsableCommand {
                                 }
                             case .failure(let error):
                                 let refusal = error as? ClientError
-                                Console.error("tunnel to \(pathway) refused: \(refusal?.message ?? "\(error)")")
+                                Console.error(TunnelFailure.words(pathway: pathway, error))
                                 local.close(promise: nil)
                                 // 401 is the gateway refusing the token (invalid_token): the grant has ended.
                                 if refusal?.httpStatus == 401 { endGrant.yield(refusal?.message ?? "the grant is no longer valid") }
@@ -116,7 +116,27 @@ struct ConnectCommand: AsyncParsableCommand {
             do {
                 tunnel = try await connector.open(on: loop).get()
             } catch {
-                throw CLIFailure(message: "tunnel to \(pathway) refused: \((error as? ClientError)?.message ?? "\(error)")")
+                throw CLIFailure(message: TunnelFailure.words(pathway: pathway, error))
+            }
+            // epoll cannot watch a regular file (`< file`, `> file`) or /dev/null: then threads of
+            // their own carry standard input and output with blocking reads and writes.
+            guard BlockingStdioBridge.isPollable(0), BlockingStdioBridge.isPollable(1) else {
+                // A write to a closed pipe fails with EPIPE instead of ending the process.
+                signal(SIGPIPE, SIG_IGN)
+                let bridge: BlockingStdioBridge
+                do {
+                    bridge = try await tunnel.eventLoop.submit {
+                        try BlockingStdioBridge.start(tunnel: tunnel, input: dup(0), output: dup(1))
+                    }.get()
+                } catch {
+                    tunnel.close(promise: nil)
+                    throw CLIFailure(message: "cannot carry standard input and output: \(error)")
+                }
+                try? await tunnel.closeFuture.get()
+                // What the tunnel sent is in the output file before the command ends.
+                await bridge.finished()
+                if let failure = bridge.failure { throw CLIFailure(message: failure) }
+                return
             }
             do {
                 // The glue goes in as the pipe channel is made, so it reads from its first byte.
@@ -132,5 +152,15 @@ struct ConnectCommand: AsyncParsableCommand {
                 throw CLIFailure(message: "cannot carry standard input and output: \(error)")
             }
         }
+    }
+}
+
+/// How a tunnel that did not open is told: a gateway's refusal says "refused", anything else
+/// (no connection, an untrusted certificate) says what happened on the way.
+enum TunnelFailure {
+    static func words(pathway: String, _ error: any Error) -> String {
+        guard let failure = error as? ClientError else { return "no tunnel to \(pathway): \(error)" }
+        if failure.httpStatus != nil { return "tunnel to \(pathway) refused: \(failure.message)" }
+        return "no tunnel to \(pathway): \(failure.message)"
     }
 }
