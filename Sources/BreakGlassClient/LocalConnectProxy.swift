@@ -152,7 +152,16 @@ final class LocalConnectHandler: ChannelInboundHandler, RemovableChannelHandler 
                 failure?.httpStatus.map { [401, 407].contains($0) ? .forbidden : HTTPResponseStatus(statusCode: $0) } ?? .badGateway
             let message = failure?.message ?? "cannot open a tunnel to \(pathway): \(error)"
             refuse(context, status: status, message)
-            report("refused CONNECT \(pathway): \(message)")
+            if failure?.httpStatus == 401 {
+                // The gateway refused the token itself: the grant was released, revoked or has expired.
+                // Other pathways' grants may still be good, so the proxy keeps serving; a new login
+                // for this one is used at once.
+                report(
+                    "the grant for \(pathway) has ended (\(message)); CONNECT \(pathway) is refused until "
+                        + "breakglass login \(pathway) gets a new grant; other pathways are still served")
+            } else {
+                report("refused CONNECT \(pathway): \(message)")
+            }
         case .success(let tunnel):
             guard context.channel.isActive else {
                 tunnel.close(promise: nil)

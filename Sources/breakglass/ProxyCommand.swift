@@ -14,7 +14,9 @@ struct ProxyCommand: AsyncParsableCommand {
             or      ssh -o ProxyCommand='ncat --proxy 127.0.0.1:3128 --proxy-type http %h %p' user@bastion
             Each CONNECT PATHWAY:PORT goes to the gateway over TLS with the grant stored for PATHWAY
             (run breakglass login PATHWAY first; a new login is used at once). Loopback addresses only:
-            whoever can connect to it uses your grants. Runs until Ctrl-C.
+            whoever can connect to it uses your grants. Runs until Ctrl-C: when a grant is released,
+            revoked or expires, a line on stderr names the pathway and why, its CONNECTs are refused
+            until a new login, and the other pathways are still served.
             """
     )
 
