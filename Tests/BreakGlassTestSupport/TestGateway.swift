@@ -15,6 +15,8 @@ public final class TestGateway: Sendable {
     public let audit: MemoryAuditSink
     public let policyPath: String
     public let service: GatewayService
+    /// The gateway's log lines (warnings and worse), kept rather than printed; see `TestLog`.
+    public let log: TestLog
     public let port: Int
     private let group: ServiceGroup
     private let runner: Task<Void, any Error>
@@ -106,8 +108,14 @@ public final class TestGateway: Sendable {
         directory: TestDirectory, pki: TestPKI, pam: PAMTestStack, policyPath: String, clock: any WallClock, durableAudit: Bool
     ) async throws {
         let audit = MemoryAuditSink()
-        var logger = Logger(label: "test-gateway")
-        logger.logLevel = .warning
+        let log = TestLog()
+        let logger = log.logger(label: "test-gateway")
+        // The audit folder exists, as in production, so that the admin socket can be made there
+        // even with the in-memory sink.
+        if !durableAudit {
+            try FileManager.default.createDirectory(
+                atPath: directory.file("audit"), withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        }
         let (addresses, continuation) = AsyncStream.makeStream(of: SocketAddress?.self)
         let service = try await GatewayService(policyPath: policyPath, audit: durableAudit ? nil : audit, clock: clock, logger: logger) {
             address in
@@ -130,6 +138,7 @@ public final class TestGateway: Sendable {
         self.audit = audit
         self.policyPath = policyPath
         self.service = service
+        self.log = log
         self.port = bound
         self.group = group
         self.runner = runner
