@@ -152,7 +152,7 @@ final class HTTPProxyExchange {
             uri: upstreamURI,
             host: admission.upstreamHost,
             identity: admission.identity,
-            webSocket: ProxyHeaders.isWebSocketUpgrade(head.headers)
+            webSocket: machine.webSocket
         )
         upstream.write(HTTPClientRequestPart.head(requestHead), promise: nil)
         // The upstream's answer is due `response_timeout` after the last request byte it was given:

@@ -86,7 +86,8 @@ package struct ProxyExchangeStateMachine {
 
     package private(set) var state = State.connecting(waiting: [])
     package let request: Request
-    private let webSocket: Bool
+    /// The request asks for a WebSocket upgrade.
+    package let webSocket: Bool
     /// The client's request has been read to its end.
     package private(set) var requestEnded = false
     private var answerHeadSent = false
@@ -174,7 +175,7 @@ package struct ProxyExchangeStateMachine {
 
     /// The parts that waited were sent: the answer is due from the last one.
     package mutating func extendDeadline() -> Bool {
-        guard !answerHeadSent else { return false }
+        guard !answerHeadSent, state != .finished else { return false }
         awaitingAnswer = true
         return true
     }
