@@ -115,7 +115,8 @@ final class HTTPProxyExchange {
             connected(idle)
             return
         }
-        proxy.connector.httpUpstream(pathway, on: clientContext.eventLoop).assumeIsolated().whenComplete { result in
+        proxy.connector.httpUpstream(pathway, forUpgrade: machine.webSocket, on: clientContext.eventLoop).assumeIsolated().whenComplete {
+            result in
             switch result {
             case .success(let channel): self.connected(channel)
             case .failure(let error): self.perform(self.machine.connectFailed(self.proxy.connector.upstreamError(error, pathway: pathway)))
@@ -258,8 +259,12 @@ final class HTTPProxyExchange {
         handler?.exchange = nil
         if finish.releaseClaim { proxy.connector.pool.release(session: admission.session.session) }
         if let upstream {
-            proxy.connector.pool.checkin(
-                upstream, pathway: admission.pathway.name, destination: admission.poolDestination, reusable: finish.poolConnection)
+            let (pool, pathway, destination) = (proxy.connector.pool, admission.pathway.name, admission.poolDestination)
+            if finish.poolConnection, let handler {
+                handler.recycle { reusable in pool.checkin(upstream, pathway: pathway, destination: destination, reusable: reusable) }
+            } else {
+                pool.checkin(upstream, pathway: pathway, destination: destination, reusable: false)
+            }
         }
         proxy.recordRequest(
             admission, method: head.method, path: auditPath, status: finish.status, bytesIn: machine.bytesIn, bytesOut: machine.bytesOut,

@@ -49,7 +49,8 @@ package struct ProxyExchangeStateMachine {
         package var answer: BreakGlassError?
         /// The answer began already: the client connection is cut.
         package var closeClient: Bool
-        /// The upstream connection goes back to the pool (a clean, complete exchange).
+        /// The upstream connection goes back to the pool (a clean, complete exchange; never one made
+        /// for an upgrade, whose decoder keeps the bytes after an answer for a tunnel).
         package var poolConnection: Bool
         /// The exchange holds one of its session's upstream connection claims, which goes back.
         package var releaseClaim: Bool
@@ -312,7 +313,7 @@ package struct ProxyExchangeStateMachine {
         claimed = false
         return Finish(
             outcome: outcome, status: status, keepClient: keepClient && request.head.isKeepAlive, answer: nil, closeClient: false,
-            poolConnection: upstreamReusable && requestEnded && answerEnded, releaseClaim: releaseClaim)
+            poolConnection: !webSocket && upstreamReusable && requestEnded && answerEnded, releaseClaim: releaseClaim)
     }
 
     /// RFC 9110 §9.2.2: methods whose repetition has the effect of one request.

@@ -20,7 +20,9 @@ package final class UpstreamConnector: Sendable {
 
     /// A new connection to an http pathway's upstream on `eventLoop`, counted in the pool, with the
     /// HTTP client codec installed (a kept-alive one is taken from the pool before this).
-    package func httpUpstream(_ pathway: Pathway, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
+    /// `forUpgrade`: made for a WebSocket upgrade, whose decoder hands the bytes after the `101` on
+    /// to the tunnel; such a connection is never pooled.
+    package func httpUpstream(_ pathway: Pathway, forUpgrade: Bool, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
         let upstream = pathway.upstream
         let tls: NIOSSLContext?
         do {
@@ -46,12 +48,19 @@ package final class UpstreamConnector: Sendable {
                         var encoding = HTTPRequestEncoder.Configuration()
                         encoding.automaticallySetFramingHeaders = false
                         try sync.addHandler(HTTPRequestEncoder(configuration: encoding))
-                        try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes)))
+                        try sync.addHandler(Self.responseDecoder(forUpgrade: forUpgrade))
                         try sync.addHandler(UpstreamHTTPHandler())
                     }
                 }
                 .connect(host: upstream.host, port: upstream.port)
         }
+    }
+
+    /// The decoder of an upstream's answers. Bytes it still holds when it leaves the pipeline belong
+    /// to a tunnel after an upgrade, and to nobody otherwise: then they are an error, which closes
+    /// the connection.
+    static func responseDecoder(forUpgrade: Bool) -> ByteToMessageHandler<HTTPResponseDecoder> {
+        ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: forUpgrade ? .forwardBytes : .fireError))
     }
 
     /// A new TCP connection to a tcp pathway's upstream; it reads nothing until glued.

@@ -14,6 +14,8 @@ final class UpstreamHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     var served = 0
     private var context: ChannelHandlerContext?
     private var pendingRead = false
+    /// The connection said something out of turn or failed: it never goes back to the pool.
+    private var spoiled = false
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -26,6 +28,7 @@ final class UpstreamHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let exchange else {
             // An idle connection must not speak; whatever it says cannot belong to anyone.
+            spoiled = true
             context.close(promise: nil)
             return
         }
@@ -42,6 +45,7 @@ final class UpstreamHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        spoiled = true
         exchange?.upstreamFailed(error)
         context.close(promise: nil)
     }
@@ -56,6 +60,29 @@ final class UpstreamHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             pendingRead = true
         } else {
             context.read()
+        }
+    }
+
+    /// Readies the connection for another exchange after a complete one, then calls `done` with
+    /// whether it may be pooled. The answer decoder is replaced: bytes that followed the answer in
+    /// the same read (the start of an answer nobody asked for) may wait inside it, where they would
+    /// become the head of the next exchange's answer, another session's. The old decoder leaves with
+    /// an error when it holds bytes, which closes the connection; its removal completes on a later
+    /// tick, after its read, so it never passes a part to its successor.
+    func recycle(_ done: @escaping (_ reusable: Bool) -> Void) {
+        exchange = nil
+        guard !spoiled, let context, context.channel.isActive,
+            let decoder = try? context.pipeline.syncOperations.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self)
+        else { return done(false) }
+        context.pipeline.syncOperations.removeHandler(decoder).assumeIsolated().whenComplete { result in
+            guard case .success = result, !self.spoiled, let context = self.context, context.channel.isActive else { return done(false) }
+            do {
+                try context.pipeline.syncOperations.addHandler(
+                    UpstreamConnector.responseDecoder(forUpgrade: false), position: .before(self))
+            } catch {
+                return done(false)
+            }
+            done(true)
         }
     }
 

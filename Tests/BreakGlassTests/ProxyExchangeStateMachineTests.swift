@@ -293,6 +293,20 @@ import Testing
         #expect(machine.state == .finished)
     }
 
+    /// A refused upgrade is an ordinary answer, but its connection was made with a decoder that
+    /// passes on the bytes after an answer (for a tunnel): it is not pooled.
+    @Test func aRefusedUpgradeAnswersButItsConnectionIsNotPooled() {
+        var machine = Self.machine(Self.head(.GET, Self.webSocket))
+        _ = machine.clientPart(.end(nil))
+        _ = machine.start(claimed: true)
+        _ = machine.connected(reused: false, active: true)
+        #expect(machine.upstreamRead(.head(Self.response(.ok))) == .answerHead(Self.response(.ok)))
+        let finish = Self.finish(machine.upstreamRead(.end(nil)))
+        #expect(finish?.outcome == "ok")
+        #expect(finish?.keepClient == true)
+        #expect(finish?.poolConnection == false)
+    }
+
     @Test func aSwitchNobodyAskedForEndsTheExchange() {
         var machine = Self.machine(.exchanging)
         let finish = Self.finish(machine.upstreamRead(.head(Self.response(.switchingProtocols))))

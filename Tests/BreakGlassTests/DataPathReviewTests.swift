@@ -1,0 +1,153 @@
+import BreakGlassCore
+import BreakGlassTestSupport
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+
+/// A review of the data path after its move to state machines (issue 18): attacks on what the
+/// gateway lets pass between requests, sessions and upstream connections.
+@Suite struct DataPathReviewTests {
+    /// An upstream that speaks raw HTTP/1.1 bytes: on each connection, request N (counted by the end
+    /// of its head; requests here have no body) gets `answers[N]`, or the last one.
+    final class RawUpstream: Sendable {
+        let port: Int
+        private let channel: any Channel
+
+        init(answers: [String]) async throws {
+            channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(Answerer(answers: answers))
+                    }
+                }
+                .bind(host: "127.0.0.1", port: 0)
+                .get()
+            guard let port = channel.localAddress?.port else { throw TestSupportError("the raw upstream did not bind") }
+            self.port = port
+        }
+
+        func stop() async {
+            try? await channel.close()
+        }
+
+        final class Answerer: ChannelInboundHandler {
+            typealias InboundIn = ByteBuffer
+            typealias OutboundOut = ByteBuffer
+            private let answers: [String]
+            private var received = ""
+            private var served = 0
+
+            init(answers: [String]) {
+                self.answers = answers
+            }
+
+            func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+                received += String(buffer: unwrapInboundIn(data))
+                while let end = received.range(of: "\r\n\r\n") {
+                    received.removeSubrange(received.startIndex..<end.upperBound)
+                    let answer = answers[min(served, answers.count - 1)]
+                    served += 1
+                    context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer)), promise: nil)
+                }
+            }
+        }
+    }
+
+    static func login(_ gateway: TestGateway, _ client: HTTPSTestClient, _ user: String, pathway: String) async throws -> String {
+        let body = TestGateway.grantBody(
+            user: user, password: gateway.pam.password(user), otp: try await gateway.pam.code(user), pathway: pathway)
+        let response = try await client.request(.POST, gateway.baseURL + "/v1/grants", body: body)
+        guard response.status == 201, let token = response.json["token"] as? String else {
+            throw TestSupportError("login failed: \(response.status) \(response.text)")
+        }
+        return token
+    }
+
+    /// An upstream answers alice's request and, in the same bytes, begins another answer that nobody
+    /// asked for (an upstream that splits its responses, or echoes what a user sent, can be made to).
+    /// The gateway pools that connection with the unfinished answer still in its decoder, and bob's
+    /// next request on the connection gets an answer whose head alice wrote: bytes after an answer
+    /// must keep the connection out of the pool.
+    @Test func bytesAfterAnAnswerKeepTheUpstreamConnectionOutOfThePool() async throws {
+        let upstream = try await RawUpstream(answers: [
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst" + "HTTP/1.1 200 OK\r\nX-Injected-By-Alice: yes\r\nX-Swallow: ",
+            "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond",
+        ])
+        let policy = """
+            pathways:
+              split:
+                kind: http
+                upstream: http://127.0.0.1:\(upstream.port)
+                allow: { users: [alice, bob] }
+
+            """
+        let gateway = try await TestGateway(policyBody: policy)
+        let client = try HTTPSTestClient(caPath: gateway.pki.caPath)
+        let alice = try await Self.login(gateway, client, "alice", pathway: "split")
+        let bob = try await Self.login(gateway, client, "bob", pathway: "split")
+
+        // One client connection, so that both requests are on one event loop (the pool's place).
+        let connection = try await TLSTestConnection(port: gateway.port, caPath: gateway.pki.caPath)
+        try await connection.send("GET /p/split/a HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(alice)\r\n\r\n")
+        #expect(await connection.wait { $0.text.hasSuffix("first") || $0.isClosed })
+        let first = connection.text
+        try await connection.send("GET /p/split/b HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(bob)\r\n\r\n")
+        // bob's answer: "second" on the connection alice's exchange used, or "first" on a new one.
+        await connection.wait {
+            $0.text.count > first.count && ($0.text.hasSuffix("second") || $0.text.hasSuffix("first") || $0.isClosed)
+        }
+        let answer = String(connection.text.dropFirst(first.count))
+        #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer)")
+        #expect(!answer.contains("X-Injected-By-Alice"), "bob's answer carries a head alice's exchange left behind: \(answer)")
+        await connection.close()
+        await client.shutdown()
+        await gateway.stop()
+        await upstream.stop()
+    }
+
+    /// The deliberate change of 72b562f, held: a client that leaves while its request is on a
+    /// pooled upstream connection ends the exchange without a retry, and leaves no reservation,
+    /// claim or upstream connection behind.
+    @Test func aClientLeavingDuringAPooledRequestLeavesNothingBehind() async throws {
+        let upstream = try await TestUpstream()
+        let policy = """
+            pathways:
+              web:
+                kind: http
+                upstream: http://127.0.0.1:\(upstream.port)
+                allow: { users: [alice] }
+
+            """
+        let gateway = try await TestGateway(policyBody: policy)
+        let client = try HTTPSTestClient(caPath: gateway.pki.caPath)
+        let token = try await Self.login(gateway, client, "alice", pathway: "web")
+        let connection = try await TLSTestConnection(port: gateway.port, caPath: gateway.pki.caPath)
+        try await connection.send("GET /p/web/echo/one HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(token)\r\n\r\n")
+        #expect(await connection.wait { $0.text.contains("echo\\/one") || $0.text.contains("echo/one") })
+        try await connection.send("GET /p/web/slow/400 HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(token)\r\n\r\n")
+        try await Task.sleep(for: .milliseconds(100))
+        await connection.close()
+        let pool = gateway.service.proxy.pool
+        let settled = await Self.eventually {
+            pool.openConnections(pathway: "web") == 0 && gateway.audit.openReservations == 0
+                && gateway.audit.events(.request).count == 2
+        }
+        #expect(settled, "open: \(pool.openConnections(pathway: "web")), reservations: \(gateway.audit.openReservations)")
+        let outcomes = gateway.audit.events(.request).compactMap { $0.fields["outcome"]?.description }
+        #expect(!outcomes.contains { $0.contains("retried") }, "\(outcomes)")
+        await client.shutdown()
+        await gateway.stop()
+        await upstream.stop()
+    }
+
+    static func eventually(timeout: Duration = .seconds(5), _ condition: () -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while ContinuousClock.now < deadline {
+            if condition() { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return condition()
+    }
+}
