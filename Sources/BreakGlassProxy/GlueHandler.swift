@@ -2,7 +2,8 @@ import NIOCore
 
 /// Joins two channels byte for byte: what one reads the other writes. Reads on one side wait while
 /// the other side cannot take more (writability-gated), so no buffer grows without bound. A half
-/// close on one side is passed on as a half close of the other; a full close closes both.
+/// close on one side is passed on as a half close of the other; a full close closes the other
+/// once what it has queued is written; an error closes both at once.
 ///
 /// Both channels must belong to the same event loop.
 public final class GlueHandler: ChannelDuplexHandler {
@@ -17,14 +18,23 @@ public final class GlueHandler: ChannelDuplexHandler {
     private var context: ChannelHandlerContext?
     private var pendingRead = false
     private var inputClosed = false
+    /// This channel closes once its queue is written.
+    private var closing = false
+    /// How long a side whose partner has gone may take to accept what is queued for it (at most
+    /// about one writability high-water mark) before it is closed anyway.
+    private let drainGrace: TimeAmount
     /// Bytes read from this handler's channel (and written to the partner).
     public private(set) var bytesRead = 0
-    private init() {}
 
-    /// Two handlers that forward to each other; add one to each channel.
-    public static func pair() -> (GlueHandler, GlueHandler) {
-        let first = GlueHandler()
-        let second = GlueHandler()
+    private init(drainGrace: TimeAmount) {
+        self.drainGrace = drainGrace
+    }
+
+    /// Two handlers that forward to each other; add one to each channel. When one channel closes,
+    /// the other closes once what is queued for it is written, or after `drainGrace`.
+    public static func pair(drainGrace: TimeAmount = .seconds(10)) -> (GlueHandler, GlueHandler) {
+        let first = GlueHandler(drainGrace: drainGrace)
+        let second = GlueHandler(drainGrace: drainGrace)
         first.partner = second
         second.partner = first
         return (first, second)
@@ -55,9 +65,9 @@ public final class GlueHandler: ChannelDuplexHandler {
         partner?.partnerFlush()
     }
 
-    /// Closes the partner's channel and passes the event on.
+    /// Closes the partner's channel once what it has queued is written, and passes the event on.
     public func channelInactive(context: ChannelHandlerContext) {
-        partner?.partnerClose()
+        partner?.partnerCloseWhenWritten()
         context.fireChannelInactive()
     }
 
@@ -111,11 +121,30 @@ public final class GlueHandler: ChannelDuplexHandler {
 
     private func partnerCloseOutput() {
         guard let context else { return }
-        // Flushes what is queued, then half-closes; a side that cannot half-close is closed.
-        context.flush()
         let channel = context.channel
+        guard !inputClosed else {
+            // Both directions have ended. (NIO turns a half close of a channel whose input ended
+            // into a full close, which would drop what is queued.)
+            partnerCloseWhenWritten()
+            return
+        }
+        // Half-closes once what is queued is written; a side that cannot half-close is closed.
+        context.flush()
         context.close(mode: .output).whenFailure { _ in channel.close(promise: nil) }
-        if inputClosed { channel.close(promise: nil) }
+    }
+
+    /// The partner's channel is gone: this one closes after what it has queued is written (an
+    /// empty write completes after every write before it), or after `drainGrace` when its peer
+    /// does not take it.
+    private func partnerCloseWhenWritten() {
+        guard let context, !closing else { return }
+        closing = true
+        let channel = context.channel
+        let grace = context.eventLoop.scheduleTask(in: drainGrace) { channel.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+            grace.cancel()
+            channel.close(promise: nil)
+        }
     }
 
     private func partnerClose() {
