@@ -105,6 +105,8 @@ package struct ConnectionStateMachine {
     /// The connection closes once the request in progress is answered, whatever the request asked
     /// (shutdown, or bytes that are not HTTP after it).
     package private(set) var closesAfterAnswer = false
+    /// The gateway is shutting down: no tunnel starts.
+    private var quiescing = false
     /// Parts of requests that arrived while an earlier one was being answered, in order. Reading
     /// stops while any wait, so this holds at most what the reads before that stop delivered.
     private var pipelined = CircularBuffer<HTTPServerRequestPart>()
@@ -291,16 +293,27 @@ package struct ConnectionStateMachine {
         return Refusal(version: .http1_1, keepAlive: false, drainFirst: false)
     }
 
-    /// The connection becomes a tunnel (CONNECT admitted, or a WebSocket upgrade); false when the
-    /// request was answered meanwhile (then no tunnel starts).
-    package mutating func tunnelStarting() -> Bool {
+    /// Whether an admitted tunnel starts.
+    package enum TunnelStart: Equatable {
+        /// The connection becomes the tunnel.
+        case start
+        /// The request was answered meanwhile (a deadline passed): no tunnel.
+        case answered
+        /// The gateway is shutting down: the request is refused, and no tunnel outlives it.
+        case shuttingDown
+    }
+
+    /// The connection becomes a tunnel (CONNECT admitted, or a WebSocket upgrade), unless the
+    /// request was answered meanwhile or the gateway began shutting down.
+    package mutating func tunnelStarting() -> TunnelStart {
         switch state {
         case .authorizing, .proxying:
+            if quiescing { return .shuttingDown }
             state = .tunneling
             pipelined.removeAll()
-            return true
+            return .start
         case .idle, .receiving, .discarding, .responding, .tunneling, .draining:
-            return false
+            return .answered
         }
     }
 
@@ -387,7 +400,8 @@ package struct ConnectionStateMachine {
 
     /// Shutdown (`ChannelShouldQuiesceEvent`): the connection closes once the request in progress is answered.
     package mutating func quiesce() -> FailureAction {
-        closeWhenAnswered()
+        quiescing = true
+        return closeWhenAnswered()
     }
 
     private mutating func closeWhenAnswered() -> FailureAction {

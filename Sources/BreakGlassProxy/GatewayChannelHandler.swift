@@ -438,15 +438,25 @@ package final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChanne
             upstream.close(promise: nil)
             return
         }
-        guard let context, context.channel.isActive, machine.tunnelStarting() else {
-            // The client left while the tunnel was being recorded, or its request was answered
-            // meanwhile: the tunnel's end is recorded too.
-            let gone = self.context.map { !$0.channel.isActive } ?? true
+        let start = context.map { $0.channel.isActive ? machine.tunnelStarting() : .answered }
+        guard let context, let start, start == .start else {
+            // The client left while the tunnel was being recorded, its request was answered
+            // meanwhile, or the gateway began shutting down: the tunnel's end is recorded too.
             upstream.close(promise: nil)
+            let ending: String
+            if let context, start == .shuttingDown {
+                ending = "the gateway shut down before the tunnel started"
+                respond(
+                    context: context, version: .http1_1,
+                    response: .error(BreakGlassError(.unavailable, "the gateway is shutting down", retryAfterSeconds: 5)),
+                    keepAlive: false)
+            } else if let context, context.channel.isActive {
+                ending = "the request was answered before the tunnel started"
+            } else {
+                ending = "client closed before the tunnel started"
+            }
             proxy.recordTunnelClosed(
-                admission, mode: mode, bytesIn: 0, bytesOut: 0, duration: .zero,
-                ending: gone ? "client closed before the tunnel started" : "the request was answered before the tunnel started",
-                reserved: closeReserved)
+                admission, mode: mode, bytesIn: 0, bytesOut: 0, duration: .zero, ending: ending, reserved: closeReserved)
             return
         }
         exchange = nil

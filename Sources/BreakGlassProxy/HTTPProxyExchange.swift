@@ -165,7 +165,8 @@ final class HTTPProxyExchange {
         }
         for part in waiting { forward(part, extendDeadline: machine.extendDeadline()) }
         upstream.flush()
-        if upstream.isWritable { client.releaseReads() }
+        // A flush that fails closes the connection at once, which may have ended the exchange.
+        if upstream.isWritable, machine.state != .finished { client.releaseReads() }
     }
 
     private func forward(_ part: HTTPServerRequestPart, extendDeadline: Bool) {
@@ -179,7 +180,8 @@ final class HTTPProxyExchange {
         case .end(let trailers):
             upstream.writeAndFlush(HTTPClientRequestPart.end(ProxyHeaders.upstreamTrailers(trailers)), promise: nil)
         }
-        if extendDeadline { awaitAnswer() }
+        // (A write that failed may have ended the exchange meanwhile: then no deadline is due.)
+        if extendDeadline, machine.state != .finished { awaitAnswer() }
     }
 
     /// The upstream must begin its answer within `response_timeout` of now (the last request byte

@@ -44,7 +44,7 @@ import Testing
             machine.exchangeStarted()
         case .tunneling:
             _ = machine.received(.head(head(.CONNECT, "db:5432")))
-            _ = machine.tunnelStarting()
+            #expect(machine.tunnelStarting() == .start)
         case .draining:
             _ = machine.received(.head(head(.GET, "/p/web/x")))
             _ = machine.answering(keepAlive: true, drainFirst: true)
@@ -214,9 +214,19 @@ import Testing
 
     @Test(arguments: Named.allCases) func aTunnelStartsOnlyFromAnAdmission(_ named: Named) {
         var machine = Self.machine(named)
-        let starts = machine.tunnelStarting()
+        let starts = machine.tunnelStarting() == .start
         #expect(starts == (named == .authorizing || named == .proxying))
         if starts { #expect(machine.isTunneling) }
+    }
+
+    /// Shutdown began while a tunnel was being authorized: it does not start (it would outlive
+    /// the listener's quiescing), and the request can still be answered.
+    @Test(arguments: [Named.authorizing, .proxying]) func noTunnelStartsDuringShutdown(_ named: Named) {
+        var machine = Self.machine(named)
+        #expect(machine.quiesce() == .none)
+        #expect(machine.tunnelStarting() == .shuttingDown)
+        #expect(!machine.isTunneling)
+        #expect(machine.answering(keepAlive: true) == false)
     }
 
     // MARK: requests as they begin
