@@ -461,58 +461,7 @@ package final class GatewayChannelHandler: ChannelDuplexHandler, RemovableChanne
         }
         exchange = nil
         handlers.deadlines.tunnelStarted()
-        let started = ContinuousClock.now
-        let (clientGlue, upstreamGlue) = GlueHandler.pair()
-        let client = context.channel
-        // Both glues go in before either decoder leaves: a departing decoder passes on the bytes that
-        // followed the head, and its glue needs the partner in place to deliver them. Neither side
-        // reads until both decoders are gone: bytes arriving with an end of input before that would be
-        // dropped by a decoder that sees the end.
-        let decodersGone: EventLoopFuture<Void>
-        do {
-            _ = client.setOption(.allowRemoteHalfClosure, value: true)
-            _ = upstream.setOption(.allowRemoteHalfClosure, value: true)
-            _ = upstream.setOption(.autoRead, value: false)
-            let sync = client.pipeline.syncOperations
-            _ = sync.removeHandler(handlers.encoder)
-            _ = sync.removeHandler(handlers.coalescer)
-            // A probe's tunnel only listens: the first byte its client sends ends it.
-            if admission.session.tag == .probe { try sync.addHandler(ReadOnlyTunnelGuard()) }
-            try sync.addHandler(clientGlue)
-            let upstreamSync = upstream.pipeline.syncOperations
-            if let encoder = try? upstreamSync.handler(type: HTTPRequestEncoder.self) { _ = upstreamSync.removeHandler(encoder) }
-            if let handler = try? upstreamSync.handler(type: UpstreamHTTPHandler.self) { _ = upstreamSync.removeHandler(handler) }
-            try upstreamSync.addHandler(upstreamGlue)
-            client.writeAndFlush(answer, promise: nil)
-            let clientDecoderGone = sync.removeHandler(handlers.decoder)
-            if let decoder = try? upstreamSync.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self) {
-                decodersGone = clientDecoderGone.and(upstreamSync.removeHandler(decoder)).map { _ in }
-            } else {
-                decodersGone = clientDecoderGone
-            }
-        } catch {
-            client.close(promise: nil)
-            upstream.close(promise: nil)
-            proxy.recordTunnelClosed(
-                admission, mode: mode, bytesIn: 0, bytesOut: 0, duration: .zero, ending: "the tunnel could not start (\(error))",
-                reserved: closeReserved)
-            return
-        }
-        decodersGone.assumeIsolated().whenComplete { _ in
-            // Leftovers arrive outside a read cycle, so no read-complete flushes them.
-            upstream.flush()
-            client.flush()
-            _ = client.pipeline.syncOperations.removeHandler(self)
-            _ = upstream.setOption(.autoRead, value: true)
-            client.read()
-        }
-        client.closeFuture.and(upstream.closeFuture).assumeIsolated().whenComplete { _ in
-            proxy.recordTunnelClosed(
-                admission, mode: mode, bytesIn: clientGlue.bytesRead, bytesOut: upstreamGlue.bytesRead,
-                duration: started.duration(to: .now),
-                ending: proxy.sessionEnding(admission.session.session) ?? "closed", reserved: closeReserved)
-        }
-        client.closeFuture.whenComplete { _ in upstream.close(promise: nil) }
-        upstream.closeFuture.whenComplete { _ in client.close(promise: nil) }
+        TunnelSplice(client: context.channel, upstream: upstream, admission: admission, mode: mode, closeReserved: closeReserved)
+            .join(answer: answer, httpHandlers: handlers, gatewayHandler: self, proxy: proxy)
     }
 }
