@@ -41,8 +41,8 @@ final class HTTPProxyExchange {
         let pathway = admission.pathway
         self.machine = ProxyExchangeStateMachine(
             request: .init(
-                head: head, pathway: pathway.name, upstream: "\(pathway.upstream)",
-                maxConnectionsPerSession: pathway.proxy.maxConnectionsPerSession, responseTimeout: pathway.proxy.responseTimeout.policyText)
+                head: head, pathway: pathway.name, upstream: pathway.upstream,
+                maxConnectionsPerSession: pathway.proxy.maxConnectionsPerSession, responseTimeout: pathway.proxy.responseTimeout)
         )
     }
 

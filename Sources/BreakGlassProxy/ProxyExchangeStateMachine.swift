@@ -11,13 +11,15 @@ package struct ProxyExchangeStateMachine {
     package struct Request: Sendable {
         package var head: HTTPRequestHead
         package var pathway: String
-        /// The upstream as written in the policy, for messages.
-        package var upstream: String
+        /// The upstream, for messages (written out only when one is needed).
+        package var upstream: Upstream
         package var maxConnectionsPerSession: Int
-        /// `response_timeout` as written in the policy, for messages.
-        package var responseTimeout: String
+        /// `response_timeout`, for messages.
+        package var responseTimeout: Duration
 
-        package init(head: HTTPRequestHead, pathway: String, upstream: String, maxConnectionsPerSession: Int, responseTimeout: String) {
+        package init(
+            head: HTTPRequestHead, pathway: String, upstream: Upstream, maxConnectionsPerSession: Int, responseTimeout: Duration
+        ) {
             self.head = head
             self.pathway = pathway
             self.upstream = upstream
@@ -286,7 +288,8 @@ package struct ProxyExchangeStateMachine {
         awaitingAnswer = false
         return fail(
             BreakGlassError(
-                .upstreamTimeout, "pathway \(request.pathway): \(request.upstream) did not answer within \(request.responseTimeout)"),
+                .upstreamTimeout,
+                "pathway \(request.pathway): \(request.upstream) did not answer within \(request.responseTimeout.policyText)"),
             outcome: "timeout")
     }
 

@@ -45,7 +45,7 @@ struct TunnelSplice {
             try upstreamSync.addHandler(upstreamGlue)
             client.writeAndFlush(answer, promise: nil)
             let clientDecoderGone = sync.removeHandler(handlers.decoder)
-            if let decoder = try? upstreamSync.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self) {
+            if let decoder = try? upstreamSync.handler(type: ByteToMessageHandler<UpstreamResponseDecoder>.self) {
                 decodersGone = clientDecoderGone.and(upstreamSync.removeHandler(decoder)).map { _ in }
             } else {
                 decodersGone = clientDecoderGone

@@ -48,19 +48,13 @@ package final class UpstreamConnector: Sendable {
                         var encoding = HTTPRequestEncoder.Configuration()
                         encoding.automaticallySetFramingHeaders = false
                         try sync.addHandler(HTTPRequestEncoder(configuration: encoding))
-                        try sync.addHandler(Self.responseDecoder(forUpgrade: forUpgrade))
-                        try sync.addHandler(UpstreamHTTPHandler())
+                        let decoder = UpstreamResponseDecoder(forUpgrade: forUpgrade)
+                        try sync.addHandler(ByteToMessageHandler(decoder))
+                        try sync.addHandler(UpstreamHTTPHandler(decoder: decoder))
                     }
                 }
                 .connect(host: upstream.host, port: upstream.port)
         }
-    }
-
-    /// The decoder of an upstream's answers. Bytes it still holds when it leaves the pipeline belong
-    /// to a tunnel after an upgrade, and to nobody otherwise: then they are an error, which closes
-    /// the connection.
-    static func responseDecoder(forUpgrade: Bool) -> ByteToMessageHandler<HTTPResponseDecoder> {
-        ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: forUpgrade ? .forwardBytes : .fireError))
     }
 
     /// A new TCP connection to a tcp pathway's upstream; it reads nothing until glued.

@@ -12,10 +12,16 @@ final class UpstreamHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     var exchange: HTTPProxyExchange?
     /// How many exchanges this connection has carried (more than one: it came from the pool).
     var served = 0
+    private let decoder: UpstreamResponseDecoder
     private var context: ChannelHandlerContext?
     private var pendingRead = false
     /// The connection said something out of turn or failed: it never goes back to the pool.
     private var spoiled = false
+
+    /// A handler after `decoder`'s `ByteToMessageHandler`.
+    init(decoder: UpstreamResponseDecoder) {
+        self.decoder = decoder
+    }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -64,26 +70,11 @@ final class UpstreamHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// Readies the connection for another exchange after a complete one, then calls `done` with
-    /// whether it may be pooled. The answer decoder is replaced: bytes that followed the answer in
-    /// the same read (the start of an answer nobody asked for) may wait inside it, where they would
-    /// become the head of the next exchange's answer, another session's. The old decoder leaves with
-    /// an error when it holds bytes, which closes the connection; its removal completes on a later
-    /// tick, after its read, so it never passes a part to its successor.
+    /// whether it may be pooled: the answer decoder is made new (`UpstreamResponseDecoder.renew`).
     func recycle(_ done: @escaping (_ reusable: Bool) -> Void) {
         exchange = nil
-        guard !spoiled, let context, context.channel.isActive,
-            let decoder = try? context.pipeline.syncOperations.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self)
-        else { return done(false) }
-        context.pipeline.syncOperations.removeHandler(decoder).assumeIsolated().whenComplete { result in
-            guard case .success = result, !self.spoiled, let context = self.context, context.channel.isActive else { return done(false) }
-            do {
-                try context.pipeline.syncOperations.addHandler(
-                    UpstreamConnector.responseDecoder(forUpgrade: false), position: .before(self))
-            } catch {
-                return done(false)
-            }
-            done(true)
-        }
+        guard !spoiled, let context, context.channel.isActive else { return done(false) }
+        decoder.renew(done)
     }
 
     /// The client can take more again.

@@ -14,12 +14,13 @@ import Testing
         let port: Int
         private let channel: any Channel
 
-        init(answers: [String]) async throws {
+        /// `later`: bytes written on each connection this long after its first answer.
+        init(answers: [String], later: (delay: TimeAmount, bytes: String)? = nil) async throws {
             channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(Answerer(answers: answers))
+                        try channel.pipeline.syncOperations.addHandler(Answerer(answers: answers, later: later))
                     }
                 }
                 .bind(host: "127.0.0.1", port: 0)
@@ -36,11 +37,13 @@ import Testing
             typealias InboundIn = ByteBuffer
             typealias OutboundOut = ByteBuffer
             private let answers: [String]
+            private let later: (delay: TimeAmount, bytes: String)?
             private var received = ""
             private var served = 0
 
-            init(answers: [String]) {
+            init(answers: [String], later: (delay: TimeAmount, bytes: String)?) {
                 self.answers = answers
+                self.later = later
             }
 
             func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -50,6 +53,12 @@ import Testing
                     let answer = answers[min(served, answers.count - 1)]
                     served += 1
                     context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer)), promise: nil)
+                    if served == 1, let later {
+                        let channel = context.channel
+                        context.eventLoop.scheduleTask(in: later.delay) {
+                            channel.writeAndFlush(ByteBuffer(string: later.bytes), promise: nil)
+                        }
+                    }
                 }
             }
         }
@@ -101,6 +110,44 @@ import Testing
         let answer = String(connection.text.dropFirst(first.count))
         #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer)")
         #expect(!answer.contains("X-Injected-By-Alice"), "bob's answer carries a head alice's exchange left behind: \(answer)")
+        await connection.close()
+        await client.shutdown()
+        await gateway.stop()
+        await upstream.stop()
+    }
+
+    /// The same injection, with the unasked bytes sent a moment after the answer (another read,
+    /// while the connection waits in the pool): bytes an idle connection receives close it, even
+    /// when they do not make up a whole part yet.
+    @Test func bytesAnIdleConnectionReceivesKeepItOutOfThePool() async throws {
+        let upstream = try await RawUpstream(
+            answers: ["HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst", "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond"],
+            later: (.milliseconds(100), "HTTP/1.1 200 OK\r\nX-Injected-By-Alice: yes\r\nX-Swallow: "))
+        let policy = """
+            pathways:
+              split:
+                kind: http
+                upstream: http://127.0.0.1:\(upstream.port)
+                allow: { users: [alice, bob] }
+
+            """
+        let gateway = try await TestGateway(policyBody: policy)
+        let client = try HTTPSTestClient(caPath: gateway.pki.caPath)
+        let alice = try await Self.login(gateway, client, "alice", pathway: "split")
+        let bob = try await Self.login(gateway, client, "bob", pathway: "split")
+
+        let connection = try await TLSTestConnection(port: gateway.port, caPath: gateway.pki.caPath)
+        try await connection.send("GET /p/split/a HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(alice)\r\n\r\n")
+        #expect(await connection.wait { $0.text.hasSuffix("first") || $0.isClosed })
+        let first = connection.text
+        try await Task.sleep(for: .milliseconds(400))
+        try await connection.send("GET /p/split/b HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(bob)\r\n\r\n")
+        await connection.wait {
+            $0.text.count > first.count && ($0.text.hasSuffix("second") || $0.text.hasSuffix("first") || $0.isClosed)
+        }
+        let answer = String(connection.text.dropFirst(first.count))
+        #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer)")
+        #expect(!answer.contains("X-Injected-By-Alice"), "bob's answer carries a head sent while the connection was idle: \(answer)")
         await connection.close()
         await client.shutdown()
         await gateway.stop()

@@ -26,9 +26,11 @@ import Testing
         HTTPRequestHead(version: .http1_1, method: method, uri: "/p/web/x", headers: HTTPHeaders(headers))
     }
 
+    static let upstream = Upstream(scheme: .http, host: "127.0.0.1", port: 9)
+
     static func machine(_ head: HTTPRequestHead = head()) -> Machine {
         Machine(
-            request: .init(head: head, pathway: "web", upstream: "http://127.0.0.1:9", maxConnectionsPerSession: 4, responseTimeout: "5s"))
+            request: .init(head: head, pathway: "web", upstream: Self.upstream, maxConnectionsPerSession: 4, responseTimeout: .seconds(5)))
     }
 
     static let webSocket = [

@@ -1,0 +1,102 @@
+import NIOCore
+import NIOHTTP1
+
+/// NIO's decoder of an upstream connection's answers (`HTTPResponseDecoder`, which does all the
+/// parsing), made new before a kept-alive connection serves another exchange, so that nothing of one
+/// exchange's bytes reaches the next one's answer:
+/// - bytes that followed an answer in the same read (the start of an answer nobody asked for) stay
+///   in the old parser, which is dropped; when the old parser kept some of them to finish later, the
+///   connection is not reused at all;
+/// - bytes that arrive while the connection is idle (no request written since) are an error, which
+///   closes the connection.
+final class UpstreamResponseDecoder: ByteToMessageDecoder, WriteObservingByteToMessageDecoder {
+    typealias InboundOut = HTTPClientResponsePart
+    typealias OutboundIn = HTTPClientRequestPart
+
+    /// The upstream sent bytes while no request was waiting for them.
+    struct SpokeOutOfTurn: Error {}
+
+    private let forUpgrade: Bool
+    private var inner: HTTPResponseDecoder
+    private var context: ChannelHandlerContext?
+    /// Inside `inner.decode`: a renewal waits until it returns.
+    private var decoding = false
+    /// Bytes the parser kept after its last `decode` (part of a message it has not finished).
+    private var keptBytes = 0
+    /// Renewed and no request written since: any byte is out of turn.
+    private var idle = false
+    private var pendingRenewal: ((Bool) -> Void)?
+
+    /// `forUpgrade`: the connection is made for a WebSocket upgrade, and the bytes after the `101`
+    /// go to the tunnel when the decoder leaves.
+    init(forUpgrade: Bool) {
+        self.forUpgrade = forUpgrade
+        self.inner = Self.parser(forUpgrade: forUpgrade)
+    }
+
+    private static func parser(forUpgrade: Bool) -> HTTPResponseDecoder {
+        HTTPResponseDecoder(leftOverBytesStrategy: forUpgrade ? .forwardBytes : .fireError)
+    }
+
+    /// Readies the decoder for the next exchange; `done` learns whether the connection may be reused
+    /// (false: the old parser kept bytes of an answer nobody asked for). During a decode (the answer's
+    /// end is being delivered) this happens once that decode has returned.
+    func renew(_ done: @escaping (_ reusable: Bool) -> Void) {
+        if decoding {
+            pendingRenewal = done
+        } else {
+            done(renewNow())
+        }
+    }
+
+    private func renewNow() -> Bool {
+        guard keptBytes == 0, let context else { return false }
+        inner.decoderRemoved(context: context)
+        inner = Self.parser(forUpgrade: forUpgrade)
+        inner.decoderAdded(context: context)
+        idle = true
+        return true
+    }
+
+    func decoderAdded(context: ChannelHandlerContext) {
+        self.context = context
+        inner.decoderAdded(context: context)
+    }
+
+    func decoderRemoved(context: ChannelHandlerContext) {
+        inner.decoderRemoved(context: context)
+        self.context = nil
+    }
+
+    func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        if idle { throw SpokeOutOfTurn() }
+        decoding = true
+        let state: DecodingState
+        do {
+            state = try inner.decode(context: context, buffer: &buffer)
+        } catch {
+            decoding = false
+            if let done = pendingRenewal {
+                pendingRenewal = nil
+                done(false)
+            }
+            throw error
+        }
+        decoding = false
+        keptBytes = buffer.readableBytes
+        if let done = pendingRenewal {
+            pendingRenewal = nil
+            done(renewNow())
+        }
+        return state
+    }
+
+    func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        try inner.decodeLast(context: context, buffer: &buffer, seenEOF: seenEOF)
+    }
+
+    func write(data: HTTPClientRequestPart) {
+        if case .head = data { idle = false }
+        inner.write(data: data)
+    }
+}
