@@ -8,7 +8,7 @@ import Testing
 
 @testable import BreakGlassGateway
 
-/// `GatewayChannelHandler` in an `EmbeddedChannel` with the real HTTP/1.1 handlers and a router
+/// `GatewayChannelHandler` in a `NIOAsyncTestingChannel` with the real HTTP/1.1 handlers and a router
 /// that echoes the path: the connection state machine's actions as bytes on the wire.
 @Suite struct GatewayChannelHandlerTests {
     /// The paths the router saw, in order.
@@ -18,31 +18,37 @@ import Testing
     }
 
     /// A connection to a listener that serves only an API; `routed` keeps the paths in the order
-    /// the router saw them.
-    static func connection(limits: HTTPLimits = HTTPLimits(maximumBodyBytes: 64)) throws -> (EmbeddedChannel, Routed) {
-        let channel = EmbeddedChannel()
+    /// the router saw them. The testing channel's loop takes the router's answers from its task.
+    /// `answerDelay`: how long the router takes (so that something can happen while it works).
+    static func connection(
+        limits: HTTPLimits = HTTPLimits(maximumBodyBytes: 64), answerDelay: Duration = .zero
+    ) async throws -> (NIOAsyncTestingChannel, Routed) {
+        let channel = NIOAsyncTestingChannel()
         let routed = Routed()
-        let http = HTTPServerHandlers(limits: GatewayLimits())
-        let sync = channel.pipeline.syncOperations
-        try sync.addHandler(http.deadlines)
-        try sync.addHandlers([http.coalescer, http.encoder, http.decoder])
-        let handler = GatewayChannelHandler(
-            route: { [routed] request in
-                routed.paths.withLock { $0.append(request.uri) }
-                return APIResponse(status: .ok, body: ByteBuffer(string: "answer to \(request.uri)"))
-            }, proxy: nil, limits: limits, handlers: http)
-        try sync.addHandler(handler)
-        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 8443)).wait()
+        try await channel.testingEventLoop.executeInContext {
+            let http = HTTPServerHandlers(limits: GatewayLimits())
+            let sync = channel.pipeline.syncOperations
+            try sync.addHandler(http.deadlines)
+            try sync.addHandlers([http.coalescer, http.encoder, http.decoder])
+            let handler = GatewayChannelHandler(
+                route: { [routed] request in
+                    routed.paths.withLock { $0.append(request.uri) }
+                    if answerDelay > .zero { try? await Task.sleep(for: answerDelay) }
+                    return APIResponse(status: .ok, body: ByteBuffer(string: "answer to \(request.uri)"))
+                }, proxy: nil, limits: limits, handlers: http)
+            try sync.addHandler(handler)
+        }
+        try await channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 8443))
         return (channel, routed)
     }
 
     /// What the connection wrote, once `answers` answers are out (the router runs in a task; its
     /// answer comes back through the event loop).
-    static func written(_ channel: EmbeddedChannel, answers: Int) async throws -> String {
+    static func written(_ channel: NIOAsyncTestingChannel, answers: Int) async throws -> String {
         var text = ""
         for _ in 0..<2000 {
-            channel.embeddedEventLoop.run()
-            while let buffer = try channel.readOutbound(as: ByteBuffer.self) { text += String(buffer: buffer) }
+            await channel.testingEventLoop.run()
+            while let buffer = try await channel.readOutbound(as: ByteBuffer.self) { text += String(buffer: buffer) }
             if text.components(separatedBy: "HTTP/1.1 ").count - 1 >= answers { return text }
             try await Task.sleep(for: .milliseconds(5))
         }
@@ -50,13 +56,26 @@ import Testing
         return text
     }
 
+    /// Sends `text` as the client; a refusal the pipeline raises is the tests' to check.
+    static func send(_ channel: NIOAsyncTestingChannel, _ text: String) async {
+        _ = try? await channel.writeInbound(ByteBuffer(string: text))
+    }
+
+    /// Shutdown reaches the connection (`ChannelShouldQuiesceEvent`), then the loop runs.
+    static func quiesce(_ channel: NIOAsyncTestingChannel) async throws {
+        try await channel.testingEventLoop.executeInContext {
+            channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        }
+        await channel.testingEventLoop.run()
+    }
+
     static func request(_ path: String, _ extra: String = "") -> String {
         "GET \(path) HTTP/1.1\r\nHost: gateway\r\n\(extra)\r\n"
     }
 
     @Test func pipelinedRequestsAreAnsweredInOrderOneAtATime() async throws {
-        let (channel, routed) = try Self.connection()
-        try channel.writeInbound(ByteBuffer(string: Self.request("/v1/a") + Self.request("/v1/b") + Self.request("/v1/c")))
+        let (channel, routed) = try await Self.connection()
+        await Self.send(channel, Self.request("/v1/a") + Self.request("/v1/b") + Self.request("/v1/c"))
         // The second request reaches the router only once the first is answered.
         #expect(routed.all.count <= 1)
         let text = try await Self.written(channel, answers: 3)
@@ -65,12 +84,12 @@ import Testing
         #expect(order == order.sorted())
         #expect(routed.all == ["/v1/a", "/v1/b", "/v1/c"])
         #expect(channel.isActive)
-        _ = try? channel.finish()
+        _ = try? await channel.finish()
     }
 
     @Test func bytesThatAreNotHTTPGetA400WithItsCodeAndTheConnectionCloses() async throws {
-        let (channel, routed) = try Self.connection()
-        _ = try? channel.writeInbound(ByteBuffer(string: "NOT HTTP AT ALL\r\n\r\n"))
+        let (channel, routed) = try await Self.connection()
+        await Self.send(channel, "NOT HTTP AT ALL\r\n\r\n")
         let text = try await Self.written(channel, answers: 1)
         #expect(text.hasPrefix("HTTP/1.1 400 Bad Request"))
         #expect(text.contains("\"code\":\"invalid_request\""))
@@ -80,8 +99,8 @@ import Testing
     }
 
     @Test func whatFollowsAMalformedRequestIsNotServed() async throws {
-        let (channel, routed) = try Self.connection()
-        _ = try? channel.writeInbound(ByteBuffer(string: Self.request("/v1/a") + "GARBAGE\u{1}\r\n\r\n" + Self.request("/v1/b")))
+        let (channel, routed) = try await Self.connection()
+        await Self.send(channel, Self.request("/v1/a") + "GARBAGE\u{1}\r\n\r\n" + Self.request("/v1/b"))
         let text = try await Self.written(channel, answers: 1)
         #expect(text.contains("answer to /v1/a"))
         #expect(text.contains("Connection: close"))
@@ -91,9 +110,9 @@ import Testing
     }
 
     @Test func anAPIBodyOverTheLimitGets413AndTheConnectionCloses() async throws {
-        let (channel, routed) = try Self.connection()
+        let (channel, routed) = try await Self.connection()
         // Announced too large: refused at the head.
-        try channel.writeInbound(ByteBuffer(string: "POST /v1/grants HTTP/1.1\r\nHost: g\r\nContent-Length: 65\r\n\r\n"))
+        await Self.send(channel, "POST /v1/grants HTTP/1.1\r\nHost: g\r\nContent-Length: 65\r\n\r\n")
         let text = try await Self.written(channel, answers: 1)
         #expect(text.hasPrefix("HTTP/1.1 413 Payload Too Large"))
         #expect(text.contains("\"code\":\"payload_too_large\""))
@@ -101,19 +120,18 @@ import Testing
         #expect(!channel.isActive)
 
         // Chunked: refused when the chunks pass the limit.
-        let (chunked, _) = try Self.connection()
+        let (chunked, _) = try await Self.connection()
         let chunk = String(repeating: "x", count: 40)
-        try chunked.writeInbound(
-            ByteBuffer(
-                string: "POST /v1/grants HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\r\n28\r\n\(chunk)\r\n28\r\n\(chunk)\r\n"))
+        await Self.send(
+            chunked, "POST /v1/grants HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\r\n28\r\n\(chunk)\r\n28\r\n\(chunk)\r\n")
         let refused = try await Self.written(chunked, answers: 1)
         #expect(refused.hasPrefix("HTTP/1.1 413 Payload Too Large"))
         #expect(!chunked.isActive)
     }
 
     @Test func tooManyHeaderFieldsGet431() async throws {
-        let (channel, _) = try Self.connection(limits: HTTPLimits(maximumHeaderCount: 3))
-        try channel.writeInbound(ByteBuffer(string: Self.request("/v1/a", "A: 1\r\nB: 2\r\nC: 3\r\n")))
+        let (channel, _) = try await Self.connection(limits: HTTPLimits(maximumHeaderCount: 3))
+        await Self.send(channel, Self.request("/v1/a", "A: 1\r\nB: 2\r\nC: 3\r\n"))
         let text = try await Self.written(channel, answers: 1)
         #expect(text.hasPrefix("HTTP/1.1 431"))
         #expect(text.contains("\"code\":\"headers_too_large\""))
@@ -121,28 +139,28 @@ import Testing
     }
 
     @Test func shutdownLetsTheRequestInProgressFinishThenCloses() async throws {
-        let (channel, routed) = try Self.connection()
-        try channel.writeInbound(ByteBuffer(string: Self.request("/v1/a") + Self.request("/v1/b")))
-        channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        let (channel, routed) = try await Self.connection(answerDelay: .milliseconds(200))
+        await Self.send(channel, Self.request("/v1/a") + Self.request("/v1/b"))
+        try await Self.quiesce(channel)
         let text = try await Self.written(channel, answers: 1)
         #expect(text.contains("answer to /v1/a"))
         #expect(text.contains("Connection: close"))
-        channel.embeddedEventLoop.run()
+        await channel.testingEventLoop.run()
         #expect(!channel.isActive)
         // The request that waited is not served.
         #expect(routed.all == ["/v1/a"])
 
         // An idle connection closes at once.
-        let (idle, _) = try Self.connection()
-        idle.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        let (idle, _) = try await Self.connection()
+        try await Self.quiesce(idle)
         #expect(!idle.isActive)
     }
 
     @Test func proxiedPathsAreAPIRequestsOnAListenerWithoutAProxy() async throws {
-        let (channel, routed) = try Self.connection()
-        try channel.writeInbound(ByteBuffer(string: Self.request("/p/web/x")))
+        let (channel, routed) = try await Self.connection()
+        await Self.send(channel, Self.request("/p/web/x"))
         _ = try await Self.written(channel, answers: 1)
         #expect(routed.all == ["/p/web/x"])
-        _ = try? channel.finish()
+        _ = try? await channel.finish()
     }
 }
