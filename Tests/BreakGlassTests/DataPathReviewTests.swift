@@ -74,16 +74,10 @@ import Testing
         return token
     }
 
-    /// An upstream answers alice's request and, in the same bytes, begins another answer that nobody
-    /// asked for (an upstream that splits its responses, or echoes what a user sent, can be made to).
-    /// The gateway pools that connection with the unfinished answer still in its decoder, and bob's
-    /// next request on the connection gets an answer whose head alice wrote: bytes after an answer
-    /// must keep the connection out of the pool.
-    @Test func bytesAfterAnAnswerKeepTheUpstreamConnectionOutOfThePool() async throws {
-        let upstream = try await RawUpstream(answers: [
-            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst" + "HTTP/1.1 200 OK\r\nX-Injected-By-Alice: yes\r\nX-Swallow: ",
-            "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond",
-        ])
+    /// alice's request, then (after `pause`) bob's, on one client connection, so that both are on
+    /// one event loop (the pool's place) and bob may get the upstream connection alice's exchange
+    /// used; bob's answer as the client read it: "second" on that connection, or "first" on a new one.
+    static func bobsAnswer(upstream: RawUpstream, pause: Duration = .zero) async throws -> String {
         let policy = """
             pathways:
               split:
@@ -96,23 +90,35 @@ import Testing
         let client = try HTTPSTestClient(caPath: gateway.pki.caPath)
         let alice = try await Self.login(gateway, client, "alice", pathway: "split")
         let bob = try await Self.login(gateway, client, "bob", pathway: "split")
-
-        // One client connection, so that both requests are on one event loop (the pool's place).
         let connection = try await TLSTestConnection(port: gateway.port, caPath: gateway.pki.caPath)
         try await connection.send("GET /p/split/a HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(alice)\r\n\r\n")
         #expect(await connection.wait { $0.text.hasSuffix("first") || $0.isClosed })
         let first = connection.text
+        if pause > .zero { try await Task.sleep(for: pause) }
         try await connection.send("GET /p/split/b HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(bob)\r\n\r\n")
-        // bob's answer: "second" on the connection alice's exchange used, or "first" on a new one.
         await connection.wait {
             $0.text.count > first.count && ($0.text.hasSuffix("second") || $0.text.hasSuffix("first") || $0.isClosed)
         }
         let answer = String(connection.text.dropFirst(first.count))
-        #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer)")
-        #expect(!answer.contains("X-Injected-By-Alice"), "bob's answer carries a head alice's exchange left behind: \(answer)")
         await connection.close()
         await client.shutdown()
         await gateway.stop()
+        return answer
+    }
+
+    /// An upstream answers alice's request and, in the same bytes, begins another answer that nobody
+    /// asked for (an upstream that splits its responses, or echoes what a user sent, can be made to).
+    /// The gateway pooled that connection with the unfinished answer still in its decoder, and bob's
+    /// next request on the connection got an answer whose head alice wrote: bytes after an answer
+    /// must keep the connection out of the pool.
+    @Test func bytesAfterAnAnswerKeepTheUpstreamConnectionOutOfThePool() async throws {
+        let upstream = try await RawUpstream(answers: [
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst" + "HTTP/1.1 200 OK\r\nX-Injected-By-Alice: yes\r\nX-Swallow: ",
+            "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond",
+        ])
+        let answer = try await Self.bobsAnswer(upstream: upstream)
+        #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer)")
+        #expect(!answer.contains("X-Injected-By-Alice"), "bob's answer carries a head alice's exchange left behind: \(answer)")
         await upstream.stop()
     }
 
@@ -123,34 +129,9 @@ import Testing
         let upstream = try await RawUpstream(
             answers: ["HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst", "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond"],
             later: (.milliseconds(100), "HTTP/1.1 200 OK\r\nX-Injected-By-Alice: yes\r\nX-Swallow: "))
-        let policy = """
-            pathways:
-              split:
-                kind: http
-                upstream: http://127.0.0.1:\(upstream.port)
-                allow: { users: [alice, bob] }
-
-            """
-        let gateway = try await TestGateway(policyBody: policy)
-        let client = try HTTPSTestClient(caPath: gateway.pki.caPath)
-        let alice = try await Self.login(gateway, client, "alice", pathway: "split")
-        let bob = try await Self.login(gateway, client, "bob", pathway: "split")
-
-        let connection = try await TLSTestConnection(port: gateway.port, caPath: gateway.pki.caPath)
-        try await connection.send("GET /p/split/a HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(alice)\r\n\r\n")
-        #expect(await connection.wait { $0.text.hasSuffix("first") || $0.isClosed })
-        let first = connection.text
-        try await Task.sleep(for: .milliseconds(400))
-        try await connection.send("GET /p/split/b HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(bob)\r\n\r\n")
-        await connection.wait {
-            $0.text.count > first.count && ($0.text.hasSuffix("second") || $0.text.hasSuffix("first") || $0.isClosed)
-        }
-        let answer = String(connection.text.dropFirst(first.count))
+        let answer = try await Self.bobsAnswer(upstream: upstream, pause: .milliseconds(400))
         #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer)")
         #expect(!answer.contains("X-Injected-By-Alice"), "bob's answer carries a head sent while the connection was idle: \(answer)")
-        await connection.close()
-        await client.shutdown()
-        await gateway.stop()
         await upstream.stop()
     }
 
