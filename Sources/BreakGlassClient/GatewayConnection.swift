@@ -60,7 +60,7 @@ public final class GatewayConnection: Sendable {
         let name = serverName ?? (IPAddress(host) == nil ? host : nil)
         let connecting = ClientBootstrap(group: eventLoop)
             .connectTimeout(.milliseconds(Int64(timeout.totalMilliseconds)))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: name))

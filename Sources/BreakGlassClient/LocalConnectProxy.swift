@@ -33,7 +33,7 @@ public enum LocalConnectProxy {
             return try await ServerBootstrap(group: group)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.allowRemoteHalfClosure, value: true)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { local in
                     local.eventLoop.makeCompletedFuture {
                         try local.pipeline.syncOperations.addHandler(LocalConnectHandler(connector: connector, report: report))

@@ -35,7 +35,7 @@ package final class UpstreamConnector: Sendable {
         ) {
             ClientBootstrap(group: eventLoop)
                 .connectTimeout(Self.timeAmount(pathway.proxy.connectTimeout))
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations
@@ -62,7 +62,7 @@ package final class UpstreamConnector: Sendable {
         pool.open(pathway: pathway.name, destination: Self.poolDestination(pathway), limit: pathway.proxy.maxConnections, on: eventLoop) {
             ClientBootstrap(group: eventLoop)
                 .connectTimeout(Self.timeAmount(pathway.proxy.connectTimeout))
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .channelOption(.autoRead, value: false)
                 .connect(host: pathway.upstream.host, port: pathway.upstream.port)
         }

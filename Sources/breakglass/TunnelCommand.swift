@@ -40,7 +40,7 @@ struct TunnelCommand: AsyncParsableCommand {
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                     .childChannelOption(.autoRead, value: false)
                     .childChannelOption(.allowRemoteHalfClosure, value: true)
-                    .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                     .childChannelInitializer { local in
                         connector.open(on: local.eventLoop).whenComplete { result in
                             switch result {
