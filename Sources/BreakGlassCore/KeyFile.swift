@@ -44,7 +44,9 @@ public enum KeyFile {
         }
         guard (info.st_mode & S_IFMT) == S_IFREG else { throw KeyFileError(path: path, problem: "is not a regular file") }
         guard info.st_uid == geteuid() || info.st_uid == 0 else {
-            throw KeyFileError(path: path, problem: "is owned by uid \(info.st_uid): a private key must belong to this user or root")
+            let owner = userName(info.st_uid).map { "\($0) (uid \(info.st_uid))" } ?? "uid \(info.st_uid)"
+            let hint = userName(info.st_uid).map { "; run this as \($0) (sudo -u \($0) ...)" } ?? ""
+            throw KeyFileError(path: path, problem: "is owned by \(owner): a private key must belong to this user or root\(hint)")
         }
         guard (info.st_mode & 0o077) == 0 else {
             throw KeyFileError(
@@ -104,5 +106,14 @@ public enum KeyFile {
         guard fsync(fd) == 0 else {
             throw KeyFileError(path: path, problem: "cannot be flushed to disk: \(String(cString: strerror(errno)))")
         }
+    }
+
+    /// The name of the user `uid`, from the user database; nil when it has none.
+    private static func userName(_ uid: uid_t) -> String? {
+        var entry = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 4096)
+        guard getpwuid_r(uid, &entry, &buffer, buffer.count, &result) == 0, result != nil, let name = entry.pw_name else { return nil }
+        return String(cString: name)
     }
 }

@@ -187,4 +187,24 @@ import Testing
         try FileManager.default.setAttributes([.posixPermissions: 0o640], ofItemAtPath: path)
         #expect(throws: KeyFileError.self) { try TokenSigningKey.load(path: path) }
     }
+
+    /// A key that belongs to another user (the packaged gateway's keys belong to `breakglass`) is
+    /// refused, and the refusal says whose it is and how to run the command as that user.
+    @Test func aKeyOfAnotherUserIsRefusedWithItsOwnersName() throws {
+        try #require(geteuid() == 0, "the tests run as root (Scripts/test), which can give a file away")
+        let folder = FileManager.default.temporaryDirectory.path + "/keys-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let path = folder + "/token.pem"
+        try KeyFile.writePrivate(TokenSigningKey.generate().pemRepresentation, to: path)
+        let nobody = try #require(getpwnam("nobody")).pointee.pw_uid
+        #expect(chown(path, nobody, gid_t(0)) == 0)
+        do {
+            _ = try KeyFile.readPrivate(path: path)
+            Issue.record("a key of another user was read")
+        } catch {
+            #expect(error.description.contains("is owned by nobody (uid \(nobody))"), "\(error.description)")
+            #expect(error.description.contains("run this as nobody (sudo -u nobody ...)"), "\(error.description)")
+        }
+    }
 }
