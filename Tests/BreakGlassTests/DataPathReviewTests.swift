@@ -64,16 +64,6 @@ import Testing
         }
     }
 
-    static func login(_ gateway: TestGateway, _ client: HTTPSTestClient, _ user: String, pathway: String) async throws -> String {
-        let body = TestGateway.grantBody(
-            user: user, password: gateway.pam.password(user), otp: try await gateway.pam.code(user), pathway: pathway)
-        let response = try await client.request(.POST, gateway.baseURL + "/v1/grants", body: body)
-        guard response.status == 201, let token = response.json["token"] as? String else {
-            throw TestSupportError("login failed: \(response.status) \(response.text)")
-        }
-        return token
-    }
-
     /// alice's request, then (after `pause`) bob's, on one client connection, so that both are on
     /// one event loop (the pool's place) and bob may get the upstream connection alice's exchange
     /// used; bob's answer as the client read it: "second" on that connection, or "first" on a new one.
@@ -88,8 +78,8 @@ import Testing
             """
         let gateway = try await TestGateway(policyBody: policy)
         let client = try HTTPSTestClient(caPath: gateway.pki.caPath)
-        let alice = try await Self.login(gateway, client, "alice", pathway: "split")
-        let bob = try await Self.login(gateway, client, "bob", pathway: "split")
+        let alice = try await PathAttackTests.login(gateway, client, user: "alice", pathway: "split")
+        let bob = try await PathAttackTests.login(gateway, client, user: "bob", pathway: "split")
         let connection = try await TLSTestConnection(port: gateway.port, caPath: gateway.pki.caPath)
         try await connection.send("GET /p/split/a HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(alice)\r\n\r\n")
         #expect(await connection.wait { $0.text.hasSuffix("first") || $0.isClosed })
@@ -150,7 +140,7 @@ import Testing
             """
         let gateway = try await TestGateway(policyBody: policy)
         let client = try HTTPSTestClient(caPath: gateway.pki.caPath)
-        let token = try await Self.login(gateway, client, "alice", pathway: "web")
+        let token = try await PathAttackTests.login(gateway, client, user: "alice", pathway: "web")
         let connection = try await TLSTestConnection(port: gateway.port, caPath: gateway.pki.caPath)
         try await connection.send("GET /p/web/echo/one HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(token)\r\n\r\n")
         #expect(await connection.wait { $0.text.contains("echo\\/one") || $0.text.contains("echo/one") })
