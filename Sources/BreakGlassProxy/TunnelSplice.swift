@@ -72,7 +72,7 @@ struct TunnelSplice {
                 duration: started.duration(to: .now),
                 ending: proxy.sessionEnding(admission.session.session) ?? "closed", reserved: closeReserved)
         }
-        client.closeFuture.whenComplete { _ in upstream.close(promise: nil) }
-        upstream.closeFuture.whenComplete { _ in client.close(promise: nil) }
+        // When one side closes, the glue closes the other once what is queued for it is written (or
+        // after its drain grace): closing it at once would cut the end of the answer.
     }
 }

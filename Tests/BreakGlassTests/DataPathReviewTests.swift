@@ -125,6 +125,42 @@ import Testing
         await upstream.stop()
     }
 
+    /// A CONNECT client sends its request and half-closes; the upstream then answers with more
+    /// than the buffers hold and closes, while the client is not reading. Every byte must arrive:
+    /// the tunnel closed the client's connection as soon as the upstream's closed, dropping what
+    /// was queued for it.
+    @Test func aTunnelDeliversTheWholeAnswerAfterTheClientHalfCloses() async throws {
+        let size = 16 << 20
+        let upstream = try await GlueHandlerTests.answeringUpstream(size: size)
+        let port = try #require(upstream.localAddress?.port)
+        let policy = """
+            pathways:
+              db:
+                kind: tcp
+                upstream: 127.0.0.1:\(port)
+                allow: { users: [alice] }
+
+            """
+        let gateway = try await TestGateway(policyBody: policy)
+        let client = try HTTPSTestClient(caPath: gateway.pki.caPath)
+        let token = try await PathAttackTests.login(gateway, client, user: "alice", pathway: "db")
+        let tunnel = try await TLSTestConnection(port: gateway.port, caPath: gateway.pki.caPath)
+        try await tunnel.send("CONNECT db:\(port) HTTP/1.1\r\nProxy-Authorization: Bearer \(token)\r\n\r\n")
+        #expect(await tunnel.wait { $0.text.contains("\r\n\r\n") || $0.isClosed })
+        let head = tunnel.bytes.count
+        try await tunnel.pauseReading()
+        try await tunnel.send("the request\n")
+        try await tunnel.closeOutput()
+        try await Task.sleep(for: .milliseconds(500))
+        try await tunnel.resumeReading()
+        await tunnel.wait(timeout: .seconds(20)) { $0.isClosed || $0.bytes.count - head >= size }
+        #expect(tunnel.bytes.count - head == size, "the client got \(tunnel.bytes.count - head) of \(size) bytes")
+        await tunnel.close()
+        await client.shutdown()
+        await gateway.stop()
+        try? await upstream.close()
+    }
+
     /// The deliberate change of 72b562f, held: a client that leaves while its request is on a
     /// pooled upstream connection ends the exchange without a retry, and leaves no reservation,
     /// claim or upstream connection behind.

@@ -29,6 +29,17 @@ import Testing
         }
     }
 
+    /// A listener on 127.0.0.1 whose connections are answered by `AnswerAfterInput(size:)`.
+    static func answeringUpstream(size: Int) async throws -> any Channel {
+        try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(AnswerAfterInput(size: size)) }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+    }
+
     /// A tunnel listener whose connections are glued to new connections to an `AnswerAfterInput`
     /// upstream, all on one event loop; `clients` gets each client-side channel.
     struct Tunnel {
@@ -38,15 +49,7 @@ import Testing
 
         init(answerSize: Int, drainGrace: TimeAmount) async throws {
             let loop = MultiThreadedEventLoopGroup.singleton.next()
-            let upstream = try await ServerBootstrap(group: loop)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.allowRemoteHalfClosure, value: true)
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(AnswerAfterInput(size: answerSize))
-                    }
-                }
-                .bind(host: "127.0.0.1", port: 0).get()
+            let upstream = try await GlueHandlerTests.answeringUpstream(size: answerSize)
             guard let upstreamPort = upstream.localAddress?.port else { throw TestSupportError("the upstream did not bind") }
             let (clients, found) = AsyncStream<any Channel>.makeStream()
             let listener = try await ServerBootstrap(group: loop, childGroup: loop)

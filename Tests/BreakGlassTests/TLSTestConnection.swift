@@ -85,6 +85,16 @@ final class TLSTestConnection: Sendable {
         return condition(self)
     }
 
+    /// Stops reading (what the peer sends waits in the buffers), until `resumeReading`.
+    func pauseReading() async throws {
+        try await channel.setOption(.autoRead, value: false).get()
+    }
+
+    func resumeReading() async throws {
+        try await channel.setOption(.autoRead, value: true).get()
+        channel.read()
+    }
+
     /// Half-closes: sends TLS close_notify and a FIN, but keeps reading.
     func closeOutput() async throws {
         try await channel.close(mode: .output)
