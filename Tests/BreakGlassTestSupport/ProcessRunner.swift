@@ -38,8 +38,10 @@ public enum ProcessRunner {
         // every other task in the test process (including the gateway that the program may be talking to).
         async let outputData = readAll(output.fileHandleForReading)
         async let errorData = readAll(errors.fileHandleForReading)
-        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-        try input.fileHandleForWriting.close()
+        // The throwing write: a program that exits before reading its input makes the write fail
+        // with EPIPE, which the non-throwing `write(_:)` turns into a crash of the whole test process.
+        if let stdin { try? input.fileHandleForWriting.write(contentsOf: Data(stdin.utf8)) }
+        try? input.fileHandleForWriting.close()
         let timer = Task {
             try await Task.sleep(for: timeout)
             // SIGKILL: a test process that hosts a gateway ignores SIGTERM (ServiceLifecycle traps it),

@@ -9,11 +9,21 @@ import Synchronization
 final class TLSTestConnection: Sendable {
     private final class Collector: ChannelInboundHandler, Sendable {
         typealias InboundIn = ByteBuffer
-        let received = Mutex<(bytes: [UInt8], closed: Bool, inputClosed: Bool)>(([], false, false))
+        let received = Mutex<(bytes: [UInt8], total: Int, closed: Bool, inputClosed: Bool)>(([], 0, false, false))
+        /// Bytes kept (the rest is only counted), so that a test moving megabytes stays light.
+        let keep: Int
+
+        init(keep: Int) {
+            self.keep = keep
+        }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let buffer = unwrapInboundIn(data)
-            received.withLock { $0.bytes += buffer.readableBytesView }
+            received.withLock {
+                $0.total += buffer.readableBytes
+                let room = keep - $0.bytes.count
+                if room > 0 { $0.bytes += buffer.readableBytesView.prefix(room) }
+            }
         }
 
         func channelInactive(context: ChannelHandlerContext) {
@@ -32,7 +42,8 @@ final class TLSTestConnection: Sendable {
 
     /// Without `caPath` the connection is plain TCP. `source` is the local address to connect from
     /// (another loopback address, such as 127.0.0.2, stands for another client machine).
-    init(port: Int, caPath: String?, source: String? = nil) async throws {
+    /// `keep`: how many received bytes are kept for `bytes` and `text` (all are counted in `received`).
+    init(port: Int, caPath: String?, source: String? = nil, keep: Int = .max) async throws {
         let context: NIOSSLContext? = try caPath.map { path in
             var tls = TLSConfiguration.makeClientConfiguration()
             tls.minimumTLSVersion = .tlsv12
@@ -41,7 +52,7 @@ final class TLSTestConnection: Sendable {
             tls.shutdownTimeout = .milliseconds(200)
             return try NIOSSLContext(configuration: tls)
         }
-        let collector = Collector()
+        let collector = Collector(keep: keep)
         var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
         if let source { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0)) }
         channel =
@@ -68,8 +79,10 @@ final class TLSTestConnection: Sendable {
         try await channel.writeAndFlush(ByteBuffer(bytes: bytes))
     }
 
-    /// Everything received so far.
+    /// Everything received so far (up to `keep` bytes).
     var bytes: [UInt8] { collector.received.withLock { $0.bytes } }
+    /// How many bytes were received so far.
+    var received: Int { collector.received.withLock { $0.total } }
     var text: String { String(decoding: bytes, as: UTF8.self) }
     var isClosed: Bool { collector.received.withLock { $0.closed } }
     var inputClosed: Bool { collector.received.withLock { $0.inputClosed || $0.closed } }
