@@ -146,7 +146,7 @@ public final class H11Upstream: Sendable {
             Thread.detachNewThread {
                 var bytes: [UInt8] = []
                 while !bytes.contains(UInt8(ascii: "\n")), bytes.count < 64 {
-                    let chunk = handle.availableData
+                    let chunk = ProcessRunner.readSome(handle)
                     if chunk.isEmpty { break }
                     bytes += chunk
                 }

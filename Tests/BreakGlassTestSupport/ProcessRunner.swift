@@ -60,8 +60,30 @@ public enum ProcessRunner {
     static func readAll(_ handle: FileHandle) async -> Data {
         await withCheckedContinuation { continuation in
             Thread.detachNewThread {
-                continuation.resume(returning: handle.readDataToEndOfFile())
+                continuation.resume(returning: readToEnd(handle))
             }
+        }
+    }
+
+    /// Reads `handle` to its end with read(2), again when a signal interrupts it: Foundation's
+    /// `readDataToEndOfFile` and `availableData` crash the test process on `EINTR`.
+    public static func readToEnd(_ handle: FileHandle) -> Data {
+        var data = Data()
+        while true {
+            let chunk = readSome(handle)
+            if chunk.isEmpty { return data }
+            data.append(chunk)
+        }
+    }
+
+    /// What one read(2) of `handle` returns (it waits for some); empty at the end or on an error.
+    public static func readSome(_ handle: FileHandle) -> Data {
+        var chunk = [UInt8](repeating: 0, count: 64 << 10)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(handle.fileDescriptor, $0.baseAddress, $0.count) }
+            if count > 0 { return Data(chunk[0..<count]) }
+            if count < 0, errno == EINTR { continue }
+            return Data()
         }
     }
 

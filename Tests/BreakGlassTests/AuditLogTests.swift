@@ -579,7 +579,7 @@ import Testing
         func start(_ handle: FileHandle) {
             Thread.detachNewThread {
                 while true {
-                    let chunk = handle.availableData
+                    let chunk = ProcessRunner.readSome(handle)
                     if chunk.isEmpty { return }
                     self.lock.lock()
                     self.data.append(chunk)

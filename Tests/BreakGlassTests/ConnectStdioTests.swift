@@ -29,7 +29,7 @@ import Testing
         }
         for await _ in exited.stream {}
         timer.cancel()
-        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let stderr = String(decoding: ProcessRunner.readToEnd(errors.fileHandleForReading), as: UTF8.self)
         return (process.terminationStatus, stderr)
     }
 
@@ -67,7 +67,7 @@ import Testing
         // Read on a thread of its own: a blocking read must not hold a thread of the cooperative pool.
         let (read, reading) = AsyncStream.makeStream(of: Data.self)
         Thread.detachNewThread {
-            reading.yield(pipe.fileHandleForReading.readDataToEndOfFile())
+            reading.yield(ProcessRunner.readToEnd(pipe.fileHandleForReading))
             reading.finish()
         }
         let fileIn = try await Self.connect(

@@ -88,7 +88,7 @@ import Testing
         let size = 2 << 20
         let tunnel = try await Tunnel(answerSize: size, drainGrace: .seconds(10))
         let port = tunnel.port
-        let received = try await Task.detached { try Self.request(port: port, readAfter: .milliseconds(300)) }.value
+        let received = try await Self.onThread { try Self.request(port: port, readAfter: .milliseconds(300)) }
         #expect(received == size, "the client got \(received) of \(size) bytes")
         await tunnel.stop()
     }
@@ -99,7 +99,7 @@ import Testing
         // Less than a writability high-water mark, so that the upstream's end is read at once.
         let tunnel = try await Tunnel(answerSize: 48 << 10, drainGrace: .milliseconds(300))
         let port = tunnel.port
-        let reader = Task.detached { try Self.request(port: port, readAfter: .seconds(5)) }
+        let reader = Task { try await Self.onThread { try Self.request(port: port, readAfter: .seconds(5)) } }
         var clients = tunnel.clients.makeAsyncIterator()
         let client = try #require(await clients.next())
         let started = ContinuousClock.now
@@ -108,6 +108,14 @@ import Testing
         #expect(waited < .seconds(4), "the client connection stayed open \(waited) with nobody reading")
         _ = try? await reader.value
         await tunnel.stop()
+    }
+
+    /// Runs blocking socket calls on a thread of their own: blocking a thread of the cooperative
+    /// pool (two on this machine) would stall every other test in the process.
+    static func onThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(with: Result { try work() }) }
+        }
     }
 
     /// Connects with a small receive buffer, sends a line, ends its output, waits `readAfter` while
