@@ -11,8 +11,7 @@ import Testing
     /// A log of 20 grant sessions, two of them ended, with a checkpoint saved at size 7.
     static func makeLog(in folder: TestDirectory) async throws -> (directory: String, signer: NoteSigner, oldCheckpoint: String) {
         let signer = NoteSigner(name: "cli-gateway", privateKey: Curve25519.Signing.PrivateKey())
-        var logger = Logger(label: "audit-cli-test")
-        logger.logLevel = .critical
+        let logger = TestLog().logger(label: "audit-cli-test", level: .critical)
         let directory = folder.file("audit")
         let log = try AuditLog.open(directory: directory, origin: "cli-gateway", signer: signer, logger: logger)
         var old = ""

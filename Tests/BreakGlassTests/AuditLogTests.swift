@@ -25,8 +25,7 @@ import Testing
         }
 
         func open(segmentSize: Int = 256 << 10, mirrors: [String] = [], submitDelay: Duration = .milliseconds(2)) throws -> AuditLog {
-            var logger = Logger(label: "audit-test")
-            logger.logLevel = .critical
+            let logger = TestLog().logger(label: "audit-test", level: .critical)
             let options = AuditLogOptions(
                 segmentSize: segmentSize, reserve: 16 << 10, submitDelay: submitDelay, checkpointInterval: .milliseconds(50),
                 mirrors: mirrors)
@@ -467,8 +466,7 @@ import Testing
         // Space that another program holds, freed later.
         let filler = mountPoint + "/filler"
         try Data(repeating: 7, count: 200 << 10).write(to: URL(fileURLWithPath: filler))
-        var logger = Logger(label: "audit-full")
-        logger.logLevel = .critical
+        let logger = TestLog().logger(label: "audit-full", level: .critical)
         let options = AuditLogOptions(segmentSize: 128 << 10, reserve: 16 << 10, checkpointInterval: .seconds(60), warnFreeBytes: 1 << 20)
         let directory = mountPoint + "/log"
         let log = try AuditLog.open(directory: directory, origin: Self.origin, signer: fixture.signer, options: options, logger: logger)
@@ -534,8 +532,7 @@ import Testing
         let fixture = try Fixture()
         defer { fixture.folder.remove() }
         let received = fixture.folder.file("hook-received")
-        var logger = Logger(label: "audit-hook")
-        logger.logLevel = .critical
+        let logger = TestLog().logger(label: "audit-hook", level: .critical)
         let options = AuditLogOptions(checkpointHook: ["/bin/sh", "-c", "cat > '\(received)'"])
         let log = try AuditLog.open(
             directory: fixture.directory, origin: Self.origin, signer: fixture.signer, options: options, logger: logger)
@@ -657,8 +654,7 @@ import Testing
             totalAcknowledged += acknowledged.count
 
             // After the crash the log opens (a torn tail is cleared), verifies, and holds every acknowledged record.
-            var logger = Logger(label: "crash")
-            logger.logLevel = .critical
+            let logger = TestLog().logger(label: "crash", level: .critical)
             let log = try AuditLog.open(
                 directory: directory, origin: "bench", signer: NoteSigner(name: "bench", privateKey: key), logger: logger)
             let size = log.size

@@ -165,7 +165,7 @@ import Testing
     ) -> DenialLedger {
         DenialLedger(
             audit: sink, clock: SystemWallClock(), group: MultiThreadedEventLoopGroup.singleton, interval: { interval },
-            maximumSources: maximumSources, logger: Logger(label: "denial-ledger-test"))
+            maximumSources: maximumSources, logger: TestLog().logger(label: "denial-ledger-test"))
     }
 
     static func refusal(_ source: String, reason: String = "outage", kind: AuditEvent.Kind = .grantDenied) -> AuditEvent {

@@ -6,7 +6,7 @@ import Testing
 
 @Suite struct PAMAuthenticatorTests {
     static func authenticator(_ stack: PAMTestStack) -> PAMAuthenticator {
-        PAMAuthenticator(service: stack.service, confdir: stack.confdir, threads: 2, maxPending: 8, logger: Logger(label: "test"))
+        PAMAuthenticator(service: stack.service, confdir: stack.confdir, threads: 2, maxPending: 8, logger: TestLog().logger(label: "test"))
     }
 
     @Test func passwordAndCodeThroughPrivateConfdir() async throws {
@@ -67,7 +67,8 @@ import Testing
         try directory.write(
             "pam/pam.d/password", "auth required pam_pwdfile.so pwdfile=\(directory.file("pam/passwd"))\naccount required pam_permit.so\n")
         for (service, expected) in [("permit", [String]()), ("password", ["pwd"])] {
-            let pam = PAMAuthenticator(service: service, confdir: stack.confdir, threads: 1, maxPending: 1, logger: Logger(label: "t"))
+            let pam = PAMAuthenticator(
+                service: service, confdir: stack.confdir, threads: 1, maxPending: 1, logger: TestLog().logger(label: "t"))
             let outcome = try await pam.authenticate(user: "alice", password: "correct horse", oneTimeCode: "123456", remoteHost: nil)
                 .outcome
             #expect(outcome == .authenticated(amr: expected), "\(service): \(outcome)")
@@ -93,7 +94,8 @@ import Testing
             account required pam_permit.so
 
             """)
-        let pam = PAMAuthenticator(service: "third", confdir: stack.confdir, threads: 1, maxPending: 1, logger: Logger(label: "t"))
+        let pam = PAMAuthenticator(
+            service: "third", confdir: stack.confdir, threads: 1, maxPending: 1, logger: TestLog().logger(label: "t"))
         let outcome = try await pam.authenticate(
             user: "alice", password: "correct horse", oneTimeCode: try await stack.code("alice"), remoteHost: nil
         ).outcome
@@ -111,7 +113,7 @@ import Testing
         try directory.write("pam.d/broken", "auth required pam_does_not_exist.so\naccount required pam_permit.so\n")
         try directory.write("pam.d/other", "auth required pam_deny.so\n")
         let pam = PAMAuthenticator(
-            service: "broken", confdir: directory.file("pam.d"), threads: 1, maxPending: 1, logger: Logger(label: "t"))
+            service: "broken", confdir: directory.file("pam.d"), threads: 1, maxPending: 1, logger: TestLog().logger(label: "t"))
         defer { Task { await pam.shutdown() } }
         let outcome = try await pam.authenticate(user: "alice", password: "x", oneTimeCode: "1", remoteHost: nil).outcome
         switch outcome {
@@ -121,7 +123,8 @@ import Testing
         // A confdir without the service and without `other` cannot start a transaction at all.
         let empty = try TestDirectory("pam-empty")
         defer { empty.remove() }
-        let none = PAMAuthenticator(service: "breakglass", confdir: empty.path, threads: 1, maxPending: 1, logger: Logger(label: "t"))
+        let none = PAMAuthenticator(
+            service: "breakglass", confdir: empty.path, threads: 1, maxPending: 1, logger: TestLog().logger(label: "t"))
         defer { Task { await none.shutdown() } }
         guard case .broken = try await none.authenticate(user: "alice", password: "x", oneTimeCode: nil, remoteHost: nil).outcome else {
             Issue.record("an empty confdir was not reported as broken")

@@ -130,11 +130,8 @@ import Testing
 
     // MARK: the registry and the log, without a gateway
 
-    static let logger: Logger = {
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        return logger
-    }()
+    /// Kept in memory, not printed: the failures these tests provoke are expected.
+    static let logger = TestLog().logger(label: "test", level: .critical)
 
     static func info(
         _ session: String, user: String = "alice", pathway: String = "web", seconds: TimeInterval = 600
@@ -157,8 +154,8 @@ import Testing
         let registry = SessionRegistry(
             audit: MemoryAuditSink(), clock: SystemWallClock(), group: MultiThreadedEventLoopGroup.singleton, endedFile: nil,
             logger: Self.logger)
-        let channel = EmbeddedChannel()
-        defer { _ = try? channel.finish() }
+        // Thread-safe, unlike EmbeddedChannel: an async test may resume on another thread.
+        let channel = NIOAsyncTestingChannel()
         let issued = Self.info("issued")
         #expect(registry.admit(issued, channel: channel)?.message.contains("not issued") == true)
         // Refused once, still unknown: admission does not start tracking.
@@ -181,6 +178,7 @@ import Testing
         #expect(registry.check(issued) == nil)
         #expect(registry.check(carol)?.code == .invalidToken)
         #expect(registry.check(Self.info("other"))?.code == .invalidToken)
+        _ = try? await channel.finish()
     }
 
     /// The log is the source of truth: the sessions file cannot add a session the log never
@@ -204,8 +202,10 @@ import Testing
         await first.flush()
 
         let audit = MemoryAuditSink()
+        let log = TestLog()
         let second = SessionRegistry(
-            audit: audit, clock: SystemWallClock(), group: MultiThreadedEventLoopGroup.singleton, endedFile: file, logger: Self.logger)
+            audit: audit, clock: SystemWallClock(), group: MultiThreadedEventLoopGroup.singleton, endedFile: file,
+            logger: log.logger(label: "test", level: .critical))
         #expect(second.isLive("forged"))
         var carol = live
         carol.user = "carol"
@@ -214,8 +214,7 @@ import Testing
                 Self.recorded(live), Self.recorded(endedInLog, ending: "released"), Self.recorded(endedInFile),
                 Self.recorded(onlyInLog), Self.recorded(revokedOnlyInLog, ending: "revoked"), Self.recorded(expiredWhileDown),
             ]))
-        let channel = EmbeddedChannel()
-        defer { _ = try? channel.finish() }
+        let channel = NIOAsyncTestingChannel()
         #expect(second.admit(live, channel: channel) == nil)
         #expect(second.admit(carol, channel: channel) != nil)
         #expect(second.admit(forged, channel: channel)?.message.contains("not issued") == true)
@@ -223,6 +222,7 @@ import Testing
         #expect(second.admit(endedInFile, channel: channel)?.message.contains("revoked") == true)
         #expect(second.admit(onlyInLog, channel: channel) == nil)
         #expect(second.admit(revokedOnlyInLog, channel: channel)?.message.contains("revoked") == true)
+        #expect(log.contains("the sessions file names sessions that the audit log never issued"))
         // A grant the log shows live whose expiry passed while the gateway was down gets its record.
         await second.recordExpiredWhileDown()
         #expect(audit.events(.grantExpired).map { $0.fields["session"] } == [.string("expired-while-down")])
@@ -233,12 +233,14 @@ import Testing
         // A log that cannot be read fails closed: nothing from before the start is admitted.
         let third = SessionRegistry(
             audit: MemoryAuditSink(), clock: SystemWallClock(), group: MultiThreadedEventLoopGroup.singleton, endedFile: file,
-            logger: Self.logger)
+            logger: log.logger(label: "test", level: .critical))
         await third.restore(from: .failure(AuditLogError(.corrupt, "test")))
+        #expect(log.contains("cannot read the grants issued from the audit log"))
         #expect(third.admit(live, channel: channel)?.message.contains("log in again") == true)
         let after = Self.info("after-start")
         third.track(after)
         #expect(third.admit(after, channel: channel) == nil)
+        _ = try? await channel.finish()
     }
 
     /// Issued sessions and their ends are read back from a real log, from the segments recent enough.
