@@ -3,7 +3,6 @@ import BreakGlassCore
 import Foundation
 import Logging
 import NIOCore
-import NIOPosix
 import Synchronization
 
 /// Every grant this gateway issued and the connections that carry its traffic. A signed token is
@@ -13,6 +12,10 @@ import Synchronization
 /// (`restore`), the source of truth; a durable file keeps them too, as a cache: released and revoked
 /// ones so that a restart does not bring them back, live ones so that their expiry is audited even
 /// when the gateway was not running at that moment.
+///
+/// Its parts: admission here; ends of sessions (release, revocation, review, expiry) in
+/// `SessionRegistry+Ending`; rebuilding from the audit log in `+Restore`; the durable file in
+/// `+Persistence`.
 public final class SessionRegistry: Sendable {
     /// How a session ended.
     public enum Ending: String, Sendable, Codable {
@@ -30,7 +33,9 @@ public final class SessionRegistry: Sendable {
     /// What the registry knows of one grant.
     public typealias SessionInfo = BreakGlassCore.SessionInfo
 
-    private struct Entry {
+    /// One session and its connections. (This, `State` and the stored properties are internal, not
+    /// private, for the registry's extensions in the files next to this one.)
+    struct Entry {
         var info: SessionInfo
         var channels: [ObjectIdentifier: any Channel] = [:]
         /// `.expired` only while its `grant.expired` is being recorded (then the entry goes).
@@ -39,7 +44,7 @@ public final class SessionRegistry: Sendable {
     }
 
     /// Everything the registry knows, under one lock.
-    private struct State {
+    struct State {
         var entries: [String: Entry] = [:]
         /// Counts the ends of sessions (and refusals of old grants), bumped with the change, so that
         /// a connection admitted while it had a number may be admitted again without a lookup as
@@ -115,12 +120,12 @@ public final class SessionRegistry: Sendable {
         }
     }
 
-    private let state = Mutex(State())
-    private let audit: any AuditSink
-    private let clock: any WallClock
-    private let group: any EventLoopGroup
-    private let endedFile: String?
-    private let logger: Logger
+    let state = Mutex(State())
+    let audit: any AuditSink
+    let clock: any WallClock
+    let group: any EventLoopGroup
+    let endedFile: String?
+    let logger: Logger
 
     /// Told of every revocation (the sessions, who revoked them, and why), after it is audited.
     public var onRevoked: (@Sendable ([SessionInfo], String, String?) -> Void)? {
@@ -149,21 +154,6 @@ public final class SessionRegistry: Sendable {
         }
         // Probe sessions are not kept across restarts: their grants last a minute and allow only the probe.
         if added, info.tag != .probe { saveSoon() }
-    }
-
-    /// Records `grant.expired` for the sessions of the file whose grants expired while the gateway
-    /// was down (or before it could record them), then drops them from the file. Called at start;
-    /// one that cannot be recorded stays in the file for the next start.
-    public func recordExpiredWhileDown() async {
-        let missed = state.withLock { $0.expiredWhileDown }
-        guard !missed.isEmpty else { return }
-        for info in missed.sorted(by: { $0.expiresAt < $1.expiresAt }) {
-            let recorded = await record(
-                info, ending: .expired, actor: nil, reason: "recorded at start: the gateway was down when the grant expired",
-                connections: 0)
-            if recorded { state.withLock { $0.expiredWhileDown.removeAll { $0.session == info.session } } }
-        }
-        await saveNow()
     }
 
     /// Changes whenever a session other than a probe's ends: an admission made while it had this
@@ -247,49 +237,6 @@ public final class SessionRegistry: Sendable {
         }
     }
 
-    /// What `end` did: the sessions that were live and are ended now, and those of them whose end
-    /// the audit log could not record (they are ended here all the same, and kept ended in the
-    /// sessions file; but only a recorded end is certain to survive a restart).
-    public struct Ended: Sendable {
-        /// The sessions this call ended.
-        public var sessions: [SessionInfo]
-        /// Those of `sessions` whose end the audit log could not record.
-        public var unrecorded: [SessionInfo]
-        /// How many sessions this call ended.
-        public var count: Int { sessions.count }
-    }
-
-    /// Ends sessions early (release or revocation): closes their connections at once, keeps them
-    /// ended across restarts, and audits each end (awaited: the record is durable on return).
-    @discardableResult
-    public func end(_ sessions: [String], as ending: Ending, by actor: String, reason: String? = nil, detail: String? = nil) async -> Ended
-    {
-        var ended: [(SessionInfo, [any Channel])] = []
-        state.withLock { state in
-            for session in sessions {
-                guard var entry = state.entries[session], entry.ended == nil else { continue }
-                if entry.info.tag != .probe { state.ends += 1 }
-                entry.ended = ending
-                entry.timer?.cancel()
-                ended.append((entry.info, Array(entry.channels.values)))
-                entry.channels = [:]
-                state.entries[session] = entry
-            }
-        }
-        for (_, channels) in ended { for channel in channels { channel.close(promise: nil) } }
-        guard !ended.isEmpty else { return Ended(sessions: [], unrecorded: []) }
-        // In the file first (a cache of the log): it keeps the end even when the record fails.
-        if ended.contains(where: { $0.0.tag != .probe }) { await saveNow() }
-        var unrecorded: [SessionInfo] = []
-        for (info, channels) in ended {
-            if !(await record(info, ending: ending, actor: actor, reason: reason, detail: detail, connections: channels.count)) {
-                unrecorded.append(info)
-            }
-        }
-        if ending == .revoked { onRevoked?(ended.map(\.0), actor, reason) }
-        return Ended(sessions: ended.map(\.0), unrecorded: unrecorded)
-    }
-
     /// Live sessions with their connection counts, soonest expiry first.
     public func liveSessionsWithConnections() -> [(info: SessionInfo, connections: Int)] {
         let now = clock.now()
@@ -298,315 +245,8 @@ public final class SessionRegistry: Sendable {
         }.sorted { $0.info.expiresAt < $1.info.expiresAt }
     }
 
-    /// Applies a policy's verdict (`GrantReview`) to every live session: a grant no longer allowed
-    /// is revoked at once (`by: policy`, `reason: policy`, the verdict as `detail`; its connections
-    /// cut and alerted like any revocation), and one the policy now allows for less time gets the
-    /// earlier expiry (a log line; its `grant.expired` is recorded when it comes). Returns how many
-    /// were ended and shortened.
-    @discardableResult
-    public func review(_ verdict: (SessionInfo) -> GrantReview) async -> (ended: Int, shortened: Int) {
-        let live = state.withLock { state in state.entries.values.filter { $0.ended == nil }.map(\.info) }
-        var ending: [(SessionInfo, String)] = []
-        var shortened = 0
-        for info in live {
-            switch verdict(info) {
-            case .keep:
-                break
-            case .end(let why):
-                ending.append((info, why))
-            case .shorten(let expiresAt):
-                let moved = state.withLock { state -> Bool in
-                    guard var entry = state.entries[info.session], entry.ended == nil, expiresAt < entry.info.expiresAt else {
-                        return false
-                    }
-                    entry.timer?.cancel()
-                    entry.info.expiresAt = expiresAt
-                    entry.timer = schedule(entry.info)
-                    state.entries[info.session] = entry
-                    return true
-                }
-                if moved {
-                    shortened += 1
-                    logger.notice(
-                        "grant shortened by the policy's max_duration",
-                        metadata: ["session": "\(info.session)", "expires_at": "\(AuditValue.time(expiresAt))"])
-                }
-            }
-        }
-        if shortened > 0 {
-            // Admissions cached on connections carry the old expiry: they are checked again.
-            state.withLock { $0.ends += 1 }
-            saveSoon()
-        }
-        var ended = 0
-        for (info, why) in ending {
-            ended += await end([info.session], as: .revoked, by: "policy", reason: "policy", detail: why).count
-        }
-        return (ended, shortened)
-    }
-
     /// Live connections of a session (for tests and health).
     public func connectionCount(_ session: String) -> Int {
         state.withLock { $0.entries[session]?.channels.count ?? 0 }
-    }
-
-    // MARK: rebuilding from the audit log
-
-    /// Slack added to the window of records read at start, for clock skew and record order.
-    static let restoreMargin: TimeInterval = 600
-
-    /// How far back grants can still matter: the longest a grant may last under `policy` (any
-    /// pathway's `max_duration`, the probes' grant duration), plus a margin. Grants issued earlier
-    /// under a longer limit of an older policy are not rebuilt (refused: their holders log in again).
-    public static func restoreWindow(_ policy: Policy) -> TimeInterval {
-        let longest = (policy.pathways.values.map(\.maxDuration) + [policy.probes?.grantDuration ?? .seconds(60)]).max() ?? .zero
-        return Double(longest.components.seconds) + Double(longest.components.attoseconds) * 1e-18 + restoreMargin
-    }
-
-    /// Reads the grants issued before this start, and their ends, from the audit log in
-    /// `directory` and rebuilds the sessions from them (see `restore(from:)`); returns once done.
-    /// The file scan runs on the registry's file queue, off the event loops and the task pool. Call
-    /// it at start, before the listener serves.
-    public func restore(fromAuditLog directory: String, policy: Policy) async {
-        let now = clock.now()
-        // The sessions of the file are looked up in the log whatever their age.
-        let oldestKept =
-            state.withLock { state in (state.entries.values.map(\.info.issuedAt) + state.expiredWhileDown.map(\.issuedAt)).min() } ?? now
-        let since = min(now.addingTimeInterval(-Self.restoreWindow(policy)), oldestKept.addingTimeInterval(-Self.restoreMargin))
-        let recorded: Result<[RecordedSession], AuditLogError>
-        do {
-            recorded = try await NIOThreadPool.singleton.runIfActive { () -> Result<[RecordedSession], AuditLogError> in
-                do throws(AuditLogError) {
-                    return .success(try AuditSessions.issued(directory: directory, since: since))
-                } catch {
-                    return .failure(error)
-                }
-            }
-        } catch {
-            recorded = .failure(AuditLogError(.io, "the thread pool that reads the log is not running: \(error)"))
-        }
-        await restore(from: recorded)
-    }
-
-    /// Rebuilds the sessions issued before this start from the audit log's records: the log wins
-    /// over the file. A session the log did not issue is dropped; user, pathway, tag and expiry are
-    /// the log's; an end recorded in either one ends the session; one the log shows live whose
-    /// expiry passed gets its `grant.expired` from `recordExpiredWhileDown()`. When the log could not
-    /// be read, every grant from before this start is refused (fail closed; users log in again).
-    public func restore(from recorded: Result<[RecordedSession], AuditLogError>) async {
-        let now = clock.now()
-        let sessions: [RecordedSession]
-        switch recorded {
-        case .failure(let error):
-            state.withLock { $0.refuseEarlierGrants(now: now) }
-            logger.critical(
-                "cannot read the grants issued from the audit log: every grant from before this start is refused (log in again)",
-                metadata: ["error": "\(error)"])
-            return
-        case .success(let list):
-            sessions = list
-        }
-        var missed: [SessionInfo] = []
-        var dropped = 0
-        var restored = 0
-        let fileWasUnreadable = state.withLock { state in
-            var issued = Set<String>()
-            for record in sessions where issued.insert(record.session).inserted {
-                let info = SessionInfo(
-                    session: record.session, user: record.user, pathway: record.pathway, issuedAt: record.issuedAt,
-                    expiresAt: record.expiresAt, tag: record.tag.flatMap(Grant.Tag.init(rawValue:)))
-                let kept = state.entries.removeValue(forKey: record.session)
-                kept?.timer?.cancel()
-                let logged = record.ending.flatMap(Ending.init(rawValue:))
-                // Its expiry is on the record: nothing is left to do for it.
-                if logged == .expired { continue }
-                let ending = logged ?? kept?.ended
-                guard now < info.expiresAt else {
-                    if ending == nil { missed.append(info) }
-                    continue
-                }
-                state.entries[record.session] = Entry(info: info, ended: ending, timer: schedule(info))
-                restored += 1
-            }
-            // The file cannot add a session that the log never issued.
-            for (session, entry) in state.entries where !issued.contains(session) {
-                entry.timer?.cancel()
-                state.entries.removeValue(forKey: session)
-                dropped += 1
-            }
-            state.expiredWhileDown = missed
-            guard state.fileUnreadable else { return false }
-            // The log holds every issue and every recorded end: the sessions it rebuilt replace the
-            // unreadable cache, and the grants it shows live are accepted again.
-            state.fileUnreadable = false
-            state.issuedNotBefore = nil
-            state.ends += 1
-            return true
-        }
-        if fileWasUnreadable {
-            logger.warning("the sessions file was unreadable; the audit log rebuilt the sessions instead")
-        }
-        if dropped > 0 {
-            logger.critical(
-                "the sessions file names sessions that the audit log never issued: they are refused",
-                metadata: ["count": "\(dropped)"])
-        }
-        logger.notice(
-            "sessions rebuilt from the audit log",
-            metadata: ["recorded": "\(sessions.count)", "kept": "\(restored)", "expired_while_down": "\(missed.count)"])
-        await saveNow()
-    }
-
-    // MARK: expiry
-
-    private func schedule(_ info: SessionInfo) -> Scheduled<Void> {
-        let remaining = max(0, info.expiresAt.timeIntervalSince(clock.now()))
-        let loop = group.next()
-        return loop.scheduleTask(in: .milliseconds(Int64(remaining * 1000) + 1)) { [self] in
-            expire(info.session)
-        }
-    }
-
-    private func expire(_ session: String) {
-        let expiring: (info: SessionInfo, channels: [any Channel])? = state.withLock { state in
-            guard var entry = state.entries[session] else { return nil }
-            guard entry.ended == nil else {
-                // Released or revoked earlier and kept until now so that its token stayed refused.
-                state.entries.removeValue(forKey: session)
-                return nil
-            }
-            // Kept (as live, in the file) until its expiry is on the record.
-            if entry.info.tag != .probe { state.ends += 1 }
-            entry.ended = .expired
-            entry.timer = nil
-            let channels = Array(entry.channels.values)
-            entry.channels = [:]
-            state.entries[session] = entry
-            return (entry.info, channels)
-        }
-        guard let expiring else {
-            saveSoon()
-            return
-        }
-        for channel in expiring.channels { channel.close(promise: nil) }
-        logger.notice("grant expired", metadata: ["session": "\(session)", "connections_cut": "\(expiring.channels.count)"])
-        Task {
-            // Not recorded (the audit log is failing): it stays in the file, and the next start records it.
-            guard await record(expiring.info, ending: .expired, actor: nil, reason: nil, connections: expiring.channels.count) else {
-                return
-            }
-            state.withLock { state in
-                if state.entries[session]?.ended == .expired { state.entries.removeValue(forKey: session) }
-            }
-            // A crash before this rewrite records the expiry once more at the next start.
-            if expiring.info.tag != .probe { saveSoon() }
-        }
-    }
-
-    /// Audits the end of a session; false when it could not be recorded.
-    @discardableResult
-    private func record(
-        _ info: SessionInfo, ending: Ending, actor: String?, reason: String?, detail: String? = nil, connections: Int
-    ) async -> Bool {
-        var fields: [String: AuditValue] = [
-            "session": .string(info.session),
-            "user": .string(info.user),
-            "pathway": .string(info.pathway),
-            "expires_at": .time(info.expiresAt),
-            "connections_closed": .integer(Int64(connections)),
-        ]
-        fields["by"] = actor.map(AuditValue.string)
-        fields["reason"] = reason.map(AuditValue.string)
-        fields["detail"] = detail.map(AuditValue.string)
-        do {
-            try await audit.record(AuditEvent(kind: ending.eventKind, time: clock.now(), fields: fields))
-            return true
-        } catch {
-            logger.critical("audit failed for the end of a grant", metadata: ["session": "\(info.session)", "error": "\(error)"])
-            return false
-        }
-    }
-
-    // MARK: the durable file of sessions
-
-    /// Returns once the file holds the sessions as they are now (at shutdown: no rewrite left queued).
-    public func flush() async {
-        await saveNow()
-    }
-
-    /// Asks for a rewrite of the file (shared with any rewrite already asked for) and returns at once.
-    private func saveSoon() {
-        guard endedFile != nil else { return }
-        if state.withLock({ $0.rewrites.request() }) { startWriter() }
-    }
-
-    /// Asks for a rewrite of the file and returns once one that began after this call is durable.
-    private func saveNow() async {
-        guard endedFile != nil else { return }
-        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            if state.withLock({ $0.rewrites.request(waiter: done) }) { startWriter() }
-        }
-    }
-
-    /// Runs the writer on the thread pool, off the event loops and the task pool: it rewrites the
-    /// file until no request is left (`SessionRewrites` lets one writer run at a time).
-    private func startWriter() {
-        NIOThreadPool.singleton.submit { [self] _ in
-            // The shared pool never stops; were it stopping, the write is still made here.
-            var again = true
-            while again {
-                let now = clock.now()
-                let (version, records) = state.withLock { ($0.rewrites.begin(), $0.fileRecords(now: now)) }
-                writeSessions(records)
-                let next = state.withLock { $0.rewrites.finished(version) }
-                for waiter in next.done { waiter.resume() }
-                again = next.again
-            }
-        }
-    }
-
-    /// Replaces the file with `records` (on the writer only). A failure is logged: the file is a
-    /// cache of the audit log, which rebuilds the sessions at start.
-    private func writeSessions(_ records: [SessionFile.Record]) {
-        guard let endedFile else { return }
-        do {
-            try SessionFile.write(records, to: endedFile)
-        } catch {
-            logger.critical("cannot save the sessions file", metadata: ["file": "\(endedFile)", "error": "\(error)"])
-        }
-    }
-
-    private func loadSessions() {
-        guard let endedFile, FileManager.default.fileExists(atPath: endedFile) else { return }
-        let now = clock.now()
-        do {
-            let records = try SessionFile.read(endedFile)
-            let missed: [SessionInfo] = state.withLock { state in
-                var missed: [SessionInfo] = []
-                for record in records {
-                    let info = SessionInfo(
-                        session: record.session, user: record.user, pathway: record.pathway, issuedAt: record.issuedAt,
-                        expiresAt: record.expiresAt)
-                    if record.expiresAt > now {
-                        state.entries[record.session] = Entry(info: info, ended: record.ending, timer: schedule(info))
-                    } else if record.ending == nil {
-                        missed.append(info)
-                    }
-                }
-                state.expiredWhileDown = missed
-                return missed
-            }
-            logger.notice(
-                "sessions restored",
-                metadata: ["file": "\(endedFile)", "count": "\(records.count)", "expired_while_down": "\(missed.count)"])
-        } catch {
-            state.withLock { state in
-                state.refuseEarlierGrants(now: now)
-                state.fileUnreadable = true
-            }
-            logger.critical(
-                "cannot read the sessions file: every grant from before this start is refused (log in again) unless the audit log rebuilds them",
-                metadata: ["file": "\(endedFile)", "error": "\(error)"])
-        }
     }
 }
