@@ -21,8 +21,8 @@ extension SessionRegistry {
 
     /// Reads the grants issued before this start, and their ends, from the audit log in
     /// `directory` and rebuilds the sessions from them (see `restore(from:)`); returns once done.
-    /// The file scan runs on the registry's file queue, off the event loops and the task pool. Call
-    /// it at start, before the listener serves.
+    /// The file scan runs on NIO's thread pool (`NIOThreadPool.singleton`), off the event loops
+    /// and the task pool. Call it at start, before the listener serves.
     public func restore(fromAuditLog directory: String, policy: Policy) async {
         let now = clock.now()
         // The sessions of the file are looked up in the log whatever their age.
