@@ -1,5 +1,6 @@
 import BreakGlassAuditFormat
 import Foundation
+import Synchronization
 
 extension AuditLog {
     /// Signs a fresh checkpoint, reads the records written since `date` back from the segment files,
@@ -9,10 +10,10 @@ extension AuditLog {
     public func proveRecent(
         since date: Date, matching: @escaping @Sendable (AuditRecord) -> Bool
     ) async throws(AuditLogError) -> AuditInclusion {
-        guard beginProof() else {
+        guard marks.withLock({ $0.beginProof() }) else {
             throw AuditLogError(.busy, "other proofs are being computed; try again in a moment")
         }
-        defer { endProof() }
+        defer { marks.withLock { $0.endProof() } }
         let note: String
         do {
             note = try await checkpoint()
@@ -24,9 +25,10 @@ extension AuditLog {
         guard let signed = SignedNote(text: note), let checkpoint = Checkpoint(body: signed.body) else {
             throw AuditLogError(.badCheckpoint, "the new checkpoint does not parse")
         }
-        let mark = self.mark(before: date) ?? .empty
-        // Where the checkpoint's records end: reading stops there instead of at the segment's end.
-        let end = self.mark(size: checkpoint.size)
+        let (mark, end) = marks.withLock { marks in
+            // Where the checkpoint's records end: reading stops there instead of at the segment's end.
+            (marks.mark(before: date) ?? .empty, marks.mark(size: checkpoint.size))
+        }
         let directory = self.directory
         let result: Result<AuditInclusion, AuditLogError> = await withCheckedContinuation { continuation in
             let thread = Thread {

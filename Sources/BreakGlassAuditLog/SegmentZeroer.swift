@@ -23,14 +23,17 @@ import Logging
 /// bytes: the zeroer writes only at or past `zeroedEnd`, the writer only below it, or anywhere once
 /// the zeroer has stopped. A zeroer that fails only stops; the writer then writes into unwritten
 /// space as it would without one.
-final class SegmentZeroer: @unchecked Sendable {
-    // Guarded by `condition`.
-    private let condition = NSCondition()
-    private var zeroedEnd: Int
-    private var writerEnd: Int
-    private var running = true
-    private var cancelled = false
+final class SegmentZeroer: Sendable {
+    /// How far the zeros and the writer have come.
+    private struct Progress {
+        var zeroedEnd: Int
+        var writerEnd: Int
+        var running: Bool
+        var cancelled = false
+    }
 
+    /// Two threads wait on it, the writer and the zeroer, and each signals only the other.
+    private let progress: SpinningCondition<Progress>
     private let fd: Int32
     private let path: String
     private let end: Int
@@ -51,12 +54,8 @@ final class SegmentZeroer: @unchecked Sendable {
         self.path = path
         self.end = end
         self.logger = logger
-        zeroedEnd = start
-        writerEnd = start
-        guard start < end else {
-            running = false
-            return
-        }
+        progress = SpinningCondition(Progress(zeroedEnd: start, writerEnd: start, running: start < end))
+        guard start < end else { return }
         let thread = Thread { [self] in run() }
         thread.name = "breakglass-audit-zero"
         thread.start()
@@ -65,34 +64,40 @@ final class SegmentZeroer: @unchecked Sendable {
     /// Returns once the writer may write below `offset`: the zeros there are written and flushed,
     /// or the zeroer has stopped.
     func waitUntilZeroed(through offset: Int) {
-        condition.lock()
-        defer { condition.unlock() }
-        if offset > writerEnd {
-            writerEnd = offset
-            if zeroedEnd < writerEnd + Self.lead { condition.broadcast() }
+        let progress = progress
+        progress.wait { state in
+            if offset > state.writerEnd {
+                state.writerEnd = offset
+                if state.zeroedEnd < state.writerEnd + Self.lead { progress.signal() }
+            }
+            return state.running && state.zeroedEnd < offset ? .wait(nil) : .done(())
         }
-        while running && zeroedEnd < offset { condition.wait() }
     }
 
     /// Stops zeroing and returns once the zeroer no longer uses the file (it may then be closed).
     func cancel() {
-        condition.lock()
-        defer { condition.unlock() }
-        cancelled = true
-        condition.broadcast()
-        while running { condition.wait() }
+        let progress = progress
+        progress.wait { state in
+            if !state.cancelled {
+                state.cancelled = true
+                progress.signal()
+            }
+            return state.running ? .wait(nil) : .done(())
+        }
     }
 
     private func run() {
         let zeros = [UInt8](repeating: 0, count: Self.piece)
         var size = Self.firstPiece
+        let end = end
         while true {
-            condition.lock()
-            while !cancelled && zeroedEnd >= writerEnd + Self.lead { condition.wait() }
-            let start = zeroedEnd
-            let stop = cancelled || start >= end
-            condition.unlock()
-            if stop { break }
+            // Where to zero next, once the writer has come near enough; nil: stop.
+            let next: Int? = progress.wait { state in
+                if state.cancelled { return .done(nil) }
+                if state.zeroedEnd >= state.writerEnd + Self.lead { return .wait(nil) }
+                return .done(state.zeroedEnd < end ? state.zeroedEnd : nil)
+            }
+            guard let start = next else { break }
             let count = min(size, end - start)
             do {
                 try FileIO.write(fd, count == zeros.count ? zeros : Array(zeros[..<count]), at: start, path: path)
@@ -101,15 +106,11 @@ final class SegmentZeroer: @unchecked Sendable {
                 logger.notice("audit log: segment not zeroed ahead", metadata: ["error": "\(error.message)"])
                 break
             }
-            condition.lock()
-            zeroedEnd = start + count
-            condition.broadcast()
-            condition.unlock()
+            progress.withLock { $0.zeroedEnd = start + count }
+            progress.signal()
             size = Self.piece
         }
-        condition.lock()
-        running = false
-        condition.broadcast()
-        condition.unlock()
+        progress.withLock { $0.running = false }
+        progress.signal()
     }
 }

@@ -1,4 +1,3 @@
-import BreakGlassAuditFormat
 import Foundation
 
 #if canImport(Glibc)
@@ -7,16 +6,31 @@ import Foundation
     import Musl
 #endif
 
-/// A lock with a condition, like `NSCondition`, whose lock spins a moment before it sleeps (glibc's
-/// adaptive mutex). The audit queue's lock is held for about a microsecond at a time by callers on
-/// every core; sleeping and waking for each collision costs several times that.
-final class SpinningCondition: @unchecked Sendable {
-    // @unchecked: the pthread objects are made for sharing between threads; they live at fixed
-    // addresses from `init` to `deinit`.
+/// A value guarded by a lock with a condition, like `Mutex` with `NSCondition`'s wait, whose lock
+/// spins a moment before it sleeps (glibc's adaptive mutex). The audit queue's lock is held for about
+/// a microsecond at a time by callers on every core; sleeping and waking for each collision costs
+/// several times that.
+///
+/// Invariant: `state` is only touched inside `withLock` and `wait`, that is, by the one thread that
+/// holds the lock; `wait` gives the lock up only inside `pthread_cond_wait`, between two runs of its
+/// body. `State` is `Sendable`, so what a body hands out of the lock may go to any thread.
+final class SpinningCondition<State: Sendable>: @unchecked Sendable {
+    // @unchecked: `state` is guarded as the invariant says; the pthread objects are made for sharing
+    // between threads and live at fixed addresses from `init` to `deinit`.
+    private var state: State
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
 
-    init() {
+    /// What the body of `wait` decided.
+    enum Turn<Result> {
+        /// Done: `wait` returns this.
+        case done(Result)
+        /// Wait for a signal, at most this long (nil: as long as it takes), then run the body again.
+        case wait(Duration?)
+    }
+
+    init(_ state: State) {
+        self.state = state
         var attributes = pthread_mutexattr_t()
         pthread_mutexattr_init(&attributes)
         #if canImport(Glibc)
@@ -39,44 +53,53 @@ final class SpinningCondition: @unchecked Sendable {
         mutex.deallocate()
     }
 
-    // The calls below cannot fail for a mutex of this type that the caller holds (or, for `lock`,
-    // does not hold): their results carry nothing to act on.
+    // The pthread calls below cannot fail for a mutex of this type that the caller holds (or, for
+    // `lock`, does not hold): their results carry nothing to act on.
 
-    func lock() {
+    /// Runs `body` with the state, holding the lock.
+    func withLock<Result, Failure: Error>(_ body: (inout State) throws(Failure) -> Result) throws(Failure) -> Result {
         pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body(&state)
     }
 
-    func unlock() {
-        pthread_mutex_unlock(mutex)
+    /// Runs `body` with the state, holding the lock, until it is done; each time it asks to wait, the
+    /// lock is given up until a `signal` (or its time is up, or the wait wakes spuriously), so the body
+    /// must look at the state afresh every time it runs.
+    func wait<Result>(_ body: (inout State) -> Turn<Result>) -> Result {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        while true {
+            switch body(&state) {
+            case .done(let result):
+                return result
+            case .wait(nil):
+                pthread_cond_wait(condition, mutex)
+            case .wait(let limit?):
+                var deadline = Self.deadline(after: limit)
+                _ = pthread_cond_timedwait(condition, mutex, &deadline)
+            }
+        }
     }
 
-    /// Waits for a signal (the lock held, released while waiting).
-    func wait() {
-        pthread_cond_wait(condition, mutex)
+    /// Wakes the thread in `wait`, if one waits. Callers may signal with or without the lock: the body
+    /// looks at the state under the lock before every wait, so a change made under the lock is never
+    /// missed.
+    func signal() {
+        pthread_cond_signal(condition)
     }
 
-    /// A point `seconds` from now on the clock of `wait(until:)`.
-    static func deadline(after seconds: TimeInterval) -> timespec {
+    /// The point `limit` from now on the monotonic clock; no wait is longer than a year, or negative.
+    static func deadline(after limit: Duration) -> timespec {
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
-        let clamped = seconds.isFinite ? min(max(seconds, 0), 86_400 * 365) : 0
-        let whole = clamped.rounded(.down)
-        var deadline = timespec(tv_sec: now.tv_sec + Int(whole), tv_nsec: now.tv_nsec + Int((clamped - whole) * 1e9))
+        let clamped = min(max(limit, .zero), .seconds(86_400 * 365))
+        let (seconds, attoseconds) = clamped.components
+        var deadline = timespec(tv_sec: now.tv_sec + Int(seconds), tv_nsec: now.tv_nsec + Int(attoseconds / 1_000_000_000))
         if deadline.tv_nsec >= 1_000_000_000 {
             deadline.tv_sec += 1
             deadline.tv_nsec -= 1_000_000_000
         }
         return deadline
-    }
-
-    /// Waits for a signal until `deadline` (from `deadline(after:)`); false once it has passed (or
-    /// the wait failed, so that callers waiting in a loop do not spin).
-    func wait(until deadline: timespec) -> Bool {
-        var deadline = deadline
-        return pthread_cond_timedwait(condition, mutex, &deadline) == 0
-    }
-
-    func signal() {
-        pthread_cond_signal(condition)
     }
 }
