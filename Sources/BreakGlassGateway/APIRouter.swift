@@ -2,10 +2,12 @@ import BreakGlassConfig
 import BreakGlassCore
 import BreakGlassHealth
 import BreakGlassProxy
+import BreakGlassTokens
 import NIOCore
 import NIOHTTP1
 
-/// Maps API requests to the grant service, the health monitor and the audit log.
+/// Maps API requests to the grant service, the health monitor and the audit log; serves the token
+/// authority's key set itself.
 public struct APIRouter: Sendable {
     let grants: GrantService
     let runtime: GatewayRuntime
@@ -24,17 +26,17 @@ public struct APIRouter: Sendable {
     public func route(_ request: APIRequest) async -> APIResponse {
         switch request.path {
         case "/v1/grants":
-            guard request.method == .POST else { return Self.methodNotAllowed(request, allowed: "POST") }
+            guard request.method == .POST else { return .methodNotAllowed(request, allowed: "POST") }
             return await grants.requestGrant(body: request.body, source: request.source)
         case "/v1/grants/current":
-            guard request.method == .GET else { return Self.methodNotAllowed(request, allowed: "GET") }
+            guard request.method == .GET else { return .methodNotAllowed(request, allowed: "GET") }
             return await grants.currentGrant(authorization: request.headers.first(name: "authorization"))
         case let path where path.hasPrefix("/v1/grants/") && path.count > "/v1/grants/".count:
-            guard request.method == .DELETE else { return Self.methodNotAllowed(request, allowed: "DELETE") }
+            guard request.method == .DELETE else { return .methodNotAllowed(request, allowed: "DELETE") }
             let session = String(path.dropFirst("/v1/grants/".count))
             return await grants.releaseGrant(session: session, authorization: request.headers.first(name: "authorization"))
         case "/v1/probe/grants":
-            guard request.method == .POST else { return Self.methodNotAllowed(request, allowed: "POST") }
+            guard request.method == .POST else { return .methodNotAllowed(request, allowed: "POST") }
             return await grants.requestProbeGrants(body: request.body, source: request.source)
         case "/v1/health", "/metrics":
             switch runtime.store.current.policy.gateway.status {
@@ -46,22 +48,19 @@ public struct APIRouter: Sendable {
                 return .error(BreakGlassError(.notFound, "\(request.path) is served at http://\(address) (gateway.status)"))
             }
         case "/v1/audit/trail":
-            guard request.method == .GET else { return Self.methodNotAllowed(request, allowed: "GET") }
+            guard request.method == .GET else { return .methodNotAllowed(request, allowed: "GET") }
             guard let trail else { return .error(BreakGlassError(.notFound, "this gateway keeps no durable audit log")) }
             return await trail.answer(authorization: request.headers.first(name: "authorization"))
         case "/.well-known/jwks.json":
-            guard request.method == .GET else { return Self.methodNotAllowed(request, allowed: "GET") }
-            return grants.jwks()
+            guard request.method == .GET else { return .methodNotAllowed(request, allowed: "GET") }
+            return jwks()
         default:
             return .error(BreakGlassError(.notFound, "no route \(BoundedText.cut(request.path, bytes: 200))"))
         }
     }
 
-    static func methodNotAllowed(_ request: APIRequest, allowed: String) -> APIResponse {
-        var response = APIResponse.error(
-            BreakGlassError(.methodNotAllowed, "\(request.method) is not allowed on \(request.path); use \(allowed)")
-        )
-        response.headers.append(("Allow", allowed))
-        return response
+    /// `GET /.well-known/jwks.json`: the key set of the token authority in force.
+    func jwks() -> APIResponse {
+        APIResponse(status: .ok, headers: [("Cache-Control", "max-age=300")], body: ByteBuffer(bytes: runtime.tokens.jwksJSON))
     }
 }

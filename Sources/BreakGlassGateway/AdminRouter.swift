@@ -57,23 +57,23 @@ public struct AdminRouter: Sendable {
     public func route(_ request: APIRequest) async -> APIResponse {
         switch request.path {
         case "/v1/admin/sessions":
-            guard request.method == .GET else { return APIRouter.methodNotAllowed(request, allowed: "GET") }
+            guard request.method == .GET else { return .methodNotAllowed(request, allowed: "GET") }
             return .json(.ok, ["sessions": registry.liveSessionsWithConnections().map(Self.row)])
         case "/v1/admin/revoke":
-            guard request.method == .POST else { return APIRouter.methodNotAllowed(request, allowed: "POST") }
+            guard request.method == .POST else { return .methodNotAllowed(request, allowed: "POST") }
             return await revoke(request.body)
         case "/v1/admin/selftest":
-            guard request.method == .POST else { return APIRouter.methodNotAllowed(request, allowed: "POST") }
+            guard request.method == .POST else { return .methodNotAllowed(request, allowed: "POST") }
             guard let monitor else { return .error(BreakGlassError(.notFound, "this gateway runs no self-tests")) }
             let only = (try? JSONDecoder().decode([String: String].self, from: Data(request.body.readableBytesView)))?["pathway"]
             let report = await monitor.round(only: only)
             return .json(.ok, SelftestAnswer(round: report, health: monitor.report()))
         case "/v1/admin/health":
-            guard request.method == .GET else { return APIRouter.methodNotAllowed(request, allowed: "GET") }
+            guard request.method == .GET else { return .methodNotAllowed(request, allowed: "GET") }
             guard let monitor else { return .error(BreakGlassError(.notFound, "this gateway keeps no health")) }
             return .json(.ok, monitor.report())
         case "/v1/admin/metrics":
-            guard request.method == .GET else { return APIRouter.methodNotAllowed(request, allowed: "GET") }
+            guard request.method == .GET else { return .methodNotAllowed(request, allowed: "GET") }
             guard let monitor else { return .error(BreakGlassError(.notFound, "this gateway keeps no metrics")) }
             return StatusRouter.metrics(monitor)
         default:

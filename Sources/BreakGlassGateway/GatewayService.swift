@@ -18,6 +18,10 @@ public final class GatewayService: Service, Sendable {
     public let runtime: GatewayRuntime
     /// The grant flow.
     public let grants: GrantService
+    /// The policy's reload (SIGHUP).
+    public let reloader: PolicyReloader
+    /// The live sessions (the grant flow tracks them, the proxy admits to them, operators revoke them).
+    public let registry: SessionRegistry
     /// Refusals without valid credentials, summarized per source (grant flow and proxy).
     public let denials: DenialLedger
     /// The data path: proxied requests, tunnels, and the live sessions they belong to.
@@ -107,6 +111,8 @@ public final class GatewayService: Service, Sendable {
             runtime: runtime, denials: denials, pam: pam, audit: sink, registry: registry, clock: clock, metrics: metrics, alerts: alerts,
             logger: logger)
         self.grants = grants
+        self.registry = registry
+        self.reloader = PolicyReloader(runtime: runtime, grants: grants, registry: registry, audit: sink, clock: clock, logger: logger)
         self.proxy = PathwayProxy(runtime: runtime, denials: denials, registry: registry, audit: sink, clock: clock, metrics: metrics)
         let monitor = HealthMonitor(
             store: store, tokens: { runtime.tokens }, activeSessions: { registry.liveSessionsWithConnections().count }, audit: sink,
@@ -143,7 +149,7 @@ public final class GatewayService: Service, Sendable {
             .init(service: AuditLifetime(audit: audit, log: auditLog, gateway: runtime.store.current.policy.gateway.id))
         ]
         if let alerts { services.append(.init(service: alerts)) }
-        services.append(.init(service: SessionLifetime(pam: pam, registry: proxy.registry, denials: denials)))
+        services.append(.init(service: SessionLifetime(pam: pam, registry: registry, denials: denials)))
         services.append(.init(service: monitor))
         // A listener that fails (at start, say) stops the rest in order too, so that the sessions
         // and summaries are written before the audit log closes.
@@ -178,16 +184,16 @@ public final class GatewayService: Service, Sendable {
             )
         )
         // Grants that expired while the gateway was down: their ends go on the record now.
-        await proxy.registry.recordExpiredWhileDown()
+        await registry.recordExpiredWhileDown()
         // The policy may have changed while the gateway was down: the grants rebuilt from the log
         // are decided again under it (which upstream they were issued for is not known here).
-        await grants.reviewSessions(under: loaded.policy, previous: nil)
+        await registry.review(under: loaded.policy, previous: nil)
         // Operators revoke through the admin socket; without it the gateway still serves (fail small).
         var admin: AdminServer?
         if let path = loaded.policy.gateway.adminSocketPath {
             do {
                 admin = try await AdminServer.start(
-                    path: path, group: loaded.policy.gateway.adminGroup, router: AdminRouter(registry: proxy.registry, monitor: monitor),
+                    path: path, group: loaded.policy.gateway.adminGroup, router: AdminRouter(registry: registry, monitor: monitor),
                     group: group, logger: logger)
             } catch {
                 logger.error("admin socket unavailable: revocation is not possible", metadata: ["path": "\(path)", "error": "\(error)"])
@@ -214,7 +220,7 @@ public final class GatewayService: Service, Sendable {
                 let hangups = await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown()
                 for await _ in hangups {
                     self.logger.notice("SIGHUP: reloading policy")
-                    _ = await self.grants.reload()
+                    _ = await self.reloader.reload()
                 }
             }
             try? await gracefulShutdown()

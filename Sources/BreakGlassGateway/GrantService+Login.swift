@@ -83,6 +83,12 @@ extension GrantService {
         }
     }
 
+    /// Puts a reloaded policy's `gateway.lockout` settings in force; locks already set run out as
+    /// they were set. Called by `PolicyReloader` before the new policy commits.
+    func updateLockout(_ settings: LockoutPolicy) {
+        lockout.withLock { $0.update(policy: settings) }
+    }
+
     private func lockedOut(_ retryAfter: Duration) -> BreakGlassError {
         let seconds = Int(retryAfter.totalSeconds) + 1
         return BreakGlassError(.lockedOut, "too many failed logins; try again in \(seconds) s", retryAfterSeconds: seconds)

@@ -3,10 +3,9 @@ import BreakGlassCore
 import BreakGlassProxy
 import BreakGlassTokens
 import Foundation
-import NIOCore
 import NIOHTTP1
 
-/// The routes a grant's holder calls with its token (current grant, release), and the key set that verifies it.
+/// The routes a grant's holder calls with its token: the current grant, and its release.
 extension GrantService {
     /// `GET /v1/grants/current`: the grant that the bearer token describes, and its session's state.
     public func currentGrant(authorization: String?) async -> APIResponse {
@@ -65,10 +64,5 @@ extension GrantService {
                     retryAfterSeconds: 5))
         }
         return .json(.ok, ReleaseAnswer(session: session, pathway: grant.pathway, released: true), headers: [("Cache-Control", "no-store")])
-    }
-
-    /// `GET /.well-known/jwks.json`.
-    public func jwks() -> APIResponse {
-        APIResponse(status: .ok, headers: [("Cache-Control", "max-age=300")], body: ByteBuffer(bytes: tokens.jwksJSON))
     }
 }

@@ -20,8 +20,8 @@ import Synchronization
 /// lockouts) are summarized per source by `denials`; refusals after PAM ran are recorded one by one.
 ///
 /// Its parts: the grant request and issuance here; the probes' grants in `GrantService+ProbeGrants`;
-/// the login (lockout, PAM) in `+Login`; the routes a token calls in `+TokenRoutes`; the policy's
-/// reload and the review of live sessions in `+Reload`.
+/// the login (lockout, PAM) in `+Login`; the routes a token calls in `+TokenRoutes`. The policy's
+/// reload is `PolicyReloader`'s, the review of live sessions `SessionRegistry.review(under:previous:)`.
 public final class GrantService: Sendable {
     // Internal, not private, where the extensions in the files next to this one use them.
     let runtime: GatewayRuntime
@@ -160,7 +160,7 @@ public final class GrantService: Sendable {
         // A reload between the decision and the tracking reviewed the live sessions without this
         // one: it is decided again now, and not handed out if the policy in force ended it.
         if store.generation != decisionGeneration {
-            await reviewSessions(under: store.current.policy, previous: decidedUnder.policy)
+            await registry?.review(under: store.current.policy, previous: decidedUnder.policy)
             if registry?.isLive(grant.session) == false {
                 return .error(BreakGlassError(.forbidden, "the policy was reloaded during the login and no longer allows this grant"))
             }

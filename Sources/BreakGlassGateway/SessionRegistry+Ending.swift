@@ -5,7 +5,7 @@ import Logging
 import NIOCore
 import Synchronization
 
-/// Ends of sessions: release and revocation (`end`), the policy's review, and expiry, each audited once.
+/// Ends of sessions: release and revocation (`end`), the policy's review (`review`), and expiry, each audited once.
 extension SessionRegistry {
     /// What `end` did: the sessions that were live and are ended now, and those of them whose end
     /// the audit log could not record (they are ended here all the same, and kept ended in the
@@ -95,6 +95,20 @@ extension SessionRegistry {
             ended += await end([info.session], as: .revoked, by: "policy", reason: "policy", detail: why).count
         }
         return (ended, shortened)
+    }
+
+    /// Applies `policy` to every live session (`Policy.review`, through `review(_:)`): at a reload,
+    /// with the policy the sessions were issued under as `previous`; at start, without one.
+    public func review(under policy: Policy, previous: Policy?) async {
+        let (ended, shortened) = await review { info in
+            policy.review(
+                user: info.user, pathway: info.pathway, tag: info.tag, issuedAt: info.issuedAt, expiresAt: info.expiresAt,
+                previous: previous)
+        }
+        if ended + shortened > 0 {
+            logger.warning(
+                "live grants decided again under the policy in force", metadata: ["revoked": "\(ended)", "shortened": "\(shortened)"])
+        }
     }
 
     // MARK: expiry

@@ -18,7 +18,7 @@ public struct StatusRouter: Sendable {
     public func route(_ request: APIRequest) -> APIResponse? {
         switch request.path {
         case "/v1/health":
-            guard request.method == .GET || request.method == .HEAD else { return APIRouter.methodNotAllowed(request, allowed: "GET") }
+            guard request.method == .GET || request.method == .HEAD else { return .methodNotAllowed(request, allowed: "GET") }
             guard let monitor else { return .error(BreakGlassError(.notFound, "this gateway keeps no health")) }
             if request.uri.hasSuffix("?ready") {
                 // For load balancers: the status says it all.
@@ -28,7 +28,7 @@ public struct StatusRouter: Sendable {
             let report = HealthMonitor.withoutDetails(monitor.report())
             return .json(report.state == .failing ? .serviceUnavailable : .ok, report, headers: [("Cache-Control", "no-store")])
         case "/metrics":
-            guard request.method == .GET else { return APIRouter.methodNotAllowed(request, allowed: "GET") }
+            guard request.method == .GET else { return .methodNotAllowed(request, allowed: "GET") }
             guard let monitor else { return .error(BreakGlassError(.notFound, "this gateway keeps no metrics")) }
             return Self.metrics(monitor)
         default:

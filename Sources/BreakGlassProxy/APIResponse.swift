@@ -40,4 +40,13 @@ public struct APIResponse: Sendable {
             headers: headers
         )
     }
+
+    /// `method_not_allowed` for `request`, with the `Allow` header naming the method to use.
+    package static func methodNotAllowed(_ request: APIRequest, allowed: String) -> APIResponse {
+        var response = APIResponse.error(
+            BreakGlassError(.methodNotAllowed, "\(request.method) is not allowed on \(request.path); use \(allowed)")
+        )
+        response.headers.append(("Allow", allowed))
+        return response
+    }
 }

@@ -187,7 +187,7 @@ final class HTTPProxyExchange {
     /// The upstream must begin its answer within `response_timeout` of now (the last request byte
     /// it was given); a later deadline only moves the client connection's timer's target.
     private func awaitAnswer() {
-        client.awaitAnswer(by: .now() + UpstreamConnector.timeAmount(admission.pathway.proxy.responseTimeout))
+        client.awaitAnswer(by: .now() + TimeAmount(admission.pathway.proxy.responseTimeout))
     }
 
     // MARK: from the client

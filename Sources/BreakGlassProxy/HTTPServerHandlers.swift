@@ -19,15 +19,11 @@ package struct HTTPServerHandlers {
 
     package static func settings(_ limits: GatewayLimits) -> ClientDeadlines.Settings {
         ClientDeadlines.Settings(
-            headTimeout: timeAmount(limits.headTimeout),
-            idleTimeout: timeAmount(limits.idleTimeout),
+            headTimeout: TimeAmount(limits.headTimeout),
+            idleTimeout: TimeAmount(limits.idleTimeout),
             bodyMinRate: limits.bodyMinRate,
-            bodyGrace: timeAmount(limits.bodyGrace),
-            tunnelIdleTimeout: timeAmount(limits.tunnelIdleTimeout)
+            bodyGrace: TimeAmount(limits.bodyGrace),
+            tunnelIdleTimeout: TimeAmount(limits.tunnelIdleTimeout)
         )
-    }
-
-    private static func timeAmount(_ duration: Duration) -> TimeAmount {
-        .nanoseconds(Int64(duration.totalMilliseconds) * 1_000_000)
     }
 }

@@ -34,7 +34,7 @@ package final class UpstreamConnector: Sendable {
             pathway: pathway.name, destination: Self.poolDestination(pathway), limit: pathway.proxy.maxConnections, on: eventLoop
         ) {
             ClientBootstrap(group: eventLoop)
-                .connectTimeout(Self.timeAmount(pathway.proxy.connectTimeout))
+                .connectTimeout(TimeAmount(pathway.proxy.connectTimeout))
                 .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
@@ -61,7 +61,7 @@ package final class UpstreamConnector: Sendable {
     package func tcpUpstream(_ pathway: Pathway, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
         pool.open(pathway: pathway.name, destination: Self.poolDestination(pathway), limit: pathway.proxy.maxConnections, on: eventLoop) {
             ClientBootstrap(group: eventLoop)
-                .connectTimeout(Self.timeAmount(pathway.proxy.connectTimeout))
+                .connectTimeout(TimeAmount(pathway.proxy.connectTimeout))
                 .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .channelOption(.autoRead, value: false)
                 .connect(host: pathway.upstream.host, port: pathway.upstream.port)
@@ -117,9 +117,5 @@ package final class UpstreamConnector: Sendable {
         if let tls = error as? NIOSSLError { return "TLS failed (\(tls))" }
         if let tls = error as? BoringSSLError { return "TLS failed (\(tls))" }
         return "\(error)"
-    }
-
-    package static func timeAmount(_ duration: Duration) -> TimeAmount {
-        .milliseconds(Int64(duration.totalMilliseconds))
     }
 }

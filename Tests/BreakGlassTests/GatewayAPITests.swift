@@ -306,7 +306,7 @@ import Testing
             let original = try String(contentsOfFile: gateway.policyPath, encoding: .utf8)
             try original.replacingOccurrences(of: "max_duration: 30m", with: "max_duration: 3x")
                 .write(toFile: gateway.policyPath, atomically: true, encoding: .utf8)
-            let outcome = await gateway.service.grants.reload()
+            let outcome = await gateway.service.reloader.reload()
             guard case .rejected(let error, keeping: let keeping) = outcome else {
                 Issue.record("a broken policy was accepted")
                 return
@@ -322,7 +322,7 @@ import Testing
                 with: "allow: { users: [carol] }\n    default_duration: 10m"
             )
             .write(toFile: gateway.policyPath, atomically: true, encoding: .utf8)
-            guard case .loaded = await gateway.service.grants.reload() else {
+            guard case .loaded = await gateway.service.reloader.reload() else {
                 Issue.record("a good policy was refused")
                 return
             }

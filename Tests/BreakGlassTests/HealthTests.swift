@@ -261,7 +261,7 @@ import Testing
 
         // A policy file that does not load leaves the last known good one in force: degraded.
         try "gateway: {}\n".write(toFile: fixture.gateway.policyPath, atomically: true, encoding: .utf8)
-        _ = await fixture.gateway.service.grants.reload()
+        _ = await fixture.gateway.service.reloader.reload()
         _ = await fixture.monitor.round()
         let policy = try #require(fixture.monitor.report().checks.first { $0.name == "policy" })
         #expect(policy.state == .degraded)

@@ -172,7 +172,7 @@ import Testing
         let policy = try String(contentsOfFile: fixture.gateway.policyPath, encoding: .utf8)
         try policy.replacingOccurrences(of: "[127.0.0.0/8]", with: "[10.0.0.0/8]").write(
             toFile: fixture.gateway.policyPath, atomically: true, encoding: .utf8)
-        _ = await fixture.gateway.service.grants.reload()
+        _ = await fixture.gateway.service.reloader.reload()
 
         let none = try await fixture.get("/p/web/echo", token: nil)
         #expect(none.status == 401)
@@ -290,7 +290,7 @@ import Testing
         let policy = try String(contentsOfFile: fixture.gateway.policyPath, encoding: .utf8)
         try policy.replacingOccurrences(of: "[127.0.0.0/8]", with: "[10.0.0.0/8]").write(
             toFile: fixture.gateway.policyPath, atomically: true, encoding: .utf8)
-        _ = await fixture.gateway.service.grants.reload()
+        _ = await fixture.gateway.service.reloader.reload()
         try await send(closing: true)
         #expect(await connection.wait { _ in count("HTTP/1.1 403") == 1 }, "\(connection.text)")
         #expect(connection.text.contains("forbidden"))
@@ -313,7 +313,7 @@ import Testing
         let policy = try String(contentsOfFile: fixture.gateway.policyPath, encoding: .utf8)
         try policy.replacingOccurrences(of: "http://127.0.0.1:\(fixture.upstream.port)\n", with: "http://127.0.0.1:\(moved.port)\n")
             .write(toFile: fixture.gateway.policyPath, atomically: true, encoding: .utf8)
-        guard case .loaded = await fixture.gateway.service.grants.reload() else {
+        guard case .loaded = await fixture.gateway.service.reloader.reload() else {
             Issue.record("the edited policy was not loaded")
             return
         }

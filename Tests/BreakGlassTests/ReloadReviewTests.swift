@@ -36,7 +36,7 @@ import Testing
                 of: "allow: \(ProxyTests.users)\n    default_duration: 10m\n    max_duration: 30m",
                 with: "allow: { users: [bob, carol, dave] }\n    default_duration: 10m\n    max_duration: 30m")
         }
-        guard case .loaded = await fixture.gateway.service.grants.reload() else {
+        guard case .loaded = await fixture.gateway.service.reloader.reload() else {
             Issue.record("the edited policy did not load")
             return
         }
@@ -70,7 +70,7 @@ import Testing
             if let office = policy.range(of: "  office:") { policy = String(policy[..<office.lowerBound]) }
             return policy
         }
-        guard case .loaded = await fixture.gateway.service.grants.reload() else {
+        guard case .loaded = await fixture.gateway.service.reloader.reload() else {
             Issue.record("the edited policy did not load")
             return
         }

@@ -1,33 +1,40 @@
 import BreakGlassConfig
 import BreakGlassCore
-import Foundation
 import Logging
-import Synchronization
 
-/// The policy's reload, and the review of live sessions under the policy in force.
-extension GrantService {
-    /// Applies `policy` to every live session (`Policy.review`): at a reload, with the policy the
-    /// sessions were issued under as `previous`; at start, without one.
-    public func reviewSessions(under policy: Policy, previous: Policy?) async {
-        guard let registry else { return }
-        let (ended, shortened) = await registry.review { info in
-            policy.review(
-                user: info.user, pathway: info.pathway, tag: info.tag, issuedAt: info.issuedAt, expiresAt: info.expiresAt,
-                previous: previous)
-        }
-        if ended + shortened > 0 {
-            logger.warning(
-                "live grants decided again under the policy in force", metadata: ["revoked": "\(ended)", "shortened": "\(shortened)"])
-        }
+/// The policy's reload (SIGHUP): loads the file and the keys it names, puts them in force in the
+/// runtime, hands the new lockout settings to the grant flow, records the outcome, and has the live
+/// sessions decided again under the new policy. A bad file or key keeps the last known good policy.
+public struct PolicyReloader: Sendable {
+    let runtime: GatewayRuntime
+    let grants: GrantService
+    let registry: SessionRegistry
+    let audit: any AuditSink
+    let clock: any WallClock
+    let logger: Logger
+
+    /// A reloader of `runtime`'s policy file; `grants` is told the new lockout settings, `registry`'s
+    /// live sessions are reviewed.
+    public init(
+        runtime: GatewayRuntime, grants: GrantService, registry: SessionRegistry, audit: any AuditSink, clock: any WallClock,
+        logger: Logger
+    ) {
+        self.runtime = runtime
+        self.grants = grants
+        self.registry = registry
+        self.audit = audit
+        self.clock = clock
+        self.logger = logger
     }
 
     /// Reloads the policy file and its keys; a bad file or key keeps the last known good policy.
     public func reload() async -> PolicyStore.ReloadOutcome {
+        let store = runtime.store
         let previous = store.current
         let outcome = await store.reload(now: clock.now()) { loaded throws(PolicyValidationError) in
             let resources = try await GatewayResources.load(loaded)
-            self.runtime.replace(resources)
-            self.lockout.withLock { $0.update(policy: loaded.policy.gateway.lockout) }
+            runtime.replace(resources)
+            grants.updateLockout(loaded.policy.gateway.lockout)
         }
         switch outcome {
         case .loaded(let loaded):
@@ -43,7 +50,7 @@ extension GrantService {
                 AuditEvent(
                     kind: .policyLoaded, time: clock.now(), fields: ["file": .string(loaded.file), "sha256": .string(loaded.sha256)]))
             // Live grants are decided again: what the new policy no longer allows ends now.
-            await reviewSessions(under: loaded.policy, previous: previous.policy)
+            await registry.review(under: loaded.policy, previous: previous.policy)
         case .rejected(let error, let keeping):
             logger.error(
                 "POLICY RELOAD REJECTED: the last known good policy stays in force",
