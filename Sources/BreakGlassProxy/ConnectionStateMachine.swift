@@ -34,73 +34,6 @@ package struct ConnectionStateMachine {
         case draining
     }
 
-    /// What to do with a request part the decoder delivered.
-    package enum PartAction: Equatable {
-        case none
-        /// Close the connection: a part out of order (the decoder should never send one).
-        case close
-        /// A request begins: the clock of its answer starts (`ClientDeadlines`), then `start`.
-        case begin(RequestStart)
-        /// Answer `error` and close once it is written.
-        case refuse(HTTPVersion, BreakGlassError)
-        /// An API request is complete: hand it to the router.
-        case dispatch(HTTPRequestHead, ByteBuffer)
-        /// Pass the part to the proxied request's exchange.
-        case forward(HTTPServerRequestPart)
-        /// The refused request has ended: its answer is finished, and the connection is idle again.
-        case drained
-    }
-
-    /// How a request that just began goes on.
-    package enum RequestStart: Equatable {
-        /// Answer `error` and close once it is written.
-        case refuse(HTTPVersion, BreakGlassError)
-        /// Admit `CONNECT pathway:port`; reads are held until the tunnel takes over or it is refused.
-        case tunnel(HTTPRequestHead, pathway: String)
-        /// Admit a proxied request (reads are held when it has a body).
-        case proxy(HTTPRequestHead, ProxyTarget)
-        /// An API request: its body is collected.
-        case collectBody
-    }
-
-    /// What to do after an error, a client deadline or a shutdown request.
-    package enum FailureAction: Equatable {
-        case none
-        /// Close the connection now.
-        case close
-        /// Answer the problem (as HTTP/1.1) and close once it is written.
-        case answer
-        /// Tell the exchange its client failed; the exchange answers or closes.
-        case failExchange
-    }
-
-    /// How the connection goes on once an answer is out.
-    package enum Settled: Equatable {
-        case close
-        /// `flushExchange`: a proxied request took over (its upstream gets what was passed on);
-        /// `read`: a read that was held back is due.
-        case proceed(flushExchange: Bool, read: Bool)
-    }
-
-    /// What to do with the timer of the answer deadline.
-    package enum TimerAction: Equatable {
-        case none
-        /// Cancel any armed timer and arm one for this deadline.
-        case arm(NIODeadline)
-        /// The upstream did not begin its answer in time: tell the exchange.
-        case answerTimedOut
-    }
-
-    /// How a refused admission is answered.
-    package struct Refusal: Equatable {
-        package var version: HTTPVersion
-        /// A proxied request without a body leaves nothing unread: the connection stays for the
-        /// next request. A body (or a tunnel) was not read, so that connection cannot be reused.
-        package var keepAlive: Bool
-        /// The request's end has not arrived yet: it is awaited before the next request.
-        package var drainFirst: Bool
-    }
-
     package private(set) var state = State.idle
     /// The connection closes once the request in progress is answered, whatever the request asked
     /// (shutdown, or bytes that are not HTTP after it).
@@ -115,8 +48,9 @@ package struct ConnectionStateMachine {
     /// When the upstream must have begun answering the proxied request in progress, and when the
     /// armed timer fires: one timer serves the connection's deadlines (a kept-alive connection's
     /// requests move the deadline; a timer that fires early waits for the deadline then in force).
-    private var answerDeadline: NIODeadline?
-    private var timerAt: NIODeadline?
+    // Internal, not private: the answer deadline's methods (`ConnectionStateMachine+AnswerDeadline`) use them.
+    var answerDeadline: NIODeadline?
+    var timerAt: NIODeadline?
     private let limits: HTTPLimits
     /// Whether `/p/` and CONNECT are served (not on a listener that serves only an API).
     private let servesPathways: Bool
@@ -293,16 +227,6 @@ package struct ConnectionStateMachine {
         return Refusal(version: .http1_1, keepAlive: false, drainFirst: false)
     }
 
-    /// Whether an admitted tunnel starts.
-    package enum TunnelStart: Equatable {
-        /// The connection becomes the tunnel.
-        case start
-        /// The request was answered meanwhile (a deadline passed): no tunnel.
-        case answered
-        /// The gateway is shutting down: the request is refused, and no tunnel outlives it.
-        case shuttingDown
-    }
-
     /// The connection becomes a tunnel (CONNECT admitted, or a WebSocket upgrade), unless the
     /// request was answered meanwhile or the gateway began shutting down.
     package mutating func tunnelStarting() -> TunnelStart {
@@ -454,39 +378,6 @@ package struct ConnectionStateMachine {
         guard pendingRead, pipelined.isEmpty, !readsHeld else { return false }
         pendingRead = false
         return true
-    }
-
-    // MARK: the answer deadline
-
-    /// The proxied request in progress must get the start of its answer by `deadline`.
-    package mutating func awaitAnswer(by deadline: NIODeadline) -> TimerAction {
-        answerDeadline = deadline
-        if let armed = timerAt, deadline >= armed { return .none }
-        timerAt = deadline
-        return .arm(deadline)
-    }
-
-    /// The start of the proxied answer arrived.
-    package mutating func answerBegan() {
-        answerDeadline = nil
-    }
-
-    /// The timer fired at `now`.
-    package mutating func answerTimerFired(now: NIODeadline) -> TimerAction {
-        timerAt = nil
-        guard let due = answerDeadline else { return .none }
-        if due > now {
-            timerAt = due
-            return .arm(due)
-        }
-        guard isProxying else { return .none }
-        answerDeadline = nil
-        return .answerTimedOut
-    }
-
-    /// The timer was cancelled (the handler left the pipeline).
-    package mutating func timerCancelled() {
-        timerAt = nil
     }
 }
 
