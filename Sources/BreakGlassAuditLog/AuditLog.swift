@@ -149,18 +149,13 @@ public final class AuditLog: AuditSink, Sendable {
         // resumed by the writer or by `stop`), and the check's allocation and atomics would run for
         // every record.
         return try await withUnsafeThrowingContinuation { continuation in
-            let admission = queue.withLock { state in
-                let admission = state.enqueue(event.kind, reserved: reserved) { sequence in
-                    if sequence != guess {
-                        frame.removeAll(keepingCapacity: true)
-                        leaf = Self.appendFrame(record, sequence: sequence, to: &frame)
-                    }
-                    return Pending(
-                        payload: .prepared(record), framed: Framed(sequence: sequence, frame: frame, leaf: leaf),
-                        continuation: continuation)
+            let admission = enqueue(event.kind, reserved: reserved) { sequence in
+                if sequence != guess {
+                    frame.removeAll(keepingCapacity: true)
+                    leaf = Self.appendFrame(record, sequence: sequence, to: &frame)
                 }
-                nextQueued.store(state.nextSequence, ordering: .relaxed)
-                return admission
+                return Pending(
+                    payload: .prepared(record), framed: Framed(sequence: sequence, frame: frame, leaf: leaf), continuation: continuation)
             }
             switch admission {
             case .queued(let wake):
@@ -168,6 +163,18 @@ public final class AuditLog: AuditSink, Sendable {
             case .refused(let reason):
                 continuation.resume(throwing: AuditUnavailableError(reason: reason))
             }
+        }
+    }
+
+    /// Queues the entry `make` builds for the sequence number it gets, under the lock, and publishes
+    /// the next number as the guess `append` frames for.
+    private func enqueue(
+        _ kind: AuditEvent.Kind, reserved: Bool, make: (_ sequence: Int) -> Pending
+    ) -> Queue.Admission<String> {
+        queue.withLock { state in
+            let admission = state.enqueue(kind, reserved: reserved, make: make)
+            nextQueued.store(state.nextSequence, ordering: .relaxed)
+            return admission
         }
     }
 
@@ -195,12 +202,8 @@ public final class AuditLog: AuditSink, Sendable {
 
     /// `submit`, using a place taken with `reserve` when `reserved` is true.
     public func submit(_ event: AuditEvent, reserved: Bool) {
-        let admission = queue.withLock { state in
-            let admission = state.enqueue(event.kind, reserved: reserved) { _ in
-                Pending(payload: .event(event), framed: nil, continuation: nil)
-            }
-            nextQueued.store(state.nextSequence, ordering: .relaxed)
-            return admission
+        let admission = enqueue(event.kind, reserved: reserved) { _ in
+            Pending(payload: .event(event), framed: nil, continuation: nil)
         }
         switch admission {
         case .queued(let wake):
