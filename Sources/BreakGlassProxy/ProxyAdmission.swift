@@ -17,8 +17,11 @@ package final class ProxyAdmission: Sendable {
     }
 
     package let pathway: Pathway
-    /// Who the token speaks for.
-    package let claimant: Claimant
+    /// Who the token speaks for, kept as stored fields: the data path reads them on every request,
+    /// and a computed copy of the session would retain and release its strings each time.
+    package let session: SessionInfo
+    package let source: IPAddress?
+    package let identity: ProxyHeaders.Identity
     /// The `Host` value for the upstream, made once.
     package let upstreamHost: String
     /// Where this pathway's upstream connections go, as the pool knows it, made once.
@@ -27,14 +30,15 @@ package final class ProxyAdmission: Sendable {
     package let policyGeneration: Int
     package let sessionGeneration: Int
 
-    package var session: SessionInfo { claimant.session }
-    package var source: IPAddress? { claimant.source }
-    package var identity: ProxyHeaders.Identity { claimant.identity }
+    /// Who the token speaks for.
+    package var claimant: Claimant { Claimant(session: session, source: source, identity: identity) }
 
     /// An admission to `pathway` for `claimant`, made under the given generations.
     package init(pathway: Pathway, claimant: Claimant, policyGeneration: Int, sessionGeneration: Int) {
         self.pathway = pathway
-        self.claimant = claimant
+        self.session = claimant.session
+        self.source = claimant.source
+        self.identity = claimant.identity
         self.upstreamHost = Self.authority(pathway.upstream)
         self.poolDestination = UpstreamConnector.poolDestination(pathway)
         self.policyGeneration = policyGeneration
