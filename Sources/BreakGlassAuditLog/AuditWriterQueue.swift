@@ -139,13 +139,15 @@ struct AuditWriterQueue<Entry: AuditQueueEntry, Waiter, Closer> {
     mutating func enqueue(_ kind: AuditEvent.Kind, reserved: Bool, make: (_ sequence: Int) -> Entry) -> Admission<String> {
         if let refusal = intake.refusal(for: kind, reserved: reserved, queued: entries.count) { return .refused(refusal) }
         let entry = make(nextSequence)
+        let isAwaited = entry.isAwaited
         nextSequence += 1
+        // The entry's last use: appended without a copy.
         entries.append(entry)
-        if entry.isAwaited { awaited += 1 }
+        if isAwaited { awaited += 1 }
         let wake: Bool
         switch phase {
         case .idle: wake = true
-        case .lingering: wake = entry.isAwaited || entries.count >= settings.lingerBatch
+        case .lingering: wake = isAwaited || entries.count >= settings.lingerBatch
         case .gathering(let target, _): wake = entries.count >= target
         default: wake = false
         }

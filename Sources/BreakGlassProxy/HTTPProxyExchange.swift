@@ -105,16 +105,17 @@ final class HTTPProxyExchange {
     }
 
     private func connect(fresh: Bool) {
-        let pathway = admission.pathway
         upstreamStarted = .now
-        // A kept-alive connection from the pool is taken at once, without a future.
+        // A kept-alive connection from the pool is taken at once, without a future (and without a
+        // copy of the pathway).
         if !fresh,
             let idle = proxy.connector.pool.takeIdle(
-                pathway: pathway.name, destination: admission.poolDestination, on: clientContext.eventLoop)
+                pathway: admission.pathway.name, destination: admission.poolDestination, on: clientContext.eventLoop)
         {
             connected(idle)
             return
         }
+        let pathway = admission.pathway
         proxy.connector.httpUpstream(pathway, forUpgrade: machine.webSocket, on: clientContext.eventLoop).assumeIsolated().whenComplete {
             result in
             switch result {

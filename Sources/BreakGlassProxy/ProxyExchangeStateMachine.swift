@@ -113,9 +113,10 @@ package struct ProxyExchangeStateMachine {
 
     /// A request admitted for a pathway, before anything happened.
     package init(request: Request) {
-        self.request = request
+        // Read before `request` is stored, so that storing it is its last use and no copy is made.
         self.webSocket = ProxyHeaders.isWebSocketUpgrade(request.head.headers)
         self.upstreamReusable = !ProxyHeaders.hasUnusualFraming(request.head)
+        self.request = request
     }
 
     // MARK: start and connection
