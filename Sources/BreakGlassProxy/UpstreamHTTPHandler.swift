@@ -38,7 +38,9 @@ final class UpstreamHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             context.close(promise: nil)
             return
         }
-        exchange.upstreamRead(unwrapInboundIn(data))
+        let part = unwrapInboundIn(data)
+        decoder.delivered(part)
+        exchange.upstreamRead(part)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

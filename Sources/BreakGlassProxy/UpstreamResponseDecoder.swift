@@ -9,6 +9,12 @@ import NIOHTTP1
 ///   connection is not reused at all;
 /// - bytes that arrive while the connection is idle (no request written since) are an error, which
 ///   closes the connection.
+///
+/// The parser is kept, not made new, only when the answer's end was provably the last byte it was
+/// given: the end came in the same decode right after a body part whose last byte was the last byte
+/// of that decode's input (body parts are slices of it). Then the parser read nothing after the
+/// answer and stands where a new one starts. Anything else (a head-only or chunked answer, bytes
+/// after the end, a copied body) makes a new parser.
 final class UpstreamResponseDecoder: ByteToMessageDecoder, WriteObservingByteToMessageDecoder {
     typealias InboundOut = HTTPClientResponsePart
     typealias OutboundIn = HTTPClientRequestPart
@@ -26,6 +32,14 @@ final class UpstreamResponseDecoder: ByteToMessageDecoder, WriteObservingByteToM
     /// Renewed and no request written since: any byte is out of turn.
     private var idle = false
     private var pendingRenewal: ((Bool) -> Void)?
+    /// The address just past the input of the decode in progress (compared, never read).
+    private var inputEnd: UInt = 0
+    /// The last body part of the decode in progress ended at `inputEnd`.
+    private var bodyReachedInputEnd = false
+    /// An answer's end came right after such a body part: the parser read nothing after it.
+    private var endedAtInputEnd = false
+    /// How many times the parser was made new (for tests).
+    private(set) var parsersMade = 1
 
     /// `forUpgrade`: the connection is made for a WebSocket upgrade, and the bytes after the `101`
     /// go to the tunnel when the decoder leaves.
@@ -50,12 +64,35 @@ final class UpstreamResponseDecoder: ByteToMessageDecoder, WriteObservingByteToM
     }
 
     private func renewNow() -> Bool {
+        let parserIsClean = endedAtInputEnd
+        endedAtInputEnd = false
         guard keptBytes == 0, let context else { return false }
-        inner.decoderRemoved(context: context)
-        inner = Self.parser(forUpgrade: forUpgrade)
-        inner.decoderAdded(context: context)
+        if !parserIsClean {
+            inner.decoderRemoved(context: context)
+            inner = Self.parser(forUpgrade: forUpgrade)
+            inner.decoderAdded(context: context)
+            parsersMade += 1
+        }
         idle = true
         return true
+    }
+
+    /// A part the parser delivered, as the handler after the decoder received it: tells whether an
+    /// answer ended at the last byte of the decode's input.
+    func delivered(_ part: HTTPClientResponsePart) {
+        guard decoding else { return }
+        switch part {
+        case .head:
+            bodyReachedInputEnd = false
+        case .body(let buffer):
+            bodyReachedInputEnd = buffer.withUnsafeReadableBytes { bytes in
+                guard let start = bytes.baseAddress, bytes.count > 0 else { return false }
+                return UInt(bitPattern: start) + UInt(bytes.count) == inputEnd
+            }
+        case .end:
+            endedAtInputEnd = bodyReachedInputEnd
+            bodyReachedInputEnd = false
+        }
     }
 
     func decoderAdded(context: ChannelHandlerContext) {
@@ -71,11 +108,17 @@ final class UpstreamResponseDecoder: ByteToMessageDecoder, WriteObservingByteToM
     func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         if idle { throw SpokeOutOfTurn() }
         decoding = true
+        inputEnd = buffer.withUnsafeReadableBytes { bytes in
+            bytes.baseAddress.map { UInt(bitPattern: $0) + UInt(bytes.count) } ?? 0
+        }
+        bodyReachedInputEnd = false
+        endedAtInputEnd = false
         let state: DecodingState
         do {
             state = try inner.decode(context: context, buffer: &buffer)
         } catch {
             decoding = false
+            endedAtInputEnd = false
             if let done = pendingRenewal {
                 pendingRenewal = nil
                 done(false)

@@ -14,6 +14,7 @@ import Testing
         typealias InboundIn = HTTPClientResponsePart
         let decoder: UpstreamResponseDecoder
         var heads: [HTTPResponseHead] = []
+        var bodies: [String] = []
         var renewals: [Bool] = []
         var errors: [any Error] = []
 
@@ -22,9 +23,11 @@ import Testing
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            switch unwrapInboundIn(data) {
+            let part = unwrapInboundIn(data)
+            decoder.delivered(part)
+            switch part {
             case .head(let head): heads.append(head)
-            case .body: break
+            case .body(let buffer): bodies.append(String(buffer: buffer))
             case .end: decoder.renew { self.renewals.append($0) }
             }
         }
@@ -52,10 +55,51 @@ import Testing
         try Self.ask(channel)
         try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
         #expect(collector.renewals == [true])
+        // The body's last byte was the last byte read: the parser stands at a new answer and is kept.
+        #expect(collector.decoder.parsersMade == 1)
         try Self.ask(channel)
         try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"))
         #expect(collector.heads.map(\.status) == [.ok, .created])
         #expect(collector.renewals == [true, true])
+        // No body shows where the answer ended: a new parser.
+        #expect(collector.decoder.parsersMade == 2)
+        #expect(collector.errors.isEmpty)
+    }
+
+    /// The start of an answer nobody asked for, so short that NIO keeps none of its bytes (a status
+    /// line's first bytes live only in the parser): the parser is made new, and the next answer is
+    /// the upstream's own, not one grafted onto the injected start.
+    @Test func aPartialStatusLineAfterAnAnswerMakesANewParser() throws {
+        for injected in ["H", "HTTP/1.1 2", "HTTP/1.1 200 OK\r\n"] {
+            let (channel, collector) = try Self.channel()
+            try Self.ask(channel)
+            try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + injected))
+            #expect(collector.renewals == [true], "\(injected)")
+            #expect(collector.decoder.parsersMade == 2, "\(injected)")
+            try Self.ask(channel)
+            try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 201 Created\r\nContent-Length: 6\r\n\r\nsecond"))
+            #expect(collector.heads.map(\.status) == [.ok, .created], "\(injected)")
+            #expect(collector.bodies == ["ok", "second"], "\(injected)")
+            #expect(collector.errors.isEmpty, "\(injected)")
+        }
+    }
+
+    /// A body that arrives over several reads ends the answer at the last read's last byte: kept.
+    /// A chunked answer ends with bytes after its last body part: a new parser.
+    @Test func theParserIsKeptOnlyWhenTheBodyEndsTheInput() throws {
+        let (channel, collector) = try Self.channel()
+        try Self.ask(channel)
+        try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsec"))
+        try channel.writeInbound(ByteBuffer(string: "ond"))
+        #expect(collector.renewals == [true])
+        #expect(collector.decoder.parsersMade == 1)
+        try Self.ask(channel)
+        try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"))
+        #expect(collector.renewals == [true, true])
+        #expect(collector.decoder.parsersMade == 2)
+        try Self.ask(channel)
+        try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlast"))
+        #expect(collector.bodies == ["sec", "ond", "ok", "last"])
         #expect(collector.errors.isEmpty)
     }
 
