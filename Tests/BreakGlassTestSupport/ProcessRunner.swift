@@ -50,10 +50,18 @@ public enum ProcessRunner {
         }
         for await _ in exited.stream {}
         timer.cancel()
+        let stdout = await outputData
+        let stderr = await errorData
+        // The read ends are closed here: left to Foundation they stayed open, and a whole test run
+        // piled up more than a thousand descriptors. Past about 1,360 of them, Foundation's
+        // `Process.run` (its scan of /proc/self/fd copies 256 bytes per entry) can read past a
+        // mapped page and crash the test process.
+        try? output.fileHandleForReading.close()
+        try? errors.fileHandleForReading.close()
         return Result(
             status: process.terminationStatus,
-            stdout: String(decoding: await outputData, as: UTF8.self),
-            stderr: String(decoding: await errorData, as: UTF8.self)
+            stdout: String(decoding: stdout, as: UTF8.self),
+            stderr: String(decoding: stderr, as: UTF8.self)
         )
     }
 
