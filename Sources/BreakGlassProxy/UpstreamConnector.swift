@@ -50,6 +50,8 @@ package final class UpstreamConnector: Sendable {
                         try sync.addHandler(HTTPRequestEncoder(configuration: encoding))
                         let decoder = UpstreamResponseDecoder(forUpgrade: forUpgrade)
                         try sync.addHandler(ByteToMessageHandler(decoder))
+                        // Right after the decoder: it tells the decoder each part as it arrives
+                        // (`UpstreamResponseDecoder.delivered`).
                         try sync.addHandler(UpstreamHTTPHandler(decoder: decoder))
                     }
                 }

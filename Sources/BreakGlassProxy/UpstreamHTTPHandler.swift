@@ -72,7 +72,8 @@ final class UpstreamHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// Readies the connection for another exchange after a complete one, then calls `done` with
-    /// whether it may be pooled: the answer decoder is made new (`UpstreamResponseDecoder.renew`).
+    /// whether it may be pooled: the answer decoder is readied for a new answer, with a new parser
+    /// unless the last one provably read nothing after the answer (`UpstreamResponseDecoder.renew`).
     func recycle(_ done: @escaping (_ reusable: Bool) -> Void) {
         exchange = nil
         guard !spoiled, let context, context.channel.isActive else { return done(false) }

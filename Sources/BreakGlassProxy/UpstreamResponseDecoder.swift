@@ -2,11 +2,11 @@ import NIOCore
 import NIOHTTP1
 
 /// NIO's decoder of an upstream connection's answers (`HTTPResponseDecoder`, which does all the
-/// parsing), made new before a kept-alive connection serves another exchange, so that nothing of one
+/// parsing), readied before a kept-alive connection serves another exchange, so that nothing of one
 /// exchange's bytes reaches the next one's answer:
 /// - bytes that followed an answer in the same read (the start of an answer nobody asked for) stay
-///   in the old parser, which is dropped; when the old parser kept some of them to finish later, the
-///   connection is not reused at all;
+///   in the old parser, which is dropped for a new one; when the old parser kept some of them to
+///   finish later, the connection is not reused at all;
 /// - bytes that arrive while the connection is idle (no request written since) are an error, which
 ///   closes the connection.
 ///
@@ -14,7 +14,9 @@ import NIOHTTP1
 /// given: the end came in the same decode right after a body part whose last byte was the last byte
 /// of that decode's input (body parts are slices of it). Then the parser read nothing after the
 /// answer and stands where a new one starts. Anything else (a head-only or chunked answer, bytes
-/// after the end, a copied body) makes a new parser.
+/// after the end, a copied body) makes a new parser. This relies on `UpstreamHTTPHandler` coming
+/// right after this decoder's `ByteToMessageHandler` and telling it every part as it arrives
+/// (`delivered`); a handler between them that held parts back would only make the parser new.
 final class UpstreamResponseDecoder: ByteToMessageDecoder, WriteObservingByteToMessageDecoder {
     typealias InboundOut = HTTPClientResponsePart
     typealias OutboundIn = HTTPClientRequestPart

@@ -111,6 +111,27 @@ import Testing
         #expect(collector.renewals == [false])
     }
 
+    /// Answers whose body ends the last read, however they arrive: an informational `100` first, a
+    /// head split across reads, an HTTP/1.0 keep-alive answer. The parser is kept, and the next
+    /// answer decodes as the upstream's own.
+    @Test(arguments: [
+        ["HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"],
+        ["HTTP/1.1 200 OK\r\nContent-Le", "ngth: 2\r\n\r\nok"],
+        ["HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok"],
+    ])
+    func anAnswerWhoseBodyEndsTheReadKeepsTheParser(reads: [String]) throws {
+        let (channel, collector) = try Self.channel()
+        try Self.ask(channel)
+        for read in reads { try channel.writeInbound(ByteBuffer(string: read)) }
+        #expect(collector.renewals == [true])
+        #expect(collector.decoder.parsersMade == 1)
+        try Self.ask(channel)
+        try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 201 Created\r\nContent-Length: 6\r\n\r\nsecond"))
+        #expect(collector.heads.map(\.status) == [.ok, .created])
+        #expect(collector.bodies == ["ok", "second"])
+        #expect(collector.errors.isEmpty)
+    }
+
     @Test func bytesWhileIdleAreAnError() throws {
         let (channel, collector) = try Self.channel()
         try Self.ask(channel)
