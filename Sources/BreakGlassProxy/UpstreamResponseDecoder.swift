@@ -34,8 +34,8 @@ final class UpstreamResponseDecoder: ByteToMessageDecoder, WriteObservingByteToM
     /// Renewed and no request written since: any byte is out of turn.
     private var idle = false
     private var pendingRenewal: ((Bool) -> Void)?
-    /// The address just past the input of the decode in progress (compared, never read).
-    private var inputEnd: UInt = 0
+    /// The address just past the input of the decode in progress (`readableEnd`); nil outside one.
+    private var inputEnd: UInt?
     /// The last body part of the decode in progress ended at `inputEnd`.
     private var bodyReachedInputEnd = false
     /// An answer's end came right after such a body part: the parser read nothing after it.
@@ -87,13 +87,18 @@ final class UpstreamResponseDecoder: ByteToMessageDecoder, WriteObservingByteToM
         case .head:
             bodyReachedInputEnd = false
         case .body(let buffer):
-            bodyReachedInputEnd = buffer.withUnsafeReadableBytes { bytes in
-                guard let start = bytes.baseAddress, bytes.count > 0 else { return false }
-                return UInt(bitPattern: start) + UInt(bytes.count) == inputEnd
-            }
+            bodyReachedInputEnd = inputEnd != nil && Self.readableEnd(buffer) == inputEnd
         case .end:
             endedAtInputEnd = bodyReachedInputEnd
             bodyReachedInputEnd = false
+        }
+    }
+
+    /// The address just past `buffer`'s readable bytes (compared, never read); nil when it has none.
+    private static func readableEnd(_ buffer: ByteBuffer) -> UInt? {
+        buffer.withUnsafeReadableBytes { bytes in
+            guard let start = bytes.baseAddress, bytes.count > 0 else { return nil }
+            return UInt(bitPattern: start) + UInt(bytes.count)
         }
     }
 
@@ -110,9 +115,7 @@ final class UpstreamResponseDecoder: ByteToMessageDecoder, WriteObservingByteToM
     func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         if idle { throw SpokeOutOfTurn() }
         decoding = true
-        inputEnd = buffer.withUnsafeReadableBytes { bytes in
-            bytes.baseAddress.map { UInt(bitPattern: $0) + UInt(bytes.count) } ?? 0
-        }
+        inputEnd = Self.readableEnd(buffer)
         bodyReachedInputEnd = false
         endedAtInputEnd = false
         let state: DecodingState
